@@ -1,0 +1,277 @@
+"""FAQ entries: load, validate and render their per-language Jinja2 answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+
+from bot.knowledge.errors import KnowledgeError
+from bot.knowledge.facts import LANGUAGES, Call, Fact, Money, read_yaml
+from bot.knowledge.formatting import (
+    format_day,
+    format_money,
+    format_moment,
+    format_number,
+    format_percent,
+    format_time,
+)
+
+REQUIRED_IDS = (
+    "programme",
+    "objective",
+    "specific-objective",
+    "activities",
+    "clusterxchange",
+    "eligibility",
+    "countries",
+    "budget",
+    "max-grant",
+    "funded-proposals",
+    "funding-rate",
+    "deadline",
+    "how-to-apply",
+    "contact",
+)
+
+# Names a template may use besides the facts: computed at answer time.
+CONTEXT_NAMES = frozenset(
+    {"lang", "call_open", "days_left", "opening_ahead", "call", "secretariat_email"}
+)
+SOURCE_LABEL = {"it": "Fonte", "en": "Source"}
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One FAQ topic: id, button label, question variants, answers and cited facts."""
+
+    id: str
+    topic: Mapping[str, str]
+    questions: Mapping[str, tuple[str, ...]]
+    keywords: Mapping[str, tuple[str, ...]]
+    answers: Mapping[str, jinja2.Template] = field(repr=False)
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """Whether the call is open at a given moment, computed from its dates."""
+
+    call_open: bool
+    opening_ahead: bool
+    days_left: int
+
+
+def call_status(call: Call, now: datetime) -> CallStatus:
+    """Open/closed and days left at `now` (aware); the deadline instant itself is closed."""
+    deadline = call.deadline
+    opening_fact = call.facts.get("opening")
+    opening_ahead = False
+    if opening_fact is not None and isinstance(opening_fact.value, date):
+        opens = datetime.combine(opening_fact.value, datetime.min.time(), deadline.tzinfo)
+        opening_ahead = now < opens
+    is_open = now < deadline and not opening_ahead
+    # Calendar days in the deadline's own timezone, so "1 day left" means tomorrow there.
+    days_left = max(0, (deadline.date() - now.astimezone(deadline.tzinfo).date()).days)
+    return CallStatus(call_open=is_open, opening_ahead=opening_ahead, days_left=days_left)
+
+
+def _filters(lang: str) -> dict[str, Any]:
+    def money(value: Money) -> str:
+        return format_money(value.amount, value.currency, lang)
+
+    def day(value: date | datetime) -> str:
+        return format_day(value, lang)
+
+    def moment(value: datetime) -> str:
+        return format_moment(value, lang)
+
+    def number(value: int | float) -> str:
+        return format_number(value, lang)
+
+    def percent(value: int | float) -> str:
+        return format_percent(value, lang)
+
+    def bullets(value: Sequence[str]) -> str:
+        return "\n".join(f"• {item}" for item in value)
+
+    def time(value: datetime) -> str:
+        return format_time(value)
+
+    return {
+        "money": money,
+        "date": day,
+        "datetime": moment,
+        "number": number,
+        "percent": percent,
+        "bullets": bullets,
+        "time": time,
+    }
+
+
+def make_environment(lang: str) -> jinja2.Environment:
+    """A plain-text Jinja2 environment with strict undefined and locale filters for `lang`."""
+    # Answers are plain text: the channel adapters escape for their own markup.
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(_filters(lang))
+    return env
+
+
+def _string_list(raw: Any, where: str, problems: list[str]) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+        problems.append(f"{where}: must be a list of non-empty strings")
+        return ()
+    return tuple(raw)
+
+
+def _parse_entry(
+    raw: Any, index: int, path: Path, call: Call, envs: Mapping[str, jinja2.Environment]
+) -> tuple[FaqEntry | None, list[str]]:
+    problems: list[str] = []
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
+        return None, [f"{path}: entry #{index + 1} has no 'id'"]
+    entry_id = raw["id"]
+    where = f"{path}: entry '{entry_id}'"
+    topic_raw = raw.get("topic")
+    questions_raw = raw.get("questions")
+    keywords_raw = raw.get("keywords") or {}
+    answers_raw = raw.get("answer")
+    topic: dict[str, str] = {}
+    questions: dict[str, tuple[str, ...]] = {}
+    keywords: dict[str, tuple[str, ...]] = {}
+    answers: dict[str, jinja2.Template] = {}
+    for part, value in (("topic", topic_raw), ("questions", questions_raw), ("answer", answers_raw)):
+        if not isinstance(value, Mapping):
+            problems.append(f"{where}: '{part}' must have an 'it' and an 'en' version")
+    if problems:
+        return None, problems
+    assert isinstance(topic_raw, Mapping)
+    assert isinstance(questions_raw, Mapping)
+    assert isinstance(answers_raw, Mapping)
+    if not isinstance(keywords_raw, Mapping):
+        problems.append(f"{where}: 'keywords' must map it/en to lists")
+        keywords_raw = {}
+    sources = _string_list(raw.get("sources"), f"{where}: sources", problems)
+    for name in sources:
+        if name not in call.facts:
+            problems.append(f"{where}: sources: unknown fact '{name}' (not in {call.path.name})")
+    if not sources:
+        problems.append(f"{where}: 'sources' must name at least one fact whose link is cited")
+    for lang in LANGUAGES:
+        for part, mapping in (("topic", topic_raw), ("questions", questions_raw), ("answer", answers_raw)):
+            if lang not in mapping or not mapping[lang]:
+                problems.append(f"{where}: missing '{lang}' translation of '{part}'")
+        if isinstance(topic_raw.get(lang), str):
+            topic[lang] = topic_raw[lang]
+        questions[lang] = _string_list(questions_raw.get(lang), f"{where}: questions.{lang}", problems)
+        keywords[lang] = _string_list(keywords_raw.get(lang), f"{where}: keywords.{lang}", problems)
+        source = answers_raw.get(lang)
+        if not isinstance(source, str) or not source:
+            continue
+        env = envs[lang]
+        try:
+            parsed = env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}")
+            continue
+        for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+            if name not in call.facts and name not in CONTEXT_NAMES:
+                problems.append(f"{where}: answer.{lang}: unknown fact '{name}' (not in {call.path.name})")
+        answers[lang] = env.from_string(source)
+    if problems:
+        return None, problems
+    entry = FaqEntry(
+        id=entry_id,
+        topic=topic,
+        questions=questions,
+        keywords=keywords,
+        answers=answers,
+        sources=sources,
+    )
+    return entry, []
+
+
+def parse_faq(data: Any, path: Path, call: Call) -> tuple[FaqEntry, ...]:
+    """Validate a parsed FAQ document against the call; raise with every problem found."""
+    if isinstance(data, Mapping):
+        data = data.get("entries")
+    if not isinstance(data, list):
+        raise KnowledgeError([f"{path}: must be a list of entries (or a mapping with 'entries')"])
+    envs = {lang: make_environment(lang) for lang in LANGUAGES}
+    problems: list[str] = []
+    entries: list[FaqEntry] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data):
+        entry, entry_problems = _parse_entry(raw, index, path, call, envs)
+        problems.extend(entry_problems)
+        if entry is not None:
+            if entry.id in seen:
+                problems.append(f"{path}: entry '{entry.id}' appears twice")
+            seen.add(entry.id)
+            entries.append(entry)
+    known = {raw.get("id") for raw in data if isinstance(raw, Mapping)}
+    for required in REQUIRED_IDS:
+        if required not in known:
+            problems.append(f"{path}: required entry '{required}' is missing")
+    if problems:
+        raise KnowledgeError(problems)
+    return tuple(entries)
+
+
+def load_faq(path: Path, call: Call) -> tuple[FaqEntry, ...]:
+    """Load and validate the FAQ file."""
+    return parse_faq(read_yaml(path), path, call)
+
+
+def fact_context(call: Call, lang: str) -> dict[str, Any]:
+    """The facts as template variables, per language."""
+    return {name: fact.localized(lang) for name, fact in call.facts.items()}
+
+
+def source_links(entry: FaqEntry, facts: Mapping[str, Fact]) -> list[str]:
+    """The links an answer cites: the first source of each cited fact, without repeats."""
+    links: list[str] = []
+    for name in entry.sources:
+        fact = facts[name]
+        link = fact.value if fact.type == "url" else fact.sources[0]
+        if link not in links:
+            links.append(link)
+    return links
+
+
+def render_answer(
+    entry: FaqEntry,
+    call: Call,
+    lang: str,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Render one answer in `lang` at `now`, followed by its source link(s)."""
+    status = call_status(call, now)
+    context = fact_context(call, lang)
+    context.update(
+        lang=lang,
+        call_open=status.call_open,
+        opening_ahead=status.opening_ahead,
+        days_left=status.days_left,
+        call=call,
+        secretariat_email="",
+    )
+    if extra:
+        context.update(extra)
+    body = entry.answers[lang].render(context).strip()
+    links = source_links(entry, call.facts)
+    return f"{body}\n\n{SOURCE_LABEL[lang]}: {' ; '.join(links)}"

@@ -1,0 +1,317 @@
+"""Settings: a TOML file plus environment secrets -> frozen, validated Settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+CONFIG_ENV = "CLUSTERBOT_CONFIG"
+
+# Environment variables that win over the file: (env name, section, key).
+SECRET_ENV: tuple[tuple[str, str, str], ...] = (
+    ("TELEGRAM_BOT_TOKEN", "telegram", "token"),
+    ("TELEGRAM_WEBHOOK_SECRET", "telegram", "webhook_secret"),
+    ("SMTP_PASSWORD", "smtp", "password"),
+)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HELP = "a duration such as '90s', '15m', '48h' or '2d'"
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; each line names the file, the key and the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse '90s', '15m', '48h' or '2d' into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"must be {DURATION_HELP}, got {value!r}")
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta back in the settings' own notation."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"must be an IANA time zone such as 'Europe/Rome' or 'Europe/Brussels', got {value!r}"
+        ) from None
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
+Language = Literal["it", "en"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class TelegramSettings(_Section):
+    token: str = ""
+    base_url: str = "https://api.telegram.org/bot"
+    admin_chat_id: int = 0
+    admin_user_ids: tuple[int, ...] = ()
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(8080, ge=1, le=65535)
+    webhook_secret: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_webhook(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be empty (long polling) or an https:// URL, got {value!r}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_chars(cls, value: str) -> str:
+        # Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - in this header.
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("must be 1-256 characters from A-Z, a-z, 0-9, '_' and '-'")
+        return value
+
+
+class SmtpSettings(_Section):
+    host: str = ""
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: str = ""
+    sender: str = "Cluster call bot <noreply@example.org>"
+    timeout: PositiveDuration = timedelta(seconds=30)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_address(cls, value: str) -> str:
+        from email.headerregistry import Address
+        from email.utils import parseaddr
+
+        if "\r" in value or "\n" in value:
+            raise ValueError("must be one line")
+        _, addr = parseaddr(value)
+        try:
+            Address(addr_spec=addr)
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"must be an address like 'Bot <noreply@example.org>', got {value!r}"
+            ) from None
+        if "@" not in addr:
+            raise ValueError(f"must be an address like 'Bot <noreply@example.org>', got {value!r}")
+        return value
+
+
+class SecretariatSettings(_Section):
+    email: str = "segreteria@example.org"
+    language: Language = "it"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", value):
+            raise ValueError(f"must be one e-mail address like 'info@example.org', got {value!r}")
+        return value
+
+
+class EnquirySettings(_Section):
+    reference_prefix: str = "ECCP"
+    max_per_day: int = Field(3, ge=1, le=1000)
+
+    @field_validator("reference_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", value):
+            raise ValueError(f"must be 1-10 capital letters or digits, like 'ECCP', got {value!r}")
+        return value
+
+
+class LimitSettings(_Section):
+    messages_per_minute: int = Field(20, ge=1, le=10000)
+
+
+class ReminderSettings(_Section):
+    first_after: PositiveDuration = timedelta(hours=48)
+    repeat_every: PositiveDuration = timedelta(hours=24)
+    max_count: int = Field(3, ge=0, le=100)
+
+
+class DigestSettings(_Section):
+    cron: str = "0 9 * * mon-fri"
+    timezone: TimeZoneName = "Europe/Rome"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(
+                "must be a 5-field crontab expression (minute hour day month weekday), "
+                f"like '0 9 * * mon-fri', got {value!r}"
+            )
+        # Imported here: settings must load without pulling in the scheduler.
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"is not a valid crontab expression ({exc}), got {value!r}") from None
+        return value
+
+
+class FaqSettings(_Section):
+    min_score: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class PrivacySettings(_Section):
+    retention: PositiveDuration = timedelta(days=365)
+
+
+class Settings(_Section):
+    language: Language = "it"
+    timezone: TimeZoneName = "Europe/Rome"
+    data_dir: Path = Path("var")
+    knowledge_dir: Path | None = None
+    telegram: TelegramSettings = TelegramSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    secretariat: SecretariatSettings = SecretariatSettings()
+    enquiries: EnquirySettings = EnquirySettings()
+    limits: LimitSettings = LimitSettings()
+    reminders: ReminderSettings = ReminderSettings()
+    digest: DigestSettings = DigestSettings()
+    faq: FaqSettings = FaqSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    # Where the settings came from, for messages; not a key in the file.
+    source: str = Field("defaults", exclude=True)
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file under data_dir."""
+        return self.data_dir / "clusterbot.sqlite3"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the embedded mail store writes .eml files."""
+        return self.data_dir / "mail"
+
+    @property
+    def resolved_knowledge_dir(self) -> Path:
+        """The knowledge base folder: the configured one, else the packaged config/."""
+        if self.knowledge_dir is not None:
+            return self.knowledge_dir
+        from bot.resources import config_dir
+
+        return config_dir()
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"] if not isinstance(part, int)) or "(top)"
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc}': remove it or check its spelling against the example file"
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"{loc}: must be one of {allowed}, got {value!r}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{loc}: must be a whole number, got {value!r}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        ctx = error.get("ctx", {})
+        bounds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ctx.items())
+        return f"{loc}: must be {bounds}, got {value!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{loc}: {message}"
+    return f"{loc}: {message} (got {value!r})"
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str = "defaults") -> Settings:
+    """Validate a mapping (a parsed TOML file) into Settings, or raise SettingsError."""
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = [f"{source}: {_describe_error(err)}" for err in exc.errors()]
+        raise SettingsError(problems) from None
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    merged = dict(data)
+    for env_name, section, key in SECRET_ENV:
+        value = environ.get(env_name)
+        if value:
+            current = merged.get(section)
+            block = dict(current) if isinstance(current, dict) else {}
+            block[key] = value
+            merged[section] = block
+    return merged
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from --config, else $CLUSTERBOT_CONFIG, else defaults; env secrets win."""
+    environ = os.environ if environ is None else environ
+    chosen = path if path is not None else environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if chosen is not None:
+        file = Path(chosen)
+        source = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SettingsError(
+                [
+                    f"{file}: settings file not found; check --config or ${CONFIG_ENV}, "
+                    "or copy config/clusterbot.example.toml"
+                ]
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError([f"{file}: cannot read settings file ({exc})"]) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"{file}: not valid TOML: {exc}"]) from None
+    return settings_from_mapping(_apply_environment(data, environ), source)
