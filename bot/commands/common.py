@@ -1,0 +1,36 @@
+"""Helpers shared by the sub-commands: settings loading and one-line user errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, exit code 1."""
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The --config option every command that reads settings accepts."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Load settings named by --config / $CLUSTERBOT_CONFIG, or raise UserError."""
+    try:
+        return load_settings(getattr(args, "config", None))
+    except SettingsError as exc:
+        raise UserError("\n".join(exc.problems)) from None
+
+
+def fail(message: str) -> int:
+    """Print a user error to stderr and return exit code 1."""
+    for line in message.splitlines() or [message]:
+        print(f"clusterbot: error: {line}", file=sys.stderr)
+    return 1

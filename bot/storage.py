@@ -1,0 +1,206 @@
+"""SQLite storage: connect with durable pragmas and apply versioned migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT_MS = 5000
+
+migrations = Migrations("clusterbot")
+
+
+@migrations(name="0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    # One conversation per (channel, user): language, form state and FAQ history as JSON.
+    db.execute(
+        """
+        CREATE TABLE sessions (
+            channel TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            lang TEXT,
+            state TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (channel, user_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE enquiries (
+            id INTEGER PRIMARY KEY,
+            ref TEXT UNIQUE,
+            channel TEXT NOT NULL,
+            user_id TEXT,
+            chat_id TEXT,
+            username TEXT,
+            lang TEXT NOT NULL,
+            name TEXT,
+            email TEXT,
+            organisation TEXT,
+            country TEXT,
+            question TEXT,
+            faq_history TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL DEFAULT 'open'
+                CHECK (status IN ('open', 'answered', 'closed')),
+            created_at TEXT NOT NULL,
+            forwarded_at TEXT,
+            answered_at TEXT,
+            answered_by TEXT,
+            answer TEXT,
+            closed_at TEXT,
+            closed_by TEXT,
+            close_note TEXT,
+            reminder_count INTEGER NOT NULL DEFAULT 0,
+            last_reminder_at TEXT,
+            admin_message_id INTEGER,
+            erased_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX enquiries_status_created ON enquiries (status, created_at)")
+    db.execute("CREATE INDEX enquiries_user ON enquiries (channel, user_id, created_at)")
+    db.execute("CREATE INDEX enquiries_answered_at ON enquiries (answered_at)")
+    db.execute("CREATE INDEX enquiries_closed_at ON enquiries (closed_at)")
+    db.execute("CREATE INDEX enquiries_admin_message ON enquiries (admin_message_id)")
+    # E-mails to send. `raw` is the complete RFC 5322 message, Message-ID included, so a
+    # retry sends byte-identical mail.
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            enquiry_id INTEGER REFERENCES enquiries(id),
+            message_id TEXT NOT NULL UNIQUE,
+            mail_from TEXT NOT NULL,
+            rcpt_to TEXT NOT NULL,
+            raw BLOB,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX outbox_due ON outbox (status, next_attempt_at)")
+    db.execute("CREATE INDEX outbox_enquiry ON outbox (enquiry_id)")
+    # Messages for chat channels (the admin chat post, relayed answers, failure reports),
+    # delivered by the channel's own worker.
+    db.execute(
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            enquiry_id INTEGER REFERENCES enquiries(id),
+            chat_id TEXT,
+            text TEXT,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'failed', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            sent_message_id INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX notifications_due ON notifications (channel, status, next_attempt_at)")
+    # Who did what to which enquiry, and when. `detail` never holds personal data.
+    db.execute(
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            enquiry_id INTEGER,
+            ref TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_enquiry ON audit (enquiry_id, at)")
+    db.execute("CREATE INDEX audit_event_at ON audit (event, at)")
+    # Telegram updates journaled before their offset is confirmed (crash safety).
+    db.execute(
+        """
+        CREATE TABLE updates (
+            update_id INTEGER PRIMARY KEY,
+            payload TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            handled_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX updates_unhandled ON updates (handled_at, update_id)")
+    # Small key/value facts, such as when the last digest ran.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # FAQ look-ups, for /stats: hit rate and frequent fallback questions (no user ids).
+    db.execute(
+        """
+        CREATE TABLE faq_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            lang TEXT NOT NULL,
+            faq_id TEXT,
+            score REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX faq_log_at ON faq_log (at)")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def to_iso(moment: datetime) -> str:
+    """Store instants as ISO 8601 UTC text, so string order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_iso(text: str) -> datetime:
+    """Parse a stored ISO 8601 instant."""
+    return datetime.fromisoformat(text)
+
+
+def dumps(value: Any) -> str:
+    """JSON for a TEXT column."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the database at `path`, with WAL and migrations applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA journal_mode = WAL")
+    # FULL: a confirmed enquiry survives a power cut, not only a process crash.
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
+    migrations.apply(db)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """All writes inside commit together or not at all."""
+    with db.atomic():
+        yield db
