@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from bot.commands.common import UserError, fail
 
 # Each module in bot.commands adds its own sub-command; imports stay light (no telegram).
 COMMANDS = ("chat", "run", "ask", "enquiries", "outbox", "digest", "check")
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(f"bot.commands.{name}")
         except ModuleNotFoundError as exc:
+            # A command whose module is absent is skipped; a missing dependency is a real error.
             if exc.name != f"bot.commands.{name}":
                 raise
             continue
@@ -52,6 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args))
+    except UserError as exc:
+        return fail(str(exc))
     except KeyboardInterrupt:
         print("clusterbot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if os.environ.get("CLUSTERBOT_DEBUG"):
+            raise
+        # Operators get one line; CLUSTERBOT_DEBUG=1 shows the traceback for a bug report.
+        return fail(f"unexpected {type(exc).__name__}: {exc} (set CLUSTERBOT_DEBUG=1 for details)")

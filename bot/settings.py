@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -74,7 +75,15 @@ def _check_timezone(value: str) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than 0s ({DURATION_HELP})")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
 Language = Literal["it", "en"]
 
@@ -90,7 +99,7 @@ class TelegramSettings(_Section):
     admin_user_ids: tuple[int, ...] = ()
     webhook_url: str = ""
     webhook_listen: str = "127.0.0.1"
-    webhook_port: int = Field(8080, ge=1, le=65535)
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_secret: str = ""
 
     @field_validator("base_url")
@@ -118,7 +127,7 @@ class TelegramSettings(_Section):
 
 class SmtpSettings(_Section):
     host: str = ""
-    port: int = Field(587, ge=1, le=65535)
+    port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
     password: str = ""
@@ -159,7 +168,7 @@ class SecretariatSettings(_Section):
 
 class EnquirySettings(_Section):
     reference_prefix: str = "ECCP"
-    max_per_day: int = Field(3, ge=1, le=1000)
+    max_per_day: int = Field(default=3, ge=1, le=1000)
 
     @field_validator("reference_prefix")
     @classmethod
@@ -170,13 +179,13 @@ class EnquirySettings(_Section):
 
 
 class LimitSettings(_Section):
-    messages_per_minute: int = Field(20, ge=1, le=10000)
+    messages_per_minute: int = Field(default=20, ge=1, le=10000)
 
 
 class ReminderSettings(_Section):
     first_after: PositiveDuration = timedelta(hours=48)
     repeat_every: PositiveDuration = timedelta(hours=24)
-    max_count: int = Field(3, ge=0, le=100)
+    max_count: int = Field(default=3, ge=0, le=100)
 
 
 class DigestSettings(_Section):
@@ -202,7 +211,7 @@ class DigestSettings(_Section):
 
 
 class FaqSettings(_Section):
-    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class PrivacySettings(_Section):
@@ -224,7 +233,7 @@ class Settings(_Section):
     faq: FaqSettings = FaqSettings()
     privacy: PrivacySettings = PrivacySettings()
     # Where the settings came from, for messages; not a key in the file.
-    source: str = Field("defaults", exclude=True)
+    source: str = Field(default="defaults", exclude=True)
 
     @property
     def database_path(self) -> Path:
@@ -259,7 +268,8 @@ def _describe_error(error: Mapping[str, Any]) -> str:
         return f"{loc}: must be a whole number, got {value!r}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         ctx = error.get("ctx", {})
-        bounds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ctx.items())
+        words = {"ge": "at least", "le": "at most", "gt": "more than", "lt": "less than"}
+        bounds = " and ".join(f"{words.get(k, k)} {v}" for k, v in ctx.items())
         return f"{loc}: must be {bounds}, got {value!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":

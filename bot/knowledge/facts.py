@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from bot.knowledge.errors import KnowledgeError
-from bot.knowledge.formatting import format_day, format_money, format_moment, format_percent
+from bot.knowledge.formatting import format_day, format_moment, format_money, format_percent
 
 LANGUAGES = ("it", "en")
 FACT_TYPES = ("text", "list", "integer", "percent", "money", "date", "datetime", "url")
@@ -73,9 +73,7 @@ class Call:
         return value
 
 
-def _per_language(
-    raw: Any, where: str, problems: list[str], check: type | tuple[type, ...]
-) -> Any:
+def _per_language(raw: Any, where: str, problems: list[str], check: type | tuple[type, ...]) -> Any:
     if isinstance(raw, Mapping):
         missing = [lang for lang in LANGUAGES if lang not in raw]
         extra = [key for key in raw if key not in LANGUAGES]
@@ -120,7 +118,9 @@ def _parse_value(kind: str, raw: Any, where: str, problems: list[str]) -> Any:
             return date(1970, 1, 1)
     if kind == "datetime":
         if not isinstance(raw, Mapping) or "at" not in raw or "timezone" not in raw:
-            problems.append(f"{where}: must be {{at: 'YYYY-MM-DDTHH:MM', timezone: Europe/Brussels}}")
+            problems.append(
+                f"{where}: must be {{at: 'YYYY-MM-DDTHH:MM', timezone: Europe/Brussels}}"
+            )
             return datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
         try:
             zone = ZoneInfo(str(raw["timezone"]))

@@ -15,8 +15,8 @@ from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, Fact, Money, read_yaml
 from bot.knowledge.formatting import (
     format_day,
-    format_money,
     format_moment,
+    format_money,
     format_number,
     format_percent,
     format_time,
@@ -153,7 +153,11 @@ def _parse_entry(
     questions: dict[str, tuple[str, ...]] = {}
     keywords: dict[str, tuple[str, ...]] = {}
     answers: dict[str, jinja2.Template] = {}
-    for part, value in (("topic", topic_raw), ("questions", questions_raw), ("answer", answers_raw)):
+    for part, value in (
+        ("topic", topic_raw),
+        ("questions", questions_raw),
+        ("answer", answers_raw),
+    ):
         if not isinstance(value, Mapping):
             problems.append(f"{where}: '{part}' must have an 'it' and an 'en' version")
     if problems:
@@ -171,12 +175,18 @@ def _parse_entry(
     if not sources:
         problems.append(f"{where}: 'sources' must name at least one fact whose link is cited")
     for lang in LANGUAGES:
-        for part, mapping in (("topic", topic_raw), ("questions", questions_raw), ("answer", answers_raw)):
+        for part, mapping in (
+            ("topic", topic_raw),
+            ("questions", questions_raw),
+            ("answer", answers_raw),
+        ):
             if lang not in mapping or not mapping[lang]:
                 problems.append(f"{where}: missing '{lang}' translation of '{part}'")
         if isinstance(topic_raw.get(lang), str):
             topic[lang] = topic_raw[lang]
-        questions[lang] = _string_list(questions_raw.get(lang), f"{where}: questions.{lang}", problems)
+        questions[lang] = _string_list(
+            questions_raw.get(lang), f"{where}: questions.{lang}", problems
+        )
         keywords[lang] = _string_list(keywords_raw.get(lang), f"{where}: keywords.{lang}", problems)
         source = answers_raw.get(lang)
         if not isinstance(source, str) or not source:
@@ -185,11 +195,15 @@ def _parse_entry(
         try:
             parsed = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
-            problems.append(f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}")
+            problems.append(
+                f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}"
+            )
             continue
         for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
             if name not in call.facts and name not in CONTEXT_NAMES:
-                problems.append(f"{where}: answer.{lang}: unknown fact '{name}' (not in {call.path.name})")
+                problems.append(
+                    f"{where}: answer.{lang}: unknown fact '{name}' (not in {call.path.name})"
+                )
         answers[lang] = env.from_string(source)
     if problems:
         return None, problems

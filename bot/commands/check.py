@@ -1,0 +1,110 @@
+"""`clusterbot check`: validate settings, knowledge base, templates and the outbox at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable
+
+from bot.commands.common import add_config_option
+from bot.settings import Settings, SettingsError, load_settings
+
+# (module, function) pairs returning a list of problems; each module is optional so that
+# `check` keeps working while a part of the product is absent from an installation.
+TEMPLATE_CHECKS = (
+    ("bot.mail.compose", "check_templates"),
+    ("bot.dialogue.texts", "check_texts"),
+    ("bot.channels.telegram_texts", "check_texts"),
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `check`."""
+    parser = subparsers.add_parser(
+        "check",
+        help="validate settings, knowledge base and templates",
+        description=(
+            "Validate the settings file, the knowledge base (call facts and FAQ), every "
+            "template, and report e-mails that failed permanently. Prints every problem at "
+            "once; exit code 1 if there is any."
+        ),
+    )
+    add_config_option(parser)
+    parser.add_argument(
+        "--smtp", action="store_true", help="also connect and log in to the SMTP server"
+    )
+    parser.set_defaults(func=run)
+
+
+def _check_knowledge(settings: Settings) -> list[str]:
+    from bot.knowledge import KnowledgeBase, KnowledgeError
+
+    try:
+        KnowledgeBase.load(settings.resolved_knowledge_dir, settings.faq.min_score)
+    except KnowledgeError as exc:
+        return list(exc.problems)
+    return []
+
+
+def _optional_check(module_name: str, function: str) -> Callable[..., list[str]] | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only a missing part of clusterbot is optional, never a missing dependency.
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return None
+        raise
+    check: Callable[..., list[str]] | None = getattr(module, function, None)
+    return check
+
+
+def _check_outbox(settings: Settings) -> list[str]:
+    if not settings.database_path.exists():
+        return []
+    check = _optional_check("bot.mail.outbox", "failed_problems")
+    if check is None:
+        return []
+    from bot.storage import open_database
+
+    db = open_database(settings.database_path)
+    try:
+        problems = check(db)
+    finally:
+        db.close()
+    return problems
+
+
+def _check_smtp(settings: Settings) -> list[str]:
+    module = importlib.import_module("bot.mail.outbox")
+    probe = getattr(module, "probe_smtp", None)
+    if probe is None:
+        return ["smtp: this installation cannot test the SMTP login"]
+    problems: list[str] = asyncio.run(probe(settings))
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every check and print each problem on its own line."""
+    problems: list[str] = []
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        problems.extend(exc.problems)
+        settings = Settings()
+    problems.extend(_check_knowledge(settings))
+    for module_name, function in TEMPLATE_CHECKS:
+        check = _optional_check(module_name, function)
+        if check is not None:
+            problems.extend(check())
+    problems.extend(_check_outbox(settings))
+    if args.smtp and not problems:
+        problems.extend(_check_smtp(settings))
+    if problems:
+        for problem in problems:
+            print(f"clusterbot: error: {problem}", file=sys.stderr)
+        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+        return 1
+    print(f"OK: settings ({settings.source}), knowledge base, templates.")
+    return 0

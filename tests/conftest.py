@@ -1,0 +1,27 @@
+"""Shared fixtures: the repository paths and a clean environment for settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    """The checkout's root folder."""
+    return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up the developer's own settings or secrets."""
+    for name in (
+        "CLUSTERBOT_CONFIG",
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "SMTP_PASSWORD",
+    ):
+        monkeypatch.delenv(name, raising=False)
