@@ -5,8 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Timing belongs in bench/, not in tests: no per-example deadline, and no "too slow"
+# failures when CI shares its two cores with other work.
+settings.register_profile(
+    "clusterbot",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("clusterbot")
 
 
 @pytest.fixture
