@@ -34,3 +34,16 @@ def fail(message: str) -> int:
     for line in message.splitlines() or [message]:
         print(f"clusterbot: error: {line}", file=sys.stderr)
     return 1
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Log to stderr; keep libraries that log URLs (with the bot token in them) quiet."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL at INFO, and Telegram URLs contain the bot token.
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
