@@ -1,0 +1,1 @@
+"""Channels: thin adapters that carry dialogue events and replies (console, Telegram)."""

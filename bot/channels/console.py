@@ -1,0 +1,250 @@
+"""The terminal channel: the dialogue engine on stdin/stdout, buttons as numbered choices."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from bot.dialogue.engine import Button, Engine, Event, Reply
+from bot.settings import Settings
+
+CHANNEL = "console"
+QUIT_COMMANDS = frozenset({"quit", "exit"})
+# How long, at exit, the console waits for mail it just queued to be handed over.
+DRAIN_SECONDS = 10.0
+_BOLD = "\033[1m"
+_RESET = "\033[0m"
+
+
+def default_user() -> str:
+    """The console user's id: the login name, so a restart continues the same conversation."""
+    try:
+        return getpass.getuser() or "local"
+    except (OSError, KeyError):
+        return "local"
+
+
+def parse_line(line: str, buttons: Sequence[Button]) -> tuple[str, str, str] | None:
+    """Map one typed line to (kind, value, args): a button (number or label), a command or text.
+
+    Returns None for /quit and /exit.
+    """
+    text = line.strip()
+    if text.startswith("/") and len(text) > 1 and not text[1].isspace():
+        name, _, args = text[1:].partition(" ")
+        name = name.split("@", 1)[0]
+        if name.lower() in QUIT_COMMANDS:
+            return None
+        return ("command", name, args.strip())
+    if buttons:
+        if text.isdigit() and 1 <= int(text) <= len(buttons):
+            return ("button", buttons[int(text) - 1].id, "")
+        folded = text.casefold()
+        for button in buttons:
+            if folded and folded == button.label.casefold():
+                return ("button", button.id, "")
+    return ("text", line.rstrip("\r\n"), "")
+
+
+def render(replies: Sequence[Reply], bold: bool = False) -> tuple[str, list[Button]]:
+    """The replies as terminal text, buttons numbered across all of them."""
+    parts: list[str] = []
+    buttons: list[Button] = []
+    for reply in replies:
+        lines: list[str] = []
+        if reply.title:
+            lines.append(f"{_BOLD}{reply.title}{_RESET}" if bold else f"*{reply.title}*")
+        lines.append(_printable(reply.text))
+        for button in reply.buttons:
+            buttons.append(button)
+            lines.append(f"  {len(buttons)}) {_printable(button.label)}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts), buttons
+
+
+def _printable(text: str) -> str:
+    # Escape sequences or carriage returns in echoed user text must not drive the terminal.
+    return "".join(
+        char
+        if char in "\n\t" or (char.isprintable() or char == " ")
+        else "\N{REPLACEMENT CHARACTER}"
+        for char in text
+    )
+
+
+@dataclass
+class _Output:
+    stream: IO[str]
+
+    def __call__(self, text: str = "") -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`): nothing more to say.
+            pass
+
+
+def _reader(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None], stdin: IO[Any]
+) -> None:
+    # A daemon thread, so a blocked read never holds up the exit; the event loop stays free for
+    # the scheduler and mail delivery while the user thinks.
+    source = getattr(stdin, "buffer", stdin)
+    try:
+        while True:
+            raw = source.readline()
+            if not raw:
+                break
+            line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        # RuntimeError: the loop already closed, the console has left.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def converse(
+    engine: Engine,
+    *,
+    user_id: str,
+    lang: str | None = None,
+    stdin: IO[Any] | None = None,
+    stdout: IO[str] | None = None,
+) -> None:
+    """Talk to `engine` until end of input or /quit."""
+    stdin = stdin if stdin is not None else sys.stdin
+    out = _Output(stdout if stdout is not None else sys.stdout)
+    interactive = _isatty(stdin) and _isatty(out.stream)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_reader, args=(loop, queue, stdin), daemon=True).start()
+
+    def event(kind: str, **values: str) -> Event:
+        return Event(
+            channel=CHANNEL,
+            user_id=user_id,
+            kind=kind,  # type: ignore[arg-type]
+            chat_id=user_id,
+            username=user_id,
+            **values,
+        )
+
+    if lang is not None:
+        # --lang is an explicit choice, like pressing a language button; its reply is not news.
+        engine.handle(event("command", command="language", args=lang))
+    if interactive:
+        out("(type your question; numbers choose an option; /quit or Ctrl-D to leave)")
+    text, buttons = render(engine.handle(event("command", command="start")), bold=interactive)
+    out(text)
+    # Answers the secretariat gave while the console was closed (e.g. /reply in Telegram).
+    answers = pending_answers(engine, user_id)
+    if answers:
+        out("")
+        out(render(answers, bold=interactive)[0])
+    while True:
+        if interactive:
+            out.stream.write("> ")
+            out.stream.flush()
+        line = await queue.get()
+        if line is None:
+            break
+        parsed = parse_line(line, buttons)
+        if parsed is None:
+            break
+        kind, value, args = parsed
+        if kind == "command":
+            replies = engine.handle(event("command", command=value, args=args))
+        elif kind == "button":
+            replies = engine.handle(event("button", button_id=value))
+        else:
+            replies = engine.handle(event("text", text=value))
+        text, buttons = render(replies + pending_answers(engine, user_id), bold=interactive)
+        out("")
+        out(text)
+        # Let the scheduler and delivery run between messages, even when input is a pipe.
+        await asyncio.sleep(0)
+    if interactive:
+        out("")
+
+
+def pending_answers(engine: Engine, user_id: str) -> list[Reply]:
+    """The secretariat's answers queued for this console user, marked delivered as returned."""
+    from bot.storage import to_iso, transaction, utc_now
+
+    db = engine.db
+    found = db.conn.execute(
+        "SELECT n.id, n.text, e.ref, e.lang FROM notifications n "
+        "JOIN enquiries e ON e.id = n.enquiry_id "
+        "WHERE n.channel = ? AND n.chat_id = ? AND n.kind = 'answer' AND n.status = 'pending' "
+        "ORDER BY n.id",
+        (CHANNEL, user_id),
+    ).fetchall()
+    replies: list[Reply] = []
+    with transaction(db):
+        for notification_id, text, ref, lang in found:
+            title = engine.texts.get(lang or "en", "answer_relay", ref=ref or "")
+            replies.append(Reply(text=str(text or ""), title=title))
+            db.conn.execute(
+                "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (to_iso(utc_now()), notification_id),
+            )
+    return replies
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+async def run_console(
+    settings: Settings,
+    *,
+    lang: str | None = None,
+    user_id: str | None = None,
+    stdin: IO[Any] | None = None,
+    stdout: IO[str] | None = None,
+) -> int:
+    """Run the app (database, knowledge base, mail store, scheduler) and talk in the terminal."""
+    from bot.app import App
+
+    out = _Output(stdout if stdout is not None else sys.stdout)
+    async with App(settings, report=out) as app:
+        assert app.db is not None
+        committed = False
+
+        def on_commit() -> None:
+            nonlocal committed
+            committed = True
+            app.kick()
+
+        # One local user at a keyboard or a script: a long piped script must not be refused
+        # as a flood. The daily enquiry limit still applies.
+        engine = Engine(app.db, app.kb, settings, on_commit=on_commit, rate_limit=False)
+        await converse(
+            engine, user_id=user_id or default_user(), lang=lang, stdin=stdin, stdout=stdout
+        )
+        if committed:
+            # Mail queued by the last messages is handed over before the app stops.
+            try:
+                await asyncio.wait_for(app.deliver_outbox(), DRAIN_SECONDS)
+            except TimeoutError:
+                out("(mail not delivered yet: it stays queued and goes out on the next start)")
+    return 0
+
+
+def environment_user() -> str:
+    """CLUSTERBOT_USER if set (handy for tests and demos), else the login name."""
+    return os.environ.get("CLUSTERBOT_USER") or default_user()

@@ -1,0 +1,262 @@
+"""`clusterbot enquiries`: list, show, close and export the enquiries in the database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+from bot.commands.common import UserError, add_config_option, fail, settings_from_args
+from bot.settings import Settings
+
+# Characters of the question shown per row in `list`.
+QUESTION_PREVIEW = 50
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: an action's own default must not erase a --config given before the action.
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `enquiries` with its list/show/close/export sub-commands."""
+    parser = subparsers.add_parser(
+        "enquiries",
+        help="list, show, close or export enquiries",
+        description="Work with the enquiries applicants sent to the secretariat.",
+    )
+    add_config_option(parser)
+    actions = parser.add_subparsers(
+        title="actions", dest="action", metavar="ACTION", parser_class=type(parser)
+    )
+    actions.required = True
+
+    listing = actions.add_parser(
+        "list", help="enquiries, oldest first", description="List enquiries, oldest first."
+    )
+    listing.add_argument(
+        "--status",
+        choices=("open", "answered", "closed", "all"),
+        default="open",
+        help="which enquiries to list (default: open)",
+    )
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    _config_option(listing)
+    listing.set_defaults(func=run, handler=_list)
+
+    show = actions.add_parser(
+        "show",
+        help="one enquiry with its history",
+        description="Show one enquiry: every field, its e-mails and its audit history.",
+    )
+    show.add_argument("ref", metavar="REF", help="the reference, e.g. ECCP-0042")
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    _config_option(show)
+    show.set_defaults(func=run, handler=_show)
+
+    close = actions.add_parser(
+        "close",
+        help="mark an enquiry closed",
+        description="Mark an enquiry closed without sending an answer (actor 'cli').",
+    )
+    close.add_argument("ref", metavar="REF", help="the reference, e.g. ECCP-0042")
+    close.add_argument("--note", metavar="T", help="an internal note kept with the enquiry")
+    _config_option(close)
+    close.set_defaults(func=run, handler=_close)
+
+    export = actions.add_parser(
+        "export",
+        help="export every enquiry as CSV or JSON Lines",
+        description="Export every enquiry (all statuses), oldest first.",
+    )
+    export.add_argument(
+        "--format", choices=("csv", "jsonl"), required=True, help="csv or jsonl (one JSON per line)"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="F", help="write to this file (default: standard output)"
+    )
+    _config_option(export)
+    export.set_defaults(func=run, handler=_export)
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[sqlite_utils.Database]:
+    from bot.storage import open_database
+
+    try:
+        db = open_database(settings.database_path)
+    except Exception as exc:
+        raise UserError(f"{settings.database_path}: cannot open the database ({exc})") from None
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _local(settings: Settings, value: str | None) -> str:
+    if not value:
+        return ""
+    from bot.storage import from_iso
+
+    moment = from_iso(value).astimezone(ZoneInfo(settings.timezone))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _one_line(value: Any, width: int) -> str:
+    text = " ".join(("" if value is None else str(value)).split())
+    # Control characters typed by an applicant must not drive the operator's terminal.
+    text = "".join(char if char.isprintable() else "?" for char in text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from bot.enquiries import list_enquiries, public_record
+
+    with _database(settings) as db:
+        rows = list_enquiries(db, args.status)
+    if args.json:
+        out.write(json.dumps([public_record(row) for row in rows], ensure_ascii=False, indent=2))
+        out.write("\n")
+        return 0
+    if not rows:
+        out.write(f"no {'' if args.status == 'all' else args.status + ' '}enquiries\n")
+        return 0
+    header = ("REF", "STATUS", "CREATED", "COUNTRY", "ORGANISATION", "QUESTION")
+    table = [header] + [
+        (
+            row["ref"] or "",
+            row["status"],
+            _local(settings, row["created_at"]),
+            _one_line(row["country"], 20),
+            _one_line(row["organisation"], 30) if not row["erased_at"] else "(erased)",
+            _one_line(row["question"], QUESTION_PREVIEW) if not row["erased_at"] else "",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+        out.write("\n")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from bot.enquiries import enquiry_history, enquiry_outbox, get_enquiry, public_record
+
+    with _database(settings) as db:
+        row = get_enquiry(db, args.ref)
+        if row is None:
+            raise UserError(f"no enquiry with reference {args.ref.strip()!r}")
+        history = enquiry_history(db, row["id"])
+        mails = enquiry_outbox(db, row["id"])
+    record = public_record(row)
+    if args.json:
+        record["history"] = history
+        record["outbox"] = mails
+        out.write(json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    labels = (
+        ("ref", "Reference"),
+        ("status", "Status"),
+        ("created_at", "Created"),
+        ("channel", "Channel"),
+        ("lang", "Language"),
+        ("name", "Name"),
+        ("email", "E-mail"),
+        ("organisation", "Organisation"),
+        ("country", "Country"),
+        ("answered_at", "Answered"),
+        ("answered_by", "Answered by"),
+        ("closed_at", "Closed"),
+        ("closed_by", "Closed by"),
+        ("close_note", "Note"),
+        ("reminder_count", "Reminders"),
+        ("erased_at", "Erased"),
+    )
+    for key, label in labels:
+        value = record.get(key)
+        if value in (None, ""):
+            continue
+        if key.endswith("_at"):
+            value = _local(settings, str(value))
+        out.write(f"{label + ':':<14}{_one_line(value, 200)}\n")
+    if record.get("question"):
+        out.write("Question:\n")
+        for line in str(record["question"]).splitlines():
+            out.write(f"  {_one_line(line, 500)}\n")
+    if record.get("answer"):
+        out.write("Answer:\n")
+        for line in str(record["answer"]).splitlines():
+            out.write(f"  {_one_line(line, 500)}\n")
+    if record["faq_history"]:
+        out.write("Asked before:\n")
+        for item in record["faq_history"]:
+            out.write(f"  - {_one_line(item, 200)}\n")
+    if mails:
+        out.write("E-mails:\n")
+        for mail in mails:
+            out.write(
+                f"  #{mail['id']} {mail['kind']} {mail['status']} "
+                f"attempts={mail['attempts']} {mail['message_id']}\n"
+            )
+    out.write("History:\n")
+    for event in history:
+        out.write(f"  {_local(settings, event['at'])}  {event['event']:<10} {event['actor']}\n")
+    return 0
+
+
+def _close(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from bot.enquiries import EnquiryError, close_enquiry
+    from bot.storage import utc_now
+
+    note = args.note
+    if note is not None and any(not char.isprintable() for char in note):
+        raise UserError("--note must be one line of printable text")
+    with _database(settings) as db:
+        try:
+            row = close_enquiry(db, args.ref, actor="cli", now=utc_now(), note=note)
+        except EnquiryError as exc:
+            raise UserError(str(exc)) from None
+    out.write(f"{row['ref']} closed\n")
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
+    from bot.enquiries import export_csv, export_jsonl, list_enquiries
+
+    writer: Callable[[Any, IO[str]], int] = export_csv if args.format == "csv" else export_jsonl
+    with _database(settings) as db:
+        rows = list_enquiries(db, "all")
+    if not args.output:
+        writer(rows, out)
+        return 0
+    path = Path(args.output)
+    try:
+        # newline="": the csv module writes its own CRLF line ends.
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            count = writer(rows, handle)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    print(f"{count} enquiries written to {path}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen action; user errors become one line on stderr and exit 1."""
+    try:
+        settings = settings_from_args(args)
+        return int(args.handler(args, settings, sys.stdout))
+    except UserError as exc:
+        return fail(str(exc))

@@ -1,0 +1,494 @@
+"""Enquiries: the domain rules for submitting, answering, closing, erasing and exporting them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+import sqlite_utils
+
+from bot.dialogue.form import FieldError, validate_draft
+from bot.settings import Settings
+from bot.storage import dumps, to_iso, transaction
+
+STATUSES = ("open", "answered", "closed")
+# Columns that identify or describe a person; erasure nulls them.
+PERSONAL_COLUMNS = (
+    "user_id",
+    "chat_id",
+    "username",
+    "name",
+    "email",
+    "organisation",
+    "question",
+    "answer",
+    "close_note",
+)
+EXPORT_COLUMNS = (
+    "id",
+    "ref",
+    "status",
+    "channel",
+    "lang",
+    "name",
+    "email",
+    "organisation",
+    "country",
+    "question",
+    "faq_history",
+    "created_at",
+    "forwarded_at",
+    "answered_at",
+    "answered_by",
+    "answer",
+    "closed_at",
+    "closed_by",
+    "close_note",
+    "reminder_count",
+    "last_reminder_at",
+    "erased_at",
+)
+# Cells a spreadsheet would run as a formula ("=HYPERLINK(...)") get a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_REF = re.compile(r"^([A-Z][A-Z0-9]{0,9})-0*(\d{1,9})$")
+
+
+class EnquiryError(Exception):
+    """An error the user (applicant, admin or operator) caused; the message says what."""
+
+
+class EnquiryLimitError(EnquiryError):
+    """The applicant reached the daily number of enquiries."""
+
+
+def format_ref(prefix: str, enquiry_id: int) -> str:
+    """The reference shown to everyone: PREFIX-NNNN (at least four digits)."""
+    return f"{prefix}-{enquiry_id:04d}"
+
+
+def _insert(db: sqlite_utils.Database, table: str, row: Mapping[str, Any]) -> int:
+    # Plain SQL: sqlite-utils' insert() introspects the table on every call.
+    columns = ", ".join(row)
+    marks = ", ".join(f":{name}" for name in row)
+    cursor = db.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", dict(row))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _rows(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    cursor = db.conn.execute(sql, tuple(params))
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def record_audit(
+    db: sqlite_utils.Database,
+    event: str,
+    *,
+    actor: str,
+    now: datetime,
+    enquiry_id: int | None = None,
+    ref: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one audit event; `detail` must never hold personal data."""
+    _insert(
+        db,
+        "audit",
+        {
+            "at": to_iso(now),
+            "event": event,
+            "enquiry_id": enquiry_id,
+            "ref": ref,
+            "actor": actor,
+            "detail": dumps(dict(detail)) if detail else None,
+        },
+    )
+
+
+def _notification(
+    db: sqlite_utils.Database,
+    *,
+    channel: str,
+    kind: str,
+    enquiry_id: int | None,
+    chat_id: str | None,
+    text: str | None,
+    now: datetime,
+) -> int:
+    stamp = to_iso(now)
+    return _insert(
+        db,
+        "notifications",
+        {
+            "channel": channel,
+            "kind": kind,
+            "enquiry_id": enquiry_id,
+            "chat_id": chat_id,
+            "text": text,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": stamp,
+            "created_at": stamp,
+        },
+    )
+
+
+def count_created_since(
+    db: sqlite_utils.Database, channel: str, user_id: str, since: datetime
+) -> int:
+    """How many enquiries this user created at or after `since`."""
+    row = db.conn.execute(
+        "SELECT count(*) FROM enquiries WHERE channel = ? AND user_id = ? AND created_at >= ?",
+        (channel, user_id, to_iso(since)),
+    ).fetchone()
+    return int(row[0])
+
+
+def submit_enquiry(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    draft: Mapping[str, Any],
+    *,
+    channel: str,
+    user_id: str,
+    chat_id: str | None,
+    username: str | None,
+    lang: str,
+    faq_history: Sequence[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """Store a confirmed enquiry with its secretariat e-mail, admin post and audit, atomically."""
+    # Imported here: the mail package is only needed when an enquiry is actually submitted.
+    from bot.mail.compose import enquiry_mail, outbox_row
+
+    try:
+        fields = validate_draft(draft)
+    except FieldError as exc:
+        raise EnquiryError(f"the enquiry is incomplete or invalid ({exc.code})") from None
+    with transaction(db):
+        # Counted inside the transaction, so two quick confirmations cannot both slip past it.
+        done = count_created_since(db, channel, user_id, now - timedelta(days=1))
+        if done >= settings.enquiries.max_per_day:
+            raise EnquiryLimitError(
+                f"at most {settings.enquiries.max_per_day} enquiries per day per user"
+            )
+        enquiry_id = _insert(
+            db,
+            "enquiries",
+            {
+                "channel": channel,
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "username": username,
+                "lang": lang,
+                **fields,
+                "faq_history": dumps(list(faq_history)),
+                "status": "open",
+                "created_at": to_iso(now),
+            },
+        )
+        ref = format_ref(settings.enquiries.reference_prefix, enquiry_id)
+        db.conn.execute("UPDATE enquiries SET ref = ? WHERE id = ?", (ref, enquiry_id))
+        row = _enquiry_by_id(db, enquiry_id)
+        message = enquiry_mail(settings, row)
+        _insert(db, "outbox", outbox_row(message, "enquiry", enquiry_id, now))
+        if settings.telegram.admin_chat_id != 0:
+            _notification(
+                db,
+                channel="telegram",
+                kind="enquiry_posted",
+                enquiry_id=enquiry_id,
+                chat_id=str(settings.telegram.admin_chat_id),
+                text=None,
+                now=now,
+            )
+        record_audit(
+            db,
+            "created",
+            actor="applicant",
+            now=now,
+            enquiry_id=enquiry_id,
+            ref=ref,
+            detail={"channel": channel, "lang": lang},
+        )
+    return row
+
+
+def _enquiry_by_id(db: sqlite_utils.Database, enquiry_id: int) -> dict[str, Any]:
+    rows = _rows(db, "SELECT * FROM enquiries WHERE id = ?", (enquiry_id,))
+    if not rows:
+        raise EnquiryError(f"no enquiry with id {enquiry_id}")
+    return rows[0]
+
+
+def normalize_ref(ref: str) -> str:
+    """A reference as typed ('eccp-42', ' ECCP-0042 ') in its stored form when recognisable."""
+    text = ref.strip().upper()
+    match = _REF.match(text)
+    if match:
+        return format_ref(match.group(1), int(match.group(2)))
+    return text
+
+
+def get_enquiry(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
+    """One enquiry by reference (case-insensitive, padding optional), or None."""
+    rows = _rows(db, "SELECT * FROM enquiries WHERE ref = ?", (normalize_ref(ref),))
+    return rows[0] if rows else None
+
+
+def _require(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
+    row = get_enquiry(db, ref)
+    if row is None:
+        raise EnquiryError(f"no enquiry with reference {ref.strip()!r}")
+    return row
+
+
+def answer_enquiry(
+    db: sqlite_utils.Database, ref: str, text: str, *, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Record the secretariat's answer and queue it for the applicant's chat."""
+    answer = text.strip()
+    if not answer:
+        raise EnquiryError("the answer is empty")
+    with transaction(db):
+        row = _require(db, ref)
+        if row["status"] == "closed":
+            raise EnquiryError(f"{row['ref']} is already closed")
+        if row["erased_at"] is not None:
+            raise EnquiryError(f"{row['ref']} was erased at the applicant's request")
+        db.conn.execute(
+            "UPDATE enquiries SET status = 'answered', answered_at = ?, answered_by = ?, "
+            "answer = ? WHERE id = ?",
+            (to_iso(now), actor, answer, row["id"]),
+        )
+        record_audit(
+            db,
+            "answered",
+            actor=actor,
+            now=now,
+            enquiry_id=row["id"],
+            ref=row["ref"],
+            detail={"from": row["status"]},
+        )
+        if row["chat_id"]:
+            _notification(
+                db,
+                channel=row["channel"],
+                kind="answer",
+                enquiry_id=row["id"],
+                chat_id=row["chat_id"],
+                text=answer,
+                now=now,
+            )
+        return _enquiry_by_id(db, row["id"])
+
+
+def mark_answered(
+    db: sqlite_utils.Database, ref: str, *, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Record that the secretariat answered elsewhere (e.g. by e-mail); nothing is relayed."""
+    with transaction(db):
+        row = _require(db, ref)
+        if row["status"] != "open":
+            raise EnquiryError(f"{row['ref']} is already {row['status']}")
+        db.conn.execute(
+            "UPDATE enquiries SET status = 'answered', answered_at = ?, answered_by = ? "
+            "WHERE id = ?",
+            (to_iso(now), actor, row["id"]),
+        )
+        record_audit(
+            db,
+            "answered",
+            actor=actor,
+            now=now,
+            enquiry_id=row["id"],
+            ref=row["ref"],
+            detail={"from": "open", "relayed": False},
+        )
+        return _enquiry_by_id(db, row["id"])
+
+
+def close_enquiry(
+    db: sqlite_utils.Database,
+    ref: str,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Close an open or answered enquiry, optionally with an internal note."""
+    with transaction(db):
+        row = _require(db, ref)
+        if row["status"] == "closed":
+            raise EnquiryError(f"{row['ref']} is already closed")
+        db.conn.execute(
+            "UPDATE enquiries SET status = 'closed', closed_at = ?, closed_by = ?, "
+            "close_note = ? WHERE id = ?",
+            (to_iso(now), actor, (note or "").strip() or None, row["id"]),
+        )
+        # The note may name people, so the audit only says whether there was one.
+        record_audit(
+            db,
+            "closed",
+            actor=actor,
+            now=now,
+            enquiry_id=row["id"],
+            ref=row["ref"],
+            detail={"from": row["status"], "note": bool(note and note.strip())},
+        )
+        return _enquiry_by_id(db, row["id"])
+
+
+def erase_enquiries(
+    db: sqlite_utils.Database,
+    enquiry_ids: Iterable[int],
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+) -> int:
+    """Erase the personal data of these enquiries and their pending mail and chat messages."""
+    ids = sorted(set(enquiry_ids))
+    if not ids:
+        return 0
+    nulls = ", ".join(f"{column} = NULL" for column in PERSONAL_COLUMNS)
+    with transaction(db):
+        for enquiry_id in ids:
+            found = db.conn.execute(
+                "SELECT ref FROM enquiries WHERE id = ?", (enquiry_id,)
+            ).fetchone()
+            if found is None:
+                continue
+            db.conn.execute(
+                f"UPDATE enquiries SET {nulls}, faq_history = '[]', erased_at = ? WHERE id = ?",
+                (to_iso(now), enquiry_id),
+            )
+            # Unsent mail carries the data in its raw bytes; sent mail keeps only its metadata.
+            pending = db.conn.execute(
+                "DELETE FROM outbox WHERE enquiry_id = ? AND status != 'sent'", (enquiry_id,)
+            ).rowcount
+            db.conn.execute("UPDATE outbox SET raw = NULL WHERE enquiry_id = ?", (enquiry_id,))
+            db.conn.execute(
+                "DELETE FROM notifications WHERE enquiry_id = ? AND status = 'pending'",
+                (enquiry_id,),
+            )
+            db.conn.execute(
+                "UPDATE notifications SET text = NULL, chat_id = NULL WHERE enquiry_id = ?",
+                (enquiry_id,),
+            )
+            record_audit(
+                db,
+                "erased",
+                actor=actor,
+                now=now,
+                enquiry_id=enquiry_id,
+                ref=found[0],
+                detail={"reason": reason, "outbox_deleted": pending},
+            )
+    return len(ids)
+
+
+def forget_user(db: sqlite_utils.Database, channel: str, user_id: str, *, now: datetime) -> int:
+    """Erase everything this user told the bot; returns how many enquiries were erased."""
+    with transaction(db):
+        ids = [
+            row[0]
+            for row in db.conn.execute(
+                "SELECT id FROM enquiries WHERE channel = ? AND user_id = ?", (channel, user_id)
+            ).fetchall()
+        ]
+        count = erase_enquiries(db, ids, actor="applicant", now=now, reason="user request")
+        db.conn.execute(
+            "DELETE FROM sessions WHERE channel = ? AND user_id = ?", (channel, user_id)
+        )
+        # Chat messages addressed to the user outside any enquiry (none today, but cheap).
+        db.conn.execute(
+            "DELETE FROM notifications WHERE channel = ? AND chat_id = ? AND status = 'pending'",
+            (channel, user_id),
+        )
+        if not ids:
+            record_audit(db, "erased", actor="applicant", now=now, detail={"scope": "session"})
+    return count
+
+
+def list_enquiries(db: sqlite_utils.Database, status: str = "all") -> list[dict[str, Any]]:
+    """Enquiries with this status ('all' for every one), oldest first."""
+    if status == "all":
+        return _rows(db, "SELECT * FROM enquiries ORDER BY created_at, id")
+    if status not in STATUSES:
+        raise EnquiryError(f"unknown status {status!r}: use open, answered, closed or all")
+    return _rows(db, "SELECT * FROM enquiries WHERE status = ? ORDER BY created_at, id", (status,))
+
+
+def user_enquiries(db: sqlite_utils.Database, channel: str, user_id: str) -> list[dict[str, Any]]:
+    """This user's enquiries, oldest first."""
+    return _rows(
+        db,
+        "SELECT * FROM enquiries WHERE channel = ? AND user_id = ? ORDER BY created_at, id",
+        (channel, user_id),
+    )
+
+
+def enquiry_history(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str, Any]]:
+    """The audit events of one enquiry, oldest first."""
+    return _rows(
+        db,
+        "SELECT at, event, actor, detail FROM audit WHERE enquiry_id = ? ORDER BY at, id",
+        (enquiry_id,),
+    )
+
+
+def enquiry_outbox(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str, Any]]:
+    """The e-mails queued for one enquiry, without their raw bytes."""
+    return _rows(
+        db,
+        "SELECT id, kind, message_id, status, attempts, next_attempt_at, last_error, "
+        "created_at, sent_at FROM outbox WHERE enquiry_id = ? ORDER BY id",
+        (enquiry_id,),
+    )
+
+
+def public_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An enquiry for export and --json: the export columns, faq_history as a list."""
+    record = {column: row.get(column) for column in EXPORT_COLUMNS}
+    try:
+        history = json.loads(row.get("faq_history") or "[]")
+    except (TypeError, ValueError):
+        history = []
+    record["faq_history"] = history if isinstance(history, list) else []
+    return record
+
+
+def export_jsonl(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
+    """Write one JSON object per enquiry; returns how many were written."""
+    count = 0
+    for row in rows:
+        stream.write(json.dumps(public_record(row), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def export_csv(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
+    """Write a CSV with a header row; faq_history is one cell, questions joined by ' | '."""
+    writer = csv.writer(stream, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for row in rows:
+        record = public_record(row)
+        record["faq_history"] = " | ".join(str(item) for item in record["faq_history"])
+        writer.writerow([_csv_cell(record[column]) for column in EXPORT_COLUMNS])
+        count += 1
+    return count

@@ -1,0 +1,353 @@
+"""Enquiry domain rules: the one-transaction submit, answer, close, forget, queries, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+import bot.mail.compose
+from bot import enquiries
+from bot.enquiries import (
+    EnquiryError,
+    EnquiryLimitError,
+    answer_enquiry,
+    close_enquiry,
+    count_created_since,
+    export_csv,
+    export_jsonl,
+    forget_user,
+    get_enquiry,
+    list_enquiries,
+    normalize_ref,
+    submit_enquiry,
+    user_enquiries,
+)
+from bot.settings import Settings
+from tests.dialogue_support import START, iter_texts, make_settings, open_db, rows
+
+DRAFT = {
+    "name": "Maria Rossi",
+    "email": "maria.rossi@example.org",
+    "organisation": "Cluster Lombardia",
+    "country": "Italy",
+    "question": "How many partners must a consortium have?",
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with an admin chat, so submit also queues the admin post."""
+    return make_settings(tmp_path, telegram={"admin_chat_id": -1001234})
+
+
+@pytest.fixture
+def db(settings: Settings) -> sqlite_utils.Database:
+    """A migrated database file."""
+    return open_db(settings.database_path)
+
+
+def _submit(
+    db: sqlite_utils.Database, settings: Settings, user: str = "u1", **changes: Any
+) -> dict[str, Any]:
+    now = changes.pop("now", START)
+    return submit_enquiry(
+        db,
+        settings,
+        {**DRAFT, **changes},
+        channel="telegram",
+        user_id=user,
+        chat_id=f"chat-{user}",
+        username="maria_r",
+        lang="it",
+        faq_history=["Qual è il budget?", "Quando scade?"],
+        now=now,
+    )
+
+
+def test_submit_writes_enquiry_ref_outbox_admin_post_and_audit(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    row = _submit(db, settings)
+    assert row["ref"] == "ECCP-0001"
+    (enquiry,) = rows(db, "enquiries")
+    assert enquiry["ref"] == "ECCP-0001" and enquiry["status"] == "open"
+    assert enquiry["created_at"] == START.isoformat(timespec="microseconds")
+    assert json.loads(enquiry["faq_history"]) == ["Qual è il budget?", "Quando scade?"]
+    assert (enquiry["chat_id"], enquiry["username"], enquiry["lang"]) == (
+        "chat-u1",
+        "maria_r",
+        "it",
+    )
+    (mail,) = rows(db, "outbox")
+    assert (mail["kind"], mail["enquiry_id"], mail["status"]) == ("enquiry", 1, "pending")
+    assert json.loads(mail["rcpt_to"]) == ["segreteria@example.org"]
+    assert b"Reply-To: Maria Rossi <maria.rossi@example.org>" in mail["raw"]
+    (note,) = rows(db, "notifications")
+    assert (note["channel"], note["kind"], note["chat_id"], note["text"]) == (
+        "telegram",
+        "enquiry_posted",
+        "-1001234",
+        None,
+    )
+    (audit,) = rows(db, "audit")
+    assert (audit["event"], audit["actor"], audit["ref"]) == ("created", "applicant", "ECCP-0001")
+    assert "Maria" not in (audit["detail"] or "") and "example.org" not in (audit["detail"] or "")
+
+
+def test_no_admin_post_without_an_admin_chat(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, enquiries={"reference_prefix": "CLX9"})
+    db = open_db(settings.database_path)
+    assert _submit(db, settings)["ref"] == "CLX9-0001"
+    assert rows(db, "notifications") == []
+
+
+def test_refs_are_padded_to_four_digits_and_grow_beyond(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    assert enquiries.format_ref("ECCP", 42) == "ECCP-0042"
+    assert enquiries.format_ref("ECCP", 12345) == "ECCP-12345"
+    assert normalize_ref(" eccp-42 ") == "ECCP-0042"
+    _submit(db, settings)
+    assert get_enquiry(db, "eccp-1") is not None
+    assert get_enquiry(db, "ECCP-0002") is None
+
+
+def test_submit_refuses_an_invalid_draft(db: sqlite_utils.Database, settings: Settings) -> None:
+    with pytest.raises(EnquiryError):
+        _submit(db, settings, email="not an address")
+    with pytest.raises(EnquiryError):
+        _submit(db, settings, name="Maria\r\nBcc: x@example.org")
+    assert rows(db, "enquiries") == [] and rows(db, "outbox") == []
+
+
+def test_submit_enforces_the_daily_limit(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, enquiries={"max_per_day": 2})
+    db = open_db(settings.database_path)
+    _submit(db, settings)
+    _submit(db, settings, now=START + timedelta(hours=1))
+    with pytest.raises(EnquiryLimitError):
+        _submit(db, settings, now=START + timedelta(hours=2))
+    _submit(db, settings, user="someone-else", now=START + timedelta(hours=2))
+    _submit(db, settings, now=START + timedelta(days=1, minutes=1))
+    assert count_created_since(db, "telegram", "u1", START) == 3
+
+
+# ---------------------------------------------------------------- one transaction
+
+
+def _assert_all_or_nothing(db: sqlite_utils.Database) -> None:
+    enquiry_ids = {row["id"] for row in rows(db, "enquiries")}
+    outbox_ids = {row["enquiry_id"] for row in rows(db, "outbox")}
+    audit_ids = {row["enquiry_id"] for row in rows(db, "audit")}
+    assert enquiry_ids == outbox_ids == audit_ids
+    assert all(row["ref"] for row in rows(db, "enquiries"))
+
+
+@pytest.mark.parametrize("failing", ["enquiry_mail", "outbox_row", "audit", "notification"])
+def test_a_failure_between_statements_leaves_nothing_partial(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    _submit(db, settings)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed between statements")
+
+    if failing in ("enquiry_mail", "outbox_row"):
+        monkeypatch.setattr(bot.mail.compose, failing, boom)
+    elif failing == "audit":
+        monkeypatch.setattr(enquiries, "record_audit", boom)
+    else:
+        monkeypatch.setattr(enquiries, "_notification", boom)
+    with pytest.raises(RuntimeError):
+        _submit(db, settings, now=START + timedelta(minutes=1))
+    assert len(rows(db, "enquiries")) == 1
+    _assert_all_or_nothing(db)
+    # The connection is usable afterwards and the next id is not skipped into a gap.
+    monkeypatch.undo()
+    assert _submit(db, settings, now=START + timedelta(minutes=2))["ref"] == "ECCP-0002"
+
+
+def test_a_killed_process_mid_submit_leaves_nothing_partial(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    db = open_db(settings.database_path)
+    _submit(db, settings)
+    db.close()
+    # A real kill: the process exits without unwinding right after the enquiry INSERT.
+    script = textwrap.dedent(
+        f"""
+        import os
+        import bot.mail.compose
+        from bot import enquiries
+        from bot.settings import settings_from_mapping
+        from bot.storage import open_database
+        from tests.dialogue_support import START
+        from tests.test_enquiries import DRAFT
+
+        real = bot.mail.compose.enquiry_mail
+        def dying(settings, row):
+            real(settings, row)
+            os._exit(9)
+        bot.mail.compose.enquiry_mail = dying
+        settings = settings_from_mapping({{"data_dir": {str(tmp_path)!r}}})
+        db = open_database(settings.database_path)
+        enquiries.submit_enquiry(
+            db, settings, DRAFT, channel="console", user_id="k", chat_id="k",
+            username=None, lang="en", faq_history=[], now=START,
+        )
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, timeout=60, check=False)
+    assert done.returncode == 9
+    db = open_db(settings.database_path)
+    assert len(rows(db, "enquiries")) == 1
+    _assert_all_or_nothing(db)
+
+
+# ---------------------------------------------------------------- answer and close
+
+
+def test_answer_queues_the_reply_for_the_applicant(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    _submit(db, settings)
+    later = START + timedelta(hours=3)
+    row = answer_enquiry(db, "ECCP-0001", "  Three partners.  ", actor="admin:42", now=later)
+    assert (row["status"], row["answer"], row["answered_by"]) == (
+        "answered",
+        "Three partners.",
+        "admin:42",
+    )
+    answer = [n for n in rows(db, "notifications") if n["kind"] == "answer"]
+    assert [(n["channel"], n["chat_id"], n["text"]) for n in answer] == [
+        ("telegram", "chat-u1", "Three partners.")
+    ]
+    assert [a["event"] for a in rows(db, "audit")] == ["created", "answered"]
+    # A follow-up answer is allowed; a closed enquiry is not answered.
+    answer_enquiry(db, "eccp-1", "And one more thing.", actor="admin:42", now=later)
+    close_enquiry(db, "ECCP-0001", actor="cli", now=later)
+    with pytest.raises(EnquiryError, match="already closed"):
+        answer_enquiry(db, "ECCP-0001", "Too late", actor="admin:42", now=later)
+    with pytest.raises(EnquiryError, match="no enquiry"):
+        answer_enquiry(db, "ECCP-0999", "Who?", actor="admin:42", now=later)
+    with pytest.raises(EnquiryError, match="empty"):
+        answer_enquiry(db, "ECCP-0001", "   ", actor="admin:42", now=later)
+
+
+def test_mark_answered_without_relaying(db: sqlite_utils.Database, settings: Settings) -> None:
+    _submit(db, settings)
+    row = enquiries.mark_answered(db, "ECCP-0001", actor="admin:5", now=START)
+    assert (row["status"], row["answer"], row["answered_by"]) == ("answered", None, "admin:5")
+    assert [n["kind"] for n in rows(db, "notifications")] == ["enquiry_posted"]
+    with pytest.raises(EnquiryError, match="already answered"):
+        enquiries.mark_answered(db, "ECCP-0001", actor="admin:5", now=START)
+
+
+def test_close_with_a_note_once(db: sqlite_utils.Database, settings: Settings) -> None:
+    _submit(db, settings)
+    row = close_enquiry(db, "ECCP-0001", actor="cli", now=START, note="duplicate of ECCP-0000")
+    assert (row["status"], row["closed_by"], row["close_note"]) == (
+        "closed",
+        "cli",
+        "duplicate of ECCP-0000",
+    )
+    audit = rows(db, "audit")[-1]
+    assert audit["event"] == "closed" and "duplicate" not in audit["detail"]
+    with pytest.raises(EnquiryError, match="already closed"):
+        close_enquiry(db, "ECCP-0001", actor="cli", now=START)
+    with pytest.raises(EnquiryError, match="no enquiry"):
+        close_enquiry(db, "NOPE-1", actor="cli", now=START)
+
+
+# ---------------------------------------------------------------- forget
+
+
+def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: Settings) -> None:
+    _submit(db, settings)
+    second = _submit(db, settings, question="Is Kosovo a COSME country for this call?")
+    answer_enquiry(db, second["ref"], "Yes, Kosovo takes part.", actor="admin:1", now=START)
+    # The first mail went out already; the second is still pending.
+    db.conn.execute("UPDATE outbox SET status = 'sent' WHERE enquiry_id = 1")
+    db.conn.execute(
+        "INSERT INTO sessions (channel, user_id, lang, state, updated_at) VALUES "
+        "('telegram', 'u1', 'it', '{\"draft\": {\"name\": \"Maria Rossi\"}}', 'x')"
+    )
+    db.conn.commit()
+    other = _submit(
+        db,
+        settings,
+        user="u2",
+        name="Luigi Verdi",
+        email="luigi@example.org",
+        question="Can a university be the coordinator?",
+    )
+    assert forget_user(db, "telegram", "u1", now=START + timedelta(days=1)) == 2
+    texts = "\n".join(iter_texts(db))
+    for secret in ("Maria Rossi", "maria.rossi@example.org", "partners must", "Kosovo takes"):
+        assert secret not in texts
+    assert "Qual è il budget?" in texts  # u2's own history is untouched
+    assert "Luigi Verdi" in texts and get_enquiry(db, other["ref"]) is not None
+    erased = [row for row in rows(db, "enquiries") if row["erased_at"]]
+    assert [row["ref"] for row in erased] == ["ECCP-0001", "ECCP-0002"]
+    assert all(row["user_id"] is None and row["faq_history"] == "[]" for row in erased)
+    assert [row["enquiry_id"] for row in rows(db, "outbox")] == [1, 3]
+    assert rows(db, "sessions") == []
+    events = [(a["event"], a["ref"]) for a in rows(db, "audit") if a["event"] == "erased"]
+    assert events == [("erased", "ECCP-0001"), ("erased", "ECCP-0002")]
+    assert user_enquiries(db, "telegram", "u1") == []
+
+
+def test_forget_a_user_without_enquiries_is_audited_anonymously(
+    db: sqlite_utils.Database,
+) -> None:
+    assert forget_user(db, "console", "nobody", now=START) == 0
+    (audit,) = rows(db, "audit")
+    assert audit["event"] == "erased" and audit["enquiry_id"] is None
+    assert "nobody" not in json.dumps(audit)
+
+
+# ---------------------------------------------------------------- queries and export
+
+
+def test_list_and_user_queries(db: sqlite_utils.Database, settings: Settings) -> None:
+    _submit(db, settings, user="a", now=START + timedelta(minutes=2))
+    _submit(db, settings, user="b", now=START + timedelta(minutes=1))
+    close_enquiry(db, "ECCP-0001", actor="cli", now=START)
+    assert [r["ref"] for r in list_enquiries(db, "all")] == ["ECCP-0002", "ECCP-0001"]
+    assert [r["ref"] for r in list_enquiries(db, "open")] == ["ECCP-0002"]
+    assert [r["ref"] for r in list_enquiries(db, "closed")] == ["ECCP-0001"]
+    assert list_enquiries(db, "answered") == []
+    with pytest.raises(EnquiryError):
+        list_enquiries(db, "bogus")
+    assert [r["ref"] for r in user_enquiries(db, "telegram", "a")] == ["ECCP-0001"]
+
+
+def test_export_csv_and_jsonl(db: sqlite_utils.Database, settings: Settings) -> None:
+    _submit(db, settings)
+    _submit(
+        db, settings, organisation='=HYPERLINK("http://evil")', question='Line 1\nLine 2, "quoted"'
+    )
+    buffer = io.StringIO()
+    assert export_jsonl(list_enquiries(db), buffer) == 2
+    records = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert records[1]["question"] == 'Line 1\nLine 2, "quoted"'
+    assert records[0]["faq_history"] == ["Qual è il budget?", "Quando scade?"]
+    buffer = io.StringIO()
+    assert export_csv(list_enquiries(db), buffer) == 2
+    table = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    assert table[1]["question"] == 'Line 1\nLine 2, "quoted"'
+    assert table[1]["organisation"].startswith("'=")
+    assert table[0]["faq_history"] == "Qual è il budget? | Quando scade?"

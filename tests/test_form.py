@@ -1,0 +1,188 @@
+"""The enquiry form's field validation, the country list and the bot texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.dialogue import countries
+from bot.dialogue.form import (
+    FIELDS,
+    LIMITS,
+    FieldError,
+    clean_surrogates,
+    validate_draft,
+    validate_field,
+)
+from bot.dialogue.texts import KEYS, Texts, check_texts
+
+
+def _code(field: str, value: str) -> str:
+    with pytest.raises(FieldError) as caught:
+        validate_field(field, value)
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "expected"),
+    [
+        ("name", "  Maria   Rossi ", "Maria Rossi"),
+        ("name", "José Ñúñez-O'Brien", "José Ñúñez-O'Brien"),
+        ("name", "李小龙", "李小龙"),
+        ("email", " Maria.Rossi@Example.ORG ", "Maria.Rossi@example.org"),
+        ("email", "a@xn--bcher-kva.example", "a@xn--bcher-kva.example"),
+        ("organisation", "Cluster <Lombardia> & Co.", "Cluster <Lombardia> & Co."),
+        ("country", "italia", "Italy"),
+        ("country", "IT", "Italy"),
+        ("country", "Regno Unito", "United Kingdom"),
+        ("country", "Türkiye", "Turkey"),
+        ("country", "svizzera", "Switzerland"),
+        ("country", "altro", "Other"),
+        ("question", "Line one\r\nline two\rline\tthree  ", "Line one\nline two\nline\tthree"),
+    ],
+)
+def test_accepted_values_are_normalised(field: str, raw: str, expected: str) -> None:
+    assert validate_field(field, raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "code"),
+    [
+        ("name", "", "empty"),
+        ("name", "   ", "empty"),
+        ("name", "M", "too_short"),
+        ("name", "M" * 101, "too_long"),
+        ("name", "Maria\nRossi", "multiline"),
+        ("name", "Maria\rRossi", "multiline"),
+        ("name", "Maria\u2028Rossi", "multiline"),
+        ("name", "Maria\x00Rossi", "control"),
+        ("name", "Maria\x1b[31mRossi", "control"),
+        ("name", "Maria\u202eissoR", "control"),
+        ("name", "12345", "no_letters"),
+        ("name", "maria@example.org", "name_looks_wrong"),
+        ("email", "not-an-address", "email_invalid"),
+        ("email", "maria@", "email_invalid"),
+        ("email", "Maria <maria@example.org>", "email_invalid"),
+        ("email", "maria@example.org\r\nBcc: x@evil.example", "multiline"),
+        ("email", "a" * 250 + "@example.org", "too_long"),
+        ("organisation", "Cluster\tLombardia\n", "control"),
+        ("organisation", "Cluster\nLombardia", "multiline"),
+        ("organisation", "x" * 201, "too_long"),
+        ("organisation", "!!", "no_letters"),
+        ("country", "Atlantis", "country_unknown"),
+        ("country", "XX", "country_unknown"),
+        ("question", "short?", "too_short"),
+        ("question", "q" * 4001, "too_long"),
+        ("question", "What about\x07 the bell?", "control"),
+        ("question", "???????????", "no_letters"),
+    ],
+)
+def test_refused_values_say_why(field: str, raw: str, code: str) -> None:
+    assert _code(field, raw) == code
+
+
+def test_too_long_reports_the_limits() -> None:
+    with pytest.raises(FieldError) as caught:
+        validate_field("name", "M" * 150)
+    assert caught.value.params == {"max": LIMITS["name"][1], "length": 150}
+
+
+def test_lone_surrogates_are_replaced_not_crashing() -> None:
+    assert clean_surrogates("ok\ud800") == "ok\ufffd"
+    assert validate_field("name", "Maria\udc80") == "Maria\ufffd"
+
+
+def test_validate_draft_needs_every_field() -> None:
+    draft = {
+        "name": "Maria Rossi",
+        "email": "maria@example.org",
+        "organisation": "Cluster",
+        "country": "Italy",
+        "question": "How many partners do we need?",
+    }
+    assert validate_draft(draft)["country"] == "Italy"
+    with pytest.raises(FieldError):
+        validate_draft({**draft, "question": None})
+
+
+@given(st.sampled_from(FIELDS), st.text(max_size=300))
+def test_any_text_is_accepted_or_refused_cleanly(field: str, raw: str) -> None:
+    try:
+        value = validate_field(field, raw)
+    except FieldError as exc:
+        assert f"err_{exc.code}" in KEYS
+        return
+    low, high = LIMITS[field]
+    assert low <= len(value) <= high or field == "country"
+    if field != "question":
+        assert "\n" not in value and "\r" not in value
+
+
+def test_country_list_puts_eu_then_cosme_first() -> None:
+    listed = countries.listed()
+    assert [c.group for c in listed[:27]] == ["eu"] * 27
+    assert {c.code for c in listed[27:]} >= {"IS", "AL", "BA", "XK", "ME", "MK", "RS", "TR"}
+    assert {c.code for c in listed[27:]} >= {"AM", "MD", "UA"}
+    assert all(countries.by_code(code) is not None for code in countries.COMMON)
+
+
+@pytest.mark.parametrize(
+    ("typed", "code"),
+    [
+        ("Italia", "IT"),
+        ("ITALY", "IT"),
+        ("it", "IT"),
+        ("Paesi Bassi", "NL"),
+        ("olanda", "NL"),
+        ("Bosnia & Herzegovina", "BA"),
+        ("bosnia ed erzegovina", "BA"),
+        ("macedonia del nord", "MK"),
+        ("Kosova", "XK"),
+        ("Cechia", "CZ"),
+        ("Czech Republic", "CZ"),
+        ("UK", "GB"),
+        ("Grecia", "GR"),
+        ("Other", "OTHER"),
+        ("Stati Uniti", "US"),
+    ],
+)
+def test_countries_typed_in_either_language(typed: str, code: str) -> None:
+    found = countries.find_country(typed)
+    assert found is not None and found.code == code
+
+
+def test_shipped_texts_have_no_problems() -> None:
+    assert check_texts() == []
+
+
+def test_check_texts_reports_missing_and_one_language_keys(tmp_path: Path) -> None:
+    (tmp_path / "it.yaml").write_text("welcome: 'Ciao {{ call_id }}'\nextra: 'x'\n", "utf-8")
+    (tmp_path / "en.yaml").write_text("welcome: 'Hello {{ nobody }}'\nhelp: 'Help'\n", "utf-8")
+    problems = check_texts(tmp_path)
+    joined = "\n".join(problems)
+    assert "it.yaml: key 'help' is missing (present in en.yaml)" in joined
+    assert "unknown key 'extra'" in joined
+    assert "unknown variable(s) nobody" in joined
+    assert "key 'summary' is missing in every language" in joined
+
+
+def test_check_texts_reports_bad_yaml_and_template_errors(tmp_path: Path) -> None:
+    (tmp_path / "it.yaml").write_text("welcome: [unclosed\n", "utf-8")
+    (tmp_path / "en.yaml").write_text("welcome: '{% if %}'\n", "utf-8")
+    joined = "\n".join(check_texts(tmp_path))
+    assert "it.yaml: not valid YAML" in joined
+    assert "template error" in joined
+
+
+def test_texts_render_in_both_languages() -> None:
+    texts = Texts.load()
+    assert texts.get("it", "forget_done", count=1).endswith("(1 richiesta).")
+    assert texts.get("en", "forget_done", count=2).endswith("(2 enquiries).")
+    from datetime import timedelta
+
+    assert texts.duration("it", timedelta(days=365)) == "365 giorni"
+    assert texts.duration("en", timedelta(hours=48)) == "2 days"
+    assert texts.duration("en", timedelta(hours=1)) == "1 hour"
