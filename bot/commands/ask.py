@@ -46,7 +46,7 @@ def _load(args: argparse.Namespace) -> KnowledgeBase:
 
     settings = settings_from_args(args)
     try:
-        return KnowledgeBase.load(settings.resolved_knowledge_dir, settings.faq.min_score)
+        return KnowledgeBase.from_settings(settings)
     except KnowledgeError as exc:
         raise UserError("\n".join(exc.problems)) from None
 

@@ -42,7 +42,7 @@ def _check_knowledge(settings: Settings) -> list[str]:
     from bot.knowledge import KnowledgeBase, KnowledgeError
 
     try:
-        KnowledgeBase.load(settings.resolved_knowledge_dir, settings.faq.min_score)
+        KnowledgeBase.from_settings(settings)
     except KnowledgeError as exc:
         return list(exc.problems)
     return []

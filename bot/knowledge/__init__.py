@@ -6,11 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call, read_yaml
 from bot.knowledge.faq import FaqEntry, load_faq, render_answer
 from bot.knowledge.match import Matcher, detect_language
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 CALL_FILE = "call.yaml"
 FAQ_FILE = "faq.yaml"
@@ -50,6 +54,9 @@ class KnowledgeBase:
         entries: tuple[FaqEntry, ...],
         min_score: float = 0.5,
         fallback: Mapping[str, str] | None = None,
+        *,
+        default_lang: str = "en",
+        secretariat_email: str = "",
     ) -> None:
         self.call = call
         self.entries = entries
@@ -57,21 +64,46 @@ class KnowledgeBase:
         self.min_score = min_score
         self.matcher = Matcher(entries)
         self.fallback = dict(fallback) if fallback else _load_fallback_texts()
+        self.default_lang = default_lang if default_lang in LANGUAGES else "en"
+        self.secretariat_email = secretariat_email
 
     @classmethod
-    def load(cls, directory: Path, min_score: float = 0.5) -> KnowledgeBase:
+    def load(
+        cls,
+        directory: Path,
+        min_score: float = 0.5,
+        *,
+        default_lang: str = "en",
+        secretariat_email: str = "",
+    ) -> KnowledgeBase:
         """Load call.yaml and faq.yaml from `directory`; raise KnowledgeError with every problem."""
         if not directory.is_dir():
             raise KnowledgeError([f"{directory}: knowledge folder not found (check knowledge_dir)"])
         call = load_call(directory / CALL_FILE)
         entries = load_faq(directory / FAQ_FILE, call)
-        return cls(call, entries, min_score)
+        return cls(
+            call,
+            entries,
+            min_score,
+            default_lang=default_lang,
+            secretariat_email=secretariat_email,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KnowledgeBase:
+        """The knowledge base the settings point at, with their threshold and language."""
+        return cls.load(
+            settings.resolved_knowledge_dir,
+            settings.faq.min_score,
+            default_lang=settings.language,
+            secretariat_email=settings.secretariat.email,
+        )
 
     def detect(self, question: str, lang: str | None = None) -> str:
-        """The language to answer in: the one asked for, else the question's, else 'en'."""
+        """The language to answer in: the one asked for, else the question's, else the default."""
         if lang in LANGUAGES:
             return lang
-        return detect_language(question) or "en"
+        return detect_language(question) or self.default_lang
 
     def match(self, question: str, lang: str | None = None) -> tuple[str | None, float]:
         """Best FAQ id and score; the id is None below the confidence threshold."""
@@ -93,7 +125,8 @@ class KnowledgeBase:
     def render(self, faq_id: str, lang: str, now: datetime | None = None) -> str:
         """One FAQ answer in `lang`, with the call status computed at `now`."""
         moment = now if now is not None else datetime.now(UTC)
-        return render_answer(self.by_id[faq_id], self.call, lang, moment)
+        extra = {"secretariat_email": self.secretariat_email}
+        return render_answer(self.by_id[faq_id], self.call, lang, moment, extra)
 
     def topics(self, lang: str) -> list[tuple[str, str]]:
         """(faq id, button label) pairs in FAQ order."""
