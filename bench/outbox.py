@@ -1,0 +1,182 @@
+"""Outbox throughput: our worker (SQLite + retries bookkeeping) vs plain aiosmtplib.
+
+Both deliver the same N messages to the same local aiosmtpd server (in its own thread),
+in the same run. Plain aiosmtplib sends them over one reused connection with no
+bookkeeping; the worker reads them from a real SQLite outbox and records every outcome.
+
+    .venv/bin/python bench/outbox.py [--count 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiosmtplib
+
+from bot.mail.compose import enquiry_mail, outbox_row, sample_enquiry
+from bot.mail.outbox import SmtpTarget, deliver_due, insert_outbox
+from bot.settings import Settings, settings_from_mapping
+from bot.storage import open_database, transaction
+
+TARGET_RATIO = 0.8
+
+
+# The server runs in its own process, so that it does not compete with the client for
+# the GIL: both contenders then see the same, steady server.
+_SERVER = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+
+class Sink:
+    count = 0
+    async def handle_DATA(self, server, session, envelope):
+        Sink.count += 1
+        return "250 OK"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(Sink(), hostname="localhost", loop=loop), "127.0.0.1", 0
+    )
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    print(Sink.count, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[int, list[int]]]:
+    """An aiosmtpd server on loopback port 0 in a child process; yields (port, [count])."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    received: list[int] = []
+    try:
+        port = int(process.stdout.readline())
+        yield port, received
+        process.stdin.write("stop\n")
+        process.stdin.flush()
+        received.append(int(process.stdout.readline()))
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _messages(settings: Settings, count: int) -> list[dict[str, Any]]:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for index in range(count):
+        enquiry = {**sample_enquiry(), "id": index + 1, "ref": f"ECCP-{index + 1:04d}"}
+        rows.append(outbox_row(enquiry_mail(settings, enquiry), "digest", None, now))
+    return rows
+
+
+async def plain(port: int, rows: list[dict[str, Any]]) -> float:
+    """Seconds for plain aiosmtplib to send every row over one connection."""
+    started = time.perf_counter()
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, start_tls=False, local_hostname="localhost"
+    )
+    await client.connect()
+    for row in rows:
+        await client.sendmail(row["mail_from"], ["segreteria@example.org"], row["raw"])
+    await client.quit()
+    return time.perf_counter() - started
+
+
+async def worker(settings: Settings, port: int, rows: list[dict[str, Any]], folder: Path) -> float:
+    """Seconds for deliver_due to empty a SQLite outbox holding every row."""
+    db = open_database(folder / "bench.sqlite3")
+    with transaction(db):
+        for row in rows:
+            insert_outbox(db, row)
+    target = SmtpTarget.from_settings(settings, hostname="127.0.0.1", port=port, security="none")
+    now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=1)
+    started = time.perf_counter()
+    sent = 0
+    while True:
+        report = await deliver_due(db, settings, now, target=target)
+        sent += report.sent
+        if report.attempted == 0 or report.retried or report.failed:
+            break
+    elapsed = time.perf_counter() - started
+    db.close()
+    if sent != len(rows):
+        raise SystemExit(f"worker sent {sent} of {len(rows)}: {report.errors[:3]}")
+    return elapsed
+
+
+def main() -> int:
+    """Run the comparison and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="mails per run (default 2000)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each (default 5)")
+    args = parser.parse_args()
+
+    settings = settings_from_mapping({"smtp": {"host": "127.0.0.1", "security": "none"}})
+    rows = _messages(settings, args.count)
+    plain_times: list[float] = []
+    worker_times: list[float] = []
+    with smtp_server() as (port, received):
+        for round_number in range(args.rounds):
+            # Alternate the order so neither side always runs on a warmer process.
+            order = ("plain", "worker") if round_number % 2 == 0 else ("worker", "plain")
+            for name in order:
+                if name == "plain":
+                    plain_times.append(asyncio.run(plain(port, rows)))
+                else:
+                    with tempfile.TemporaryDirectory() as folder:
+                        fresh = [dict(row) for row in rows]
+                        worker_times.append(
+                            asyncio.run(worker(settings, port, fresh, Path(folder)))
+                        )
+    delivered = received[0] if received else -1
+    expected = 2 * args.count * args.rounds
+    if delivered != expected:
+        print(f"server received {delivered} mails, expected {expected}", file=sys.stderr)
+        return 1
+
+    # Best-of is the least noisy estimate on a shared machine; medians are shown too.
+    plain_rate = args.count / min(plain_times)
+    worker_rate = args.count / min(worker_times)
+    ratio = worker_rate / plain_rate
+    median_ratio = statistics.median(plain_times) / statistics.median(worker_times)
+    print(
+        f"outbox throughput: {args.count} mails x {args.rounds} rounds, "
+        "aiosmtpd on loopback in a separate process"
+    )
+    print(f"{'':<37}{'best s':>9}{'median s':>10}{'mails/s':>9}")
+    for label, times, rate in (
+        ("plain aiosmtplib, 1 connection", plain_times, plain_rate),
+        ("outbox worker (SQLite, deliver_due)", worker_times, worker_rate),
+    ):
+        print(f"{label:<37}{min(times):>9.3f}{statistics.median(times):>10.3f}{rate:>9.0f}")
+    verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
+    print(
+        f"ratio worker/plain: {ratio:.2f}x best-of, {median_ratio:.2f}x median "
+        f"(target >= {TARGET_RATIO}x) {verdict}"
+    )
+    return 0 if ratio >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

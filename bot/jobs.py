@@ -1,0 +1,322 @@
+"""Scheduled work derived from database rows: reminders, the digest and retention."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.mail.compose import Digest, DigestItem, digest_mail, outbox_row, reminder_mail
+from bot.mail.outbox import insert_outbox
+from bot.storage import dumps, from_iso, to_iso, transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How often the periodic jobs look at the database. The database decides what is due, so
+# these only bound how late a due item can be noticed.
+OUTBOX_EVERY = timedelta(seconds=30)
+REMINDERS_EVERY = timedelta(seconds=60)
+RETENTION_EVERY = timedelta(hours=1)
+# A digest whose scheduled time passed while the bot was down is still sent within this
+# window after it; older ones are skipped (the next one reports everything anyway).
+DIGEST_CATCH_UP = timedelta(hours=12)
+DIGEST_LAST_RUN = "digest.last_run"
+DIGEST_LAST_SLOT = "digest.last_slot"
+
+
+# ---------------------------------------------------------------- meta
+
+
+def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
+    """A value from the meta table, or None."""
+    for row in db.query("SELECT value FROM meta WHERE key = ?", [key]):
+        return str(row["value"])
+    return None
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    """Insert or replace a meta value."""
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+
+
+def _audit(
+    db: sqlite_utils.Database,
+    at: datetime,
+    event: str,
+    enquiry_id: int | None,
+    ref: str | None,
+    detail: dict[str, Any],
+) -> None:
+    db.execute(
+        "INSERT INTO audit (at, event, enquiry_id, ref, actor, detail) "
+        "VALUES (?, ?, ?, ?, 'system', ?)",
+        [to_iso(at), event, enquiry_id, ref, dumps(detail)],
+    )
+
+
+# ---------------------------------------------------------------- reminders
+
+
+def reminder_due_at(enquiry: dict[str, Any], settings: Settings) -> datetime | None:
+    """When this enquiry's next reminder is due, or None if it gets no (more) reminders."""
+    if enquiry["status"] != "open" or enquiry.get("erased_at") or not enquiry.get("forwarded_at"):
+        return None
+    count = int(enquiry.get("reminder_count") or 0)
+    if count >= settings.reminders.max_count:
+        return None
+    if count == 0 or not enquiry.get("last_reminder_at"):
+        return from_iso(enquiry["forwarded_at"]) + settings.reminders.first_after
+    # Counted from the last reminder actually written, so downtime or a clock jump yields
+    # one late reminder, never a burst of the missed ones.
+    return from_iso(enquiry["last_reminder_at"]) + settings.reminders.repeat_every
+
+
+def due_reminders(
+    db: sqlite_utils.Database, settings: Settings, now: datetime
+) -> list[dict[str, Any]]:
+    """Open, forwarded enquiries whose next reminder is due at `now`, oldest first."""
+    if settings.reminders.max_count == 0:
+        return []
+    rows = db.query(
+        "SELECT * FROM enquiries WHERE status = 'open' AND forwarded_at IS NOT NULL "
+        "AND erased_at IS NULL AND reminder_count < ? ORDER BY created_at, id",
+        [settings.reminders.max_count],
+    )
+    due = []
+    for row in rows:
+        at = reminder_due_at(row, settings)
+        if at is not None and at <= now:
+            due.append(row)
+    return due
+
+
+def _original_message_id(db: sqlite_utils.Database, enquiry_id: int) -> str | None:
+    for row in db.query(
+        "SELECT message_id FROM outbox WHERE enquiry_id = ? AND kind = 'enquiry' "
+        "ORDER BY id LIMIT 1",
+        [enquiry_id],
+    ):
+        return str(row["message_id"])
+    return None
+
+
+def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime) -> list[str]:
+    """Queue every due reminder; returns the references reminded."""
+    reminded = []
+    for candidate in due_reminders(db, settings, now):
+        # One transaction per enquiry: re-read, re-check, then mail + counter + audit
+        # together, so a crash or a second process can never write the same reminder twice.
+        with transaction(db):
+            rows = list(db.query("SELECT * FROM enquiries WHERE id = ?", [candidate["id"]]))
+            if not rows:
+                continue
+            row = rows[0]
+            at = reminder_due_at(row, settings)
+            if at is None or at > now:
+                continue
+            count = int(row["reminder_count"] or 0) + 1
+            message = reminder_mail(
+                settings, row, _original_message_id(db, int(row["id"])), count, now
+            )
+            insert_outbox(db, outbox_row(message, "reminder", int(row["id"]), now))
+            db.execute(
+                "UPDATE enquiries SET reminder_count = ?, last_reminder_at = ? WHERE id = ?",
+                [count, to_iso(now), row["id"]],
+            )
+            _audit(db, now, "reminded", int(row["id"]), row["ref"], {"count": count})
+        reminded.append(str(row["ref"]))
+        log.info("reminder %d queued for %s", count, row["ref"])
+    return reminded
+
+
+# ---------------------------------------------------------------- digest
+
+
+def digest_trigger(settings: Settings) -> Any:
+    """The CronTrigger of settings.digest (5-field crontab, in digest.timezone)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(
+        settings.digest.cron, timezone=ZoneInfo(settings.digest.timezone)
+    )
+
+
+def latest_slot(settings: Settings, now: datetime) -> datetime | None:
+    """The latest scheduled digest time in (now - DIGEST_CATCH_UP, now], or None."""
+    trigger = digest_trigger(settings)
+    start = now - DIGEST_CATCH_UP
+    latest = None
+    fire = trigger.get_next_fire_time(None, start)
+    # Bounded: even '* * * * *' has 720 slots in 12 h.
+    for _ in range(100_000):
+        if fire is None or fire > now:
+            break
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire)
+    return latest if latest is None else latest.astimezone(now.tzinfo)
+
+
+def digest_slot_due(
+    settings: Settings, now: datetime, last_slot: datetime | None
+) -> datetime | None:
+    """The scheduled digest time to serve now, unless it was served already."""
+    slot = latest_slot(settings, now)
+    if slot is None or (last_slot is not None and slot <= last_slot):
+        return None
+    return slot
+
+
+def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -> Digest:
+    """The digest as of `now`: open enquiries, and what happened since the last digest."""
+    last = get_meta(db, DIGEST_LAST_RUN)
+    since = from_iso(last) if last else None
+    items = [
+        DigestItem(
+            ref=str(row["ref"]),
+            organisation=str(row["organisation"] or ""),
+            country=str(row["country"] or ""),
+            channel=str(row["channel"] or ""),
+            created_at=from_iso(row["created_at"]),
+            age=now - from_iso(row["created_at"]),
+            reminder_count=int(row["reminder_count"] or 0),
+        )
+        for row in db.query(
+            "SELECT * FROM enquiries WHERE status = 'open' AND erased_at IS NULL "
+            "ORDER BY created_at, id"
+        )
+    ]
+    lower = to_iso(since) if since else ""
+    upper = to_iso(now)
+    answered = list(
+        db.query(
+            "SELECT created_at, answered_at FROM enquiries "
+            "WHERE answered_at IS NOT NULL AND answered_at > ? AND answered_at <= ?",
+            [lower, upper],
+        )
+    )
+    closed = next(
+        iter(
+            db.query(
+                "SELECT COUNT(*) AS n FROM enquiries "
+                "WHERE closed_at IS NOT NULL AND closed_at > ? AND closed_at <= ?",
+                [lower, upper],
+            )
+        )
+    )["n"]
+    durations = [from_iso(r["answered_at"]) - from_iso(r["created_at"]) for r in answered]
+    median = median_duration(durations)
+    return Digest(
+        generated_at=now,
+        since=since,
+        open=tuple(items),
+        answered_count=len(answered),
+        closed_count=int(closed),
+        median_answer=median,
+    )
+
+
+def median_duration(values: list[timedelta]) -> timedelta | None:
+    """The median of durations, or None for none."""
+    if not values:
+        return None
+    return timedelta(seconds=statistics.median(v.total_seconds() for v in values))
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    """What a digest run did."""
+
+    digest: Digest
+    outbox_id: int | None
+    slot: datetime | None
+
+
+def queue_digest(
+    db: sqlite_utils.Database, settings: Settings, now: datetime, *, slot: datetime | None = None
+) -> DigestResult:
+    """Build the digest and, unless empty, queue its mail; records the run in meta."""
+    with transaction(db):
+        digest = build_digest(db, settings, now)
+        outbox_id = None
+        if not digest.is_empty:
+            message = digest_mail(settings, digest)
+            outbox_id = insert_outbox(db, outbox_row(message, "digest", None, now))
+            set_meta(db, DIGEST_LAST_RUN, to_iso(now))
+        if slot is not None:
+            set_meta(db, DIGEST_LAST_SLOT, to_iso(slot))
+    return DigestResult(digest, outbox_id, slot)
+
+
+def run_scheduled_digest(
+    db: sqlite_utils.Database, settings: Settings, now: datetime, *, catch_up: bool = False
+) -> DigestResult | None:
+    """Serve the current digest slot once (None when there is no unserved slot).
+
+    With `catch_up` (at start), a database that never served a slot only records the
+    current one: a bot that was never running has no missed digest to send.
+    """
+    last = get_meta(db, DIGEST_LAST_SLOT)
+    slot = digest_slot_due(settings, now, from_iso(last) if last else None)
+    if slot is None:
+        return None
+    if catch_up and last is None:
+        with transaction(db):
+            set_meta(db, DIGEST_LAST_SLOT, to_iso(slot))
+        return None
+    result = queue_digest(db, settings, now, slot=slot)
+    if result.outbox_id is None:
+        log.info("digest: nothing to report, no mail")
+    else:
+        log.info("digest queued (%d open enquiries)", len(result.digest.open))
+    return result
+
+
+# ---------------------------------------------------------------- retention
+
+
+def expired_enquiries(db: sqlite_utils.Database, settings: Settings, now: datetime) -> list[int]:
+    """Ids of enquiries finished (closed, or answered) over privacy.retention ago, not erased."""
+    cutoff = to_iso(now - settings.privacy.retention)
+    # An answered enquiry is finished for the applicant even if nobody closes it: without
+    # this its personal data would be kept for ever.
+    return [
+        int(row["id"])
+        for row in db.query(
+            "SELECT id FROM enquiries WHERE erased_at IS NULL AND ("
+            "(status = 'closed' AND closed_at IS NOT NULL AND closed_at < ?) OR "
+            "(status = 'answered' AND answered_at IS NOT NULL AND answered_at < ?)"
+            ") ORDER BY id",
+            [cutoff, cutoff],
+        )
+    ]
+
+
+def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime) -> int:
+    """Erase the personal data that retention makes due; returns how many enquiries."""
+    from bot.enquiries import erase_enquiries
+
+    ids = expired_enquiries(db, settings, now)
+    count = erase_enquiries(db, ids, actor="system", now=now, reason="retention") if ids else 0
+    cutoff = to_iso(now - settings.privacy.retention)
+    # Digests and notices list organisations too: their stored copies expire as well.
+    with transaction(db):
+        db.execute(
+            "UPDATE outbox SET raw = NULL WHERE enquiry_id IS NULL AND status != 'pending' "
+            "AND raw IS NOT NULL AND created_at < ?",
+            [cutoff],
+        )
+    if count:
+        log.info("retention: erased personal data of %d enquiries", count)
+    return count

@@ -1,0 +1,1 @@
+"""E-mail: compose messages from templates, deliver the outbox, and the embedded mail store."""

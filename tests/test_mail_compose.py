@@ -1,0 +1,247 @@
+"""Mail composition: headers, both parts, both languages, escaping and header safety."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.mail import compose
+from bot.mail.compose import (
+    ComposeError,
+    Digest,
+    DigestItem,
+    check_templates,
+    digest_mail,
+    enquiry_mail,
+    outbox_row,
+    reminder_mail,
+    sample_enquiry,
+)
+from tests.smtp_support import T0, make_settings
+
+
+def _parts(message: object) -> tuple[str, str]:
+    plain = message.get_body(("plain",))  # type: ignore[attr-defined]
+    html = message.get_body(("html",))  # type: ignore[attr-defined]
+    return plain.get_content(), html.get_content()
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"),
+    [
+        ("it", ("Nuova richiesta", "Organizzazione", "Come rispondere", "Domande fatte prima")),
+        ("en", ("New enquiry", "Organisation", "How to answer", "Questions asked to the bot")),
+    ],
+)
+def test_enquiry_mail_headers_and_parts(tmp_path: Path, lang: str, words: tuple[str, ...]) -> None:
+    settings = make_settings(
+        tmp_path,
+        secretariat={"language": lang, "email": "desk@cluster.example.eu"},
+        smtp={"sender": "Call bot <bot@cluster.example.eu>"},
+        telegram={"admin_chat_id": -100123},
+        timezone="Europe/Rome",
+    )
+    enquiry = sample_enquiry()
+    message = enquiry_mail(settings, enquiry)
+
+    assert message["From"].addresses[0].addr_spec == "bot@cluster.example.eu"
+    assert str(message["To"]) == "desk@cluster.example.eu"
+    reply_to = message["Reply-To"].addresses[0]
+    assert reply_to.addr_spec == "maria.rossi@example.org"
+    assert reply_to.display_name == "Maria Rossi & <Co>"
+    subject = str(message["Subject"])
+    assert subject.startswith("[ECCP-0001] ")
+    assert "Cluster Lombardo <Meccatronica> & Partners" in subject
+    assert "Italia" in subject
+    assert message["Message-ID"].endswith("@cluster.example.eu>")
+    assert message.get_content_type() == "multipart/alternative"
+
+    plain, html = _parts(message)
+    for text in (plain, html):
+        for word in words:
+            assert word in text
+        assert "maria_rossi" in text  # Telegram username
+        assert "1001" in text  # chat id
+        assert "Qual è la scadenza?" in text and "Chi può partecipare?" in text
+        assert "/reply ECCP-0001" in text  # admin chat is configured
+        # created 08:30 UTC in January is 09:30 in Rome
+        assert "09:30" in text and "Europe/Rome" in text
+        assert "Telegram" in text
+    assert "maria.rossi@example.org" in plain
+    assert "<script>alert(1)</script> & altro" in plain
+
+
+@pytest.mark.parametrize("lang", ["it", "en"])
+def test_html_is_autoescaped(tmp_path: Path, lang: str) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": lang})
+    _, html = _parts(enquiry_mail(settings, sample_enquiry()))
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; altro" in html
+    assert "Maria Rossi &amp; &lt;Co&gt;" in html
+    assert "Cluster Lombardo &lt;Meccatronica&gt; &amp; Partners" in html
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "Maria\r\nBcc: victim@example.com"),
+        ("name", "Maria\nRossi"),
+        ("organisation", "Acme\r\nX-Evil: 1"),
+        ("country", "Italia\n"),
+        ("email", "maria@example.org\r\nBcc: x@example.com"),
+        ("name", "Maria\u2028Rossi"),
+    ],
+)
+def test_line_breaks_in_header_fields_are_refused(tmp_path: Path, field: str, value: str) -> None:
+    settings = make_settings(tmp_path)
+    enquiry = {**sample_enquiry(), field: value}
+    with pytest.raises(ComposeError):
+        enquiry_mail(settings, enquiry)
+
+
+@pytest.mark.parametrize("email", ["not-an-address", "a@b@example.org", "maria@", "@example.org"])
+def test_invalid_reply_to_is_refused(tmp_path: Path, email: str) -> None:
+    settings = make_settings(tmp_path)
+    with pytest.raises(ComposeError):
+        enquiry_mail(settings, {**sample_enquiry(), "email": email})
+
+
+def test_question_may_span_lines(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    message = enquiry_mail(settings, {**sample_enquiry(), "question": "line one\r\nline two"})
+    plain, html = _parts(message)
+    assert "line one" in plain and "line two" in plain
+    assert "line one<br>line two" in html
+
+
+def test_outbox_row_fixes_message_id_and_raw(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    message = enquiry_mail(settings, sample_enquiry())
+    row = outbox_row(message, "enquiry", 1, T0)
+    assert row["status"] == "pending" and row["attempts"] == 0
+    assert row["message_id"] == message["Message-ID"]
+    assert row["mail_from"] == "noreply@example.org"
+    assert json.loads(row["rcpt_to"]) == ["segreteria@example.org"]
+    assert row["next_attempt_at"] == row["created_at"] == "2026-03-02T08:00:00.000000+00:00"
+    raw = row["raw"]
+    assert isinstance(raw, bytes) and raw.isascii() and b"\r\n" in raw
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Message-ID"] == row["message_id"]
+    assert parsed["Reply-To"].addresses[0].addr_spec == "maria.rossi@example.org"
+    # A second composition of the same enquiry gets a different id: ids are fixed per row.
+    assert enquiry_mail(settings, sample_enquiry())["Message-ID"] != row["message_id"]
+
+
+def test_outbox_row_rejects_unknown_kind(tmp_path: Path) -> None:
+    message = enquiry_mail(make_settings(tmp_path), sample_enquiry())
+    with pytest.raises(ValueError):
+        outbox_row(message, "spam", None, T0)
+
+
+@pytest.mark.parametrize("lang", ["it", "en"])
+def test_reminder_threads_under_the_enquiry(tmp_path: Path, lang: str) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": lang})
+    original = "<orig.eccp-0001@example.org>"
+    message = reminder_mail(settings, sample_enquiry(), original, 2, T0)
+    assert message["In-Reply-To"] == original
+    assert message["References"] == original
+    assert str(message["Subject"]).startswith("[ECCP-0001] ")
+    assert message["Message-ID"] != original
+    plain, html = _parts(message)
+    assert "2" in plain and "3" in plain  # reminder 2 of max_count 3
+    assert "<script>" not in html
+
+
+@pytest.mark.parametrize("lang", ["it", "en"])
+def test_digest_mail(tmp_path: Path, lang: str) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": lang})
+    items = (
+        DigestItem("ECCP-0001", "Org <A> & B", "Italia", "telegram", T0, timedelta(days=3), 2),
+        DigestItem("ECCP-0002", "Second", "France", "console", T0, timedelta(hours=5), 0),
+    )
+    digest = Digest(T0, T0 - timedelta(days=1), items, 4, 1, timedelta(hours=30))
+    message = digest_mail(settings, digest)
+    plain, html = _parts(message)
+    assert plain.index("ECCP-0001") < plain.index("ECCP-0002")
+    assert "Org &lt;A&gt; &amp; B" in html and "Org <A> & B" in plain
+    assert "1 d 6 h" in plain or "1 g 6 h" in plain  # median 30 h
+    assert "3 d 0 h" in plain or "3 g 0 h" in plain
+    assert "4" in plain
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_digest_empty_flag() -> None:
+    assert Digest(T0, None).is_empty
+    assert not Digest(T0, None, answered_count=1).is_empty
+
+
+def test_check_templates_is_clean() -> None:
+    assert check_templates() == []
+
+
+def test_check_templates_reports_a_broken_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from bot.resources import templates_dir
+
+    copy = tmp_path / "templates"
+    shutil.copytree(templates_dir(), copy)
+    (copy / "mail" / "en" / "digest.txt.j2").write_text("{{ missing_variable }}\n")
+    monkeypatch.setattr("bot.resources.templates_dir", lambda: copy)
+    compose._environments.cache_clear()
+    try:
+        problems = check_templates()
+    finally:
+        compose._environments.cache_clear()
+    assert any("missing_variable" in problem for problem in problems), problems
+
+
+_ONE_LINE = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=120
+).filter(lambda text: text.strip() != "")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=_ONE_LINE, organisation=_ONE_LINE, country=_ONE_LINE, question=st.text(max_size=500))
+def test_any_one_line_text_composes_a_safe_message(
+    name: str, organisation: str, country: str, question: str
+) -> None:
+    base = make_settings(Path("/nonexistent"))
+    enquiry = {
+        **sample_enquiry(),
+        "name": name,
+        "organisation": organisation,
+        "country": country,
+        "question": question,
+    }
+    row = outbox_row(enquiry_mail(base, enquiry), "enquiry", 1, T0)
+    raw: bytes = row["raw"]
+    assert raw.isascii()
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
+    assert sorted(set(names)) == sorted(names)  # no header injected or duplicated
+    assert set(names) == {
+        b"Subject",
+        b"From",
+        b"To",
+        b"Date",
+        b"MIME-Version",
+        b"Content-Type",
+        b"Reply-To",
+        b"Message-ID",
+        b"X-Clusterbot-Ref",
+        b"X-Clusterbot-Kind",
+    }
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Reply-To"].addresses[0].addr_spec == "maria.rossi@example.org"
+    shown = parsed["Reply-To"].addresses[0].display_name
+    # Header folding may only change the spacing (the stdlib splits long encoded words).
+    assert "".join(shown.split()) == "".join(name.split())
