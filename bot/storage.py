@@ -202,5 +202,24 @@ def open_database(path: Path) -> sqlite_utils.Database:
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """All writes inside commit together or not at all."""
-    with db.atomic():
+    if db.conn.in_transaction:
+        # Nested: a savepoint inside the caller's transaction.
+        with db.atomic():
+            yield db
+        return
+    # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits for
+    # another process's writer (busy_timeout) instead of failing when it tries to upgrade.
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
         yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
