@@ -9,6 +9,8 @@ Prints, for the labelled development set (tests/data/dev_questions.yaml):
   (c) a simple baseline on the same dev set: the nearest question variant by rapidfuzz
       fuzz.token_set_ratio, answering when the ratio reaches a threshold (the best threshold
       on the dev set is chosen, which flatters the baseline).
+Then, for each blind set (tests/data/blind*_questions.yaml, written without tuning on them),
+the in-scope accuracy and fallback rate of (a) and of the baseline at the same cutoff.
 Nothing is asserted: the numbers are printed for people to compare.
 """
 
@@ -33,7 +35,8 @@ from bot.knowledge.facts import load_call  # noqa: E402
 from bot.knowledge.faq import FaqEntry, load_faq  # noqa: E402
 from bot.knowledge.match import Matcher  # noqa: E402
 
-DEV_SET = ROOT / "tests" / "data" / "dev_questions.yaml"
+DATA = ROOT / "tests" / "data"
+DEV_SET = DATA / "dev_questions.yaml"
 THRESHOLD = 0.5  # the KnowledgeBase default (settings faq.min_score)
 
 Answerer = Callable[[str], tuple[str | None, float]]
@@ -61,9 +64,9 @@ class Result:
     best_us: list[float] = field(default_factory=list)
 
 
-def load_dev() -> list[Item]:
-    """The labelled development set."""
-    data = yaml.safe_load(DEV_SET.read_text(encoding="utf-8"))
+def load_dev(path: Path = DEV_SET) -> list[Item]:
+    """The labelled development set (or another labelled set in the same format)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [
         Item(str(row["q"]), str(row["lang"]), row.get("id"), bool(row.get("typo", False)))
         for row in data["questions"]
@@ -365,6 +368,20 @@ def main() -> int:
         "p99 best = 99th percentile over questions of each question's fastest round "
         "(scheduler noise removed); p50/p99/max are over every timed call."
     )
+    blind_sets = sorted(DATA.glob("blind*_questions.yaml"))
+    if blind_sets:
+        print("\nBlind sets (shipped KB; baseline at the dev-set cutoff)")
+        for path in blind_sets:
+            blind = load_dev(path)
+            for result in (
+                run("ours (shipped KB)", shipped.best, blind, 1, 0.0),
+                run("baseline", base_answer, blind, 1, 0.0, threshold=best_cut),
+            ):
+                inside, fallback, _typo = scores(result, blind)
+                print(
+                    f"  {path.name:<26}{result.name:<20}{len(blind):>5} q.  "
+                    f"in-scope {100 * inside:5.1f}%  fallback {100 * fallback:5.1f}%"
+                )
     print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
     return 0
 

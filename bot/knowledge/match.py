@@ -1,17 +1,24 @@
 """Match free-text questions (Italian or English) to FAQ entries, with a calibrated confidence.
 
 Pure and fast (standard library only). A question is normalised (case, accents, punctuation),
-split into words, multi-word phrases are joined, stopwords dropped, synonyms mapped to one
-canonical word and words lightly stemmed. Words the FAQ does not know are corrected against
-its vocabulary by a symmetric-delete spelling index (edit distance 1, or 2 for long words,
-or completing a 4-letter word with its missing letter).
+split into words, multi-word phrases are joined (intent phrases such as "who can", "how many
+projects", "in total", "per project", "open to" become canonical words; the applicant's own
+context, "I work for", is dropped), stopwords and context words (places, roles, greetings)
+dropped, synonyms mapped to one canonical word and words lightly stemmed. An unknown
+hyphenated word is read as its parts ("two-stage"). Words the FAQ does not know are corrected
+against its vocabulary by a symmetric-delete spelling index (edit distance 1, or 2 for long
+words, or completing a 4-letter word with its missing letter).
 
 Each entry has a profile: its terms (from question variants and keywords), each with an
 association strength (keywords and terms common among its variants count most). An entry's
 score is the share of the question's informative weight (a soft IDF) that its profile explains,
-so words the FAQ does not know (other topics) lower the confidence. Rules for topics the call
-facts do not cover (consortium size, project duration, award criteria, evaluation results),
-for other funding programmes and for small talk cap the score below the fallback threshold.
+so words the FAQ does not know (other topics) lower the confidence. A long, chatty question is
+also scored by its focus (the sentence that asks, the part after "I would like to know", its
+last clause), at a slightly reduced confidence, so context does not drown the intent. Rules
+for topics the call facts do not cover (consortium size, project duration, start date, award
+criteria, evaluation results, which costs are eligible, the proposal's language, other
+editions), for other funding programmes and for small talk cap the score below the fallback
+threshold; they always look at the whole question.
 Everything is precomputed in `Matcher.__init__`; a look-up walks an inverted index.
 """
 
@@ -41,13 +48,30 @@ _JOIN_RE = re.compile(r"(?<=[a-z0-9])[-_/](?=[a-z0-9])")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
-def normalise(text: str) -> str:
-    """Casefold, strip accents and join hyphenated words ('Co-financing' -> 'cofinancing')."""
+def _fold(text: str) -> str:
     text = text.translate(_APOSTROPHES)
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    stripped = stripped.replace("+", " plus ").replace("%", " percent ")
-    return _JOIN_RE.sub("", stripped)
+    return stripped.replace("+", " plus ").replace("%", " percent ")
+
+
+def normalise(text: str) -> str:
+    """Casefold, strip accents and join hyphenated words ('Co-financing' -> 'cofinancing')."""
+    return _JOIN_RE.sub("", _fold(text))
+
+
+_COMPOUND_RE = re.compile(r"[a-z0-9]+(?:[-_/][a-z0-9]+)+")
+_SPLIT_RE = re.compile(r"[-_/]")
+# Prefixes that are no word of their own once a compound is split ("post-Brexit").
+_PREFIXES = frozenset({"post", "pre", "ex", "anti", "pro", "co", "re", "sub", "self", "mid"})
+
+
+def _compounds(text: str) -> dict[str, list[str]]:
+    """Hyphenated words of `text`, joined as `words` joins them, with their parts."""
+    return {
+        _JOIN_RE.sub("", found): [part for part in _SPLIT_RE.split(found) if part not in _PREFIXES]
+        for found in _COMPOUND_RE.findall(_fold(text))
+    }
 
 
 def words(text: str) -> list[str]:
@@ -93,17 +117,47 @@ praticamente breve ecco allora quindi invece oppure già solo possibile plus sti
 parlando parliamo
 """
 
+# The applicant's own context in a chatty question: where they are (EU member states, Italian
+# regions and cities; non-EU COSME countries are not here, they ask for `countries`), who they
+# are, greetings and fillers. They say nothing about the topic, so they are not "unknown"
+# words that would lower the confidence.
+_CONTEXT_WORDS = """
+austria austrian austriaco belgium belgian belgio belga bulgaria bulgarian bulgaro croatia
+croatian croazia croato cyprus cypriot cipro cipriota czech czechia ceco ceca denmark danish
+danimarca danese estonia estonian estone finland finnish finlandia finlandese france
+francia germany germania greece greek grecia greco hungary hungarian ungheria ungherese
+ireland irish irlanda irlandese italy italia latvia latvian lettonia lettone lithuania
+lithuanian lituania lituano luxembourg lussemburgo malta maltese netherlands dutch olanda
+olandese poland polish polonia polacco portugal portuguese portogallo portoghese romania
+romanian rumeno slovakia slovak slovacchia slovacco slovenia slovenian sloveno spain spagna
+sweden swedish svezia svedese italian italiano italiana italiani
+lombardo lombarda piemontese veneta toscano toscana siciliano siciliana pugliese campano
+emiliano emiliana sardo sarda friulano ligure laziale calabrese marchigiano umbro abruzzese
+applicant applicants proponente proponenti richiedente richiedenti
+rappresento rappresentiamo represent representing details detail dettagli dettaglio
+chiarimenti chiarimento clarification clarifications further ulteriori
+piemonte lombardia veneto liguria emilia romagna toscana umbria marche lazio abruzzo molise
+campania puglia basilicata calabria sicilia sardegna trentino friuli giulia valle aosta alto
+adige milano roma torino napoli bologna firenze venezia genova bari palermo
+somewhere anywhere first beforehand ourselves arrivare arriva arrivano remind ricordami
+ricordarmi preciso precisamente concretamente concretely practically supposed meant workers
+lavoratori guys folks ragazzi anyway comunque btw inoltre moreover furthermore besides favore
+perfavore thx significa significato significano stand stands gentili gentile egregi
+spettabile direttore director responsabile coordinatore consulente consultant ceo capofila
+coordinator lead leader
+"""
+
 # Question words help tell topics apart ("when" -> deadline, "how many" -> funded proposals),
 # but a question made only of them ("who are you?") is no evidence of any topic. The vaguest
 # ones also weigh less.
 _QUESTION_WORDS = _wordset("how who where when chi dove come quando howmuch howmany")
 _WEAK = _wordset("how who where chi dove come howmuch")
 # "do" is mostly an auxiliary ("how do I apply?"); it is the verb ("what do they do?") only
-# last in the question or before one of these words.
+# when no informative word follows it, or before one of these words.
 _AUXILIARIES = frozenset({"do", "does", "did"})
-_AFTER_VERB_DO = _wordset("with in for to during exactly actually there here")
+_AFTER_VERB_DO = _wordset("with in for to during exactly actually there here if when once after")
 _WEAK_FACTOR = 0.5
-_STOPWORDS = _wordset(_STOPWORDS_EN + _STOPWORDS_IT) - _QUESTION_WORDS
+_STOPWORDS = _wordset(_STOPWORDS_EN + _STOPWORDS_IT + _CONTEXT_WORDS) - _QUESTION_WORDS
 
 # Multi-word phrases joined into one word (or a few) before anything else; longest match first.
 _PHRASES: dict[tuple[str, ...], str] = {
@@ -199,6 +253,276 @@ _PHRASES: dict[tuple[str, ...], str] = {
     ("regional", "development", "fund"): "otherprogramme",
     ("sviluppo", "regionale"): "otherprogramme",
     ("erasmus", "plus"): "otherprogramme",
+    # "who can ...?" asks who is eligible (unless it asks whom to write to: see contact)
+    ("who", "can"): "whocan",
+    ("who", "may"): "whocan",
+    ("chi", "puo"): "whocan",
+    ("chi", "possono"): "whocan",
+    ("chi", "e", "ammesso"): "whocan",
+    # whom to write to is a question for the secretariat
+    ("who", "can", "i"): "whom",
+    ("who", "should", "i"): "whom",
+    ("who", "i"): "whom",
+    ("to", "whom"): "whom",
+    ("a", "chi", "posso"): "whom",
+    ("a", "chi", "devo"): "whom",
+    ("a", "chi", "mi"): "whom",
+    ("a", "chi", "rivolgersi"): "whom",
+    # funding questions about one project, and about the whole call
+    ("per", "project"): "each project",
+    ("per", "proposal"): "each proposal",
+    ("per", "partnership"): "each partnership",
+    ("per", "application"): "each proposal",
+    ("per", "progetto"): "each project",
+    ("per", "proposta"): "each proposal",
+    ("per", "partenariato"): "each partnership",
+    ("a", "progetto"): "each project",
+    ("a", "proposta"): "each proposal",
+    ("one", "project"): "each project",
+    ("a", "project"): "each project",
+    ("un", "progetto"): "each project",
+    ("a", "testa"): "each",
+    ("in", "total"): "total",
+    ("in", "tutto"): "total",
+    ("in", "totale"): "total",
+    ("all", "together"): "total",
+    ("get", "money"): "funded",
+    ("get", "funding"): "funded",
+    ("get", "funded"): "funded",
+    ("get", "a", "grant"): "funded",
+    ("receive", "money"): "funded",
+    ("receive", "funding"): "funded",
+    ("be", "funded"): "funded",
+    ("ricevono", "soldi"): "funded",
+    ("prendono", "soldi"): "funded",
+    ("ricevono", "il", "finanziamento"): "funded",
+    ("one", "stage"): "single stage",
+    ("una", "sola", "fase"): "single stage",
+    ("una", "fase"): "single stage",
+    ("how", "many", "grants"): "howmany grant funded",
+    ("how", "many", "projects"): "howmany project funded",
+    ("how", "many", "proposals"): "howmany proposal funded",
+    ("how", "many", "partnerships"): "howmany partnership funded",
+    ("how", "many", "winners"): "howmany winner funded",
+    ("quanti", "progetti"): "howmany project funded",
+    ("quante", "proposte"): "howmany proposal funded",
+    ("quanti", "partenariati"): "howmany partnership funded",
+    ("quante", "sovvenzioni"): "howmany grant funded",
+    ("quanti", "contributi"): "howmany grant funded",
+    ("quanti", "vincitori"): "howmany winner funded",
+    ("two", "stage"): "two stage",
+    ("two", "stages"): "two stage",
+    ("north", "macedonia"): "country",
+    ("macedonia", "del", "nord"): "country",
+    ("western", "balkans"): "country",
+    ("member", "state"): "country",
+    ("member", "states"): "country",
+    ("stato", "membro"): "country",
+    ("stati", "membri"): "country",
+    # the applicant's own context ("I work for a cluster in ...") says nothing about the topic
+    ("i", "work"): "",
+    ("we", "work"): "",
+    ("work", "for"): "",
+    ("work", "at"): "",
+    ("lavoro", "per"): "",
+    ("lavoro", "in"): "",
+    ("lavoro", "presso"): "",
+    ("lavoriamo", "per"): "",
+    ("lavoriamo", "in"): "",
+    ("we", "are", "based"): "",
+    ("sono", "il", "presidente"): "",
+    ("sono", "la", "presidente"): "",
+    ("am", "the", "president"): "",
+    ("president", "of", "a"): "",
+    ("presidente", "di", "un"): "",
+    ("based", "in"): "",
+    ("located", "in"): "",
+    ("con", "sede"): "",
+    ("found", "out"): "",
+    ("heard", "about"): "",
+    # the language of the proposal or of the conversation
+    ("in", "italian"): "inlanguage",
+    ("in", "english"): "inlanguage",
+    ("in", "german"): "inlanguage",
+    ("in", "french"): "inlanguage",
+    ("in", "spanish"): "inlanguage",
+    ("in", "italiano"): "inlanguage",
+    ("in", "inglese"): "inlanguage",
+    ("in", "tedesco"): "inlanguage",
+    ("in", "francese"): "inlanguage",
+    ("in", "spagnolo"): "inlanguage",
+    ("last", "time"): "previous",
+    ("ultima", "volta"): "previous",
+    ("last", "edition"): "previous",
+    ("ultima", "edizione"): "previous",
+    ("success", "rate"): "successrate",
+    ("tasso", "di", "successo"): "successrate",
+    ("info", "day"): "infoday",
+    ("info", "session"): "infoday",
+    ("giornata", "informativa"): "infoday",
+    # what the call is for, and what it pays for
+    ("a", "che", "serve"): "objective",
+    ("a", "cosa", "serve"): "objective",
+    ("what", "is", "it", "for"): "objective",
+    ("the", "point"): "objective",
+    ("what", "is", "funded"): "activity",
+    ("used", "for"): "activity",
+    ("how", "much", "of"): "howmuch share",
+    ("quanta", "parte"): "share",
+    ("what", "exactly", "is", "funded"): "activity",
+    ("what", "gets", "funded"): "activity",
+    ("what", "can", "be", "funded"): "activity",
+    ("what", "does", "it", "fund"): "activity",
+    ("what", "does", "the", "call", "fund"): "activity",
+    ("cosa", "finanzia"): "activity",
+    ("cosa", "viene", "finanziato"): "activity",
+    ("cosa", "si", "finanzia"): "activity",
+    ("cosa", "e", "finanziabile"): "activity",
+    ("open", "to"): "eligibility",
+    ("aperto", "a"): "eligibility",
+    ("aperta", "a"): "eligibility",
+    ("rivolto", "a"): "eligibility",
+    ("rivolta", "a"): "eligibility",
+    ("aimed", "at"): "eligibility",
+    ("sul", "piatto"): "budget",
+    ("on", "the", "table"): "budget",
+    ("by", "when"): "deadline",
+    ("until", "when"): "deadline",
+    # what one applicant can get, and what it pays itself
+    ("we", "get"): "receive",
+    ("i", "get"): "receive",
+    ("can", "we", "get"): "receive",
+    ("can", "i", "get"): "receive",
+    ("could", "we", "get"): "receive",
+    ("will", "we", "get"): "receive",
+    ("ci", "danno"): "receive",
+    ("ci", "date"): "receive",
+    ("pay", "ourselves"): "cofinancing",
+    ("we", "pay"): "cofinancing",
+    ("metterci", "noi"): "cofinancing",
+    ("mettere", "noi"): "cofinancing",
+    ("a", "nostro", "carico"): "cofinancing",
+    ("own", "contribution"): "cofinancing",
+    ("our", "share"): "cofinancing",
+    ("nostra", "parte"): "cofinancing",
+    ("nostra", "quota"): "cofinancing",
+    # other calls
+    ("other", "calls"): "previous",
+    ("open", "calls"): "previous",
+    ("altri", "bandi"): "previous",
+    ("bandi", "aperti"): "previous",
+    ("next", "generation"): "otherprogramme",
+    ("recovery", "fund"): "otherprogramme",
+    # "I have a question" announces a question, it does not ask one
+    ("ho", "una", "domanda"): "",
+    ("have", "a", "question"): "",
+    ("una", "domanda", "su"): "",
+    # which call this is, and whom it is for
+    ("which", "call"): "programme call",
+    ("what", "call"): "programme call",
+    ("che", "bando"): "programme call",
+    ("quale", "bando"): "programme call",
+    ("who", "is", "the", "call", "for"): "eligibility",
+    ("who", "is", "this", "call", "for"): "eligibility",
+    ("who", "is", "it", "for"): "eligibility",
+    ("who", "is", "this", "for"): "eligibility",
+    ("for", "whom"): "eligibility",
+    ("a", "chi", "e", "rivolto"): "eligibility",
+    ("a", "chi", "e", "rivolta"): "eligibility",
+    ("a", "chi", "si", "rivolge"): "eligibility",
+    ("a", "chi", "e", "destinato"): "eligibility",
+    ("fuori", "tempo"): "deadline",
+    ("who", "can", "i", "call"): "phone",
+    ("i", "call"): "phone",
+    ("we", "call"): "phone",
+    ("non", "eu"): "noneu",
+    ("non", "ue"): "noneu",
+    ("outside", "the", "eu"): "noneu",
+    ("fully", "funded"): "cover percent",
+    ("fully", "covered"): "cover percent",
+    ("fully", "financed"): "cover percent",
+    ("vuole", "fare"): "objective",
+    ("vogliono", "fare"): "objective",
+    ("wants", "to", "do"): "objective",
+    ("fa", "parte", "di"): "belong",
+    ("is", "it", "part", "of"): "belong",
+    ("is", "this", "part", "of"): "belong",
+    ("quanti", "soldi"): "howmuch money",
+    ("quanti", "fondi"): "howmuch fund",
+    ("quanti", "euro"): "howmuch euro",
+    ("quanti", "milioni"): "howmuch million",
+    ("how", "many", "euros"): "howmuch euro",
+    ("how", "many", "millions"): "howmuch million",
+    ("date", "today"): "clock",
+    ("data", "di", "oggi"): "clock",
+    ("what", "day", "is", "it"): "clock",
+    ("che", "giorno", "e", "oggi"): "clock",
+    ("fino", "a", "che"): "deadline",
+    ("entro", "che", "giorno"): "deadline",
+    ("entro", "che", "data"): "deadline",
+    ("general", "info"): "overview",
+    ("general", "information"): "overview",
+    ("informazioni", "generali"): "overview",
+    ("possono", "dare"): "receive",
+    ("puo", "dare"): "receive",
+    ("possiamo", "avere"): "receive",
+    ("can", "we", "have"): "receive",
+    # "how does that work?" asks for an explanation of whatever it is about
+    ("that", "work"): "",
+    ("that", "works"): "",
+    ("it", "work"): "",
+    ("it", "works"): "",
+    ("this", "work"): "",
+    ("this", "works"): "",
+    ("in", "concreto"): "",
+    ("di", "preciso"): "",
+    ("in", "che", "modo", "si", "partecipa"): "procedure",
+    ("come", "si", "partecipa"): "procedure",
+    ("come", "partecipare"): "procedure",
+    ("come", "partecipo"): "procedure",
+    ("come", "partecipiamo"): "procedure",
+    ("how", "to", "participate"): "procedure",
+    ("how", "i", "participate"): "procedure",
+    ("how", "we", "participate"): "procedure",
+    ("how", "to", "take", "part"): "procedure",
+    ("tempo", "massimo"): "deadline",
+    # small talk about the bot itself
+    ("what", "can", "you", "do"): "smalltalk",
+    ("nice", "to", "meet"): "smalltalk",
+    ("piacere", "di", "conoscerti"): "smalltalk",
+    ("can", "you", "do"): "smalltalk",
+    ("sai", "fare"): "smalltalk",
+    ("cosa", "fai"): "smalltalk",
+    ("your", "name"): "smalltalk",
+    ("are", "you", "a"): "smalltalk",
+    ("are", "you", "an"): "smalltalk",
+    ("are", "you", "human"): "smalltalk",
+    ("are", "you", "real"): "smalltalk",
+    ("are", "you", "ok"): "smalltalk",
+    ("are", "you", "married"): "smalltalk",
+    ("you", "like"): "smalltalk",
+    ("sei", "umana"): "smalltalk",
+    ("sei", "sposato"): "smalltalk",
+    ("sei", "sposata"): "smalltalk",
+    ("who", "are", "you"): "smalltalk",
+    ("how", "are", "you"): "smalltalk",
+    ("who", "made", "you"): "smalltalk",
+    ("chi", "sei"): "smalltalk",
+    ("sei", "un"): "smalltalk",
+    ("sei", "una"): "smalltalk",
+    ("sei", "umano"): "smalltalk",
+    ("come", "stai"): "smalltalk",
+    ("che", "tempo", "fa"): "weather",
+    # other editions of the call
+    ("new", "call"): "previous",
+    ("another", "call"): "previous",
+    ("next", "round"): "previous",
+    ("next", "edition"): "previous",
+    ("nuovo", "bando"): "previous",
+    ("altro", "bando"): "previous",
+    ("prossima", "call"): "previous",
+    ("prossima", "edizione"): "previous",
+    ("nuova", "call"): "previous",
 }
 _PHRASE_FIRST = frozenset(key[0] for key in _PHRASES)
 _PHRASE_MAX = max(len(key) for key in _PHRASES)
@@ -220,7 +544,8 @@ _SYNONYMS = _synonyms(
         "close": "closing closes closed chiude chiusa chiuso chiusura chiudera chiudono chiudere "
         "passata passato passed",
         "open": "opens opening opened apre aperto aperta apertura aprira aprono aprire "
-        "published pubblicato pubblicata launched lanciato lanciata released",
+        "published pubblicato pubblicata launched lanciato lanciata released uscito uscita "
+        "usciti esce publication pubblicazione",
         "budget": "budjet bugdet dotazione stanziamento stanziamenti envelope plafond "
         "allocation allocated allocating stanzia stanziati stanziato",
         "million": "milioni millions miliardi miliardo billion billions milione",
@@ -247,12 +572,13 @@ _SYNONYMS = _synonyms(
         "reimburse": "rimborso rimborsa rimborsata rimborsati rimborsate rimborsabili "
         "reimbursement reimbursed reimburses rimborsare",
         "cost": "costi costs spese spesa expenses expenditure",
-        "cover": "copre coprono covered covers coperte coperti coperto",
+        "cover": "copre coprono covered covers coperte coperti coperto pay pays paid paga pagano "
+        "pagare",
         "proposal": "proposte proposta proposals",
         "project": "progetti progetto projects",
         "partnership": "partenariati partenariato partnerships consortium consortia consorzio "
         "consorzi",
-        "winner": "vincitori winners vinceranno vincono vincere vincitore",
+        "winner": "vincitori winners vinceranno vincono vincere vincitore win wins",
         "selected": "selezionati selezionate selezionate scelti scelte chosen selezionare",
         "funded": "financed finanziati finanziate finanziato finanziata",
         "eligibility": "eligible elegible ammissibile ammissibili ammissibilita ammessi "
@@ -280,20 +606,24 @@ _SYNONYMS = _synonyms(
         "official": "ufficiale ufficialmente officially ufficiali",
         "name": "chiama chiamato chiamata called named nome",
         "secretariat": "segreteria secretary",
-        "contact": "contatto contatti contattare contattarvi contacts",
+        "contact": "contatto contatti contattare contattarvi contacts recapito recapiti "
+        "ricontattato ricontattata ricontattare ricontattarmi ricontattateci contattatemi "
+        "contattami recontact",
         "phone": "telefono telephone telefonare chiamare richiamare phones",
         "email": "mail",
         "talk": "speak parlare",
         "human": "umano persona person operatore operator somebody qualcuno",
         "programme": "programma program programs programmes",
-        "call": "bando bandi calls invito opportunity opportunita",
+        "call": "bando bandi calls invito opportunity opportunita bot chatbot",
         "agency": "agenzia ente",
-        "manage": "gestisce manages managed managing runs gestito gestita gestione charge",
+        "manage": "gestisce manages managed managing runs gestito gestita gestione charge "
+        "behind dietro segue seguito",
         "belong": "rientra appartiene belongs",
         "objective": "obiettivo obiettivi objectives goal goals aim aims aiming scopo scopi "
         "finalita finalities mira mirano punta puntano persegue perseguire pursue purpose point",
         "overall": "main principale generale general",
-        "specific": "specifico specifici specifica specifiche specifically",
+        "specific": "specifico specifici specifica specifiche specifically concrete concreto "
+        "concreta concreti concrete",
         "activity": "attivita activities",
         "action": "azioni actions",
         "do": "does did doing done fare fanno svolgono svolgere realizzare organizzare "
@@ -306,32 +636,49 @@ _SYNONYMS = _synonyms(
         "travel": "viaggio viaggi",
         "visit": "visita visite visiting visitors visitor visitatori visitare",
         "host": "ospitare hosting ospitante",
-        "clusterxchange": "clusterexchange",
+        "clusterxchange": "clusterexchange cxc xchange clusterxchanges",
+        "achieve": "hope hopes hoping accomplish raggiungere",
+        "participate": "participates participating participation partecipare partecipa "
+        "partecipo partecipiamo partecipano partecipazione join joins joining aderire "
+        "participants participant partecipanti",
+        "today": "tomorrow domani today oggi tonight stasera week settimana weekend",
+        "help": "aiuto aiutare aiutarmi aiutami aiutarci helping helpdesk",
+        "stage": "stages fase fasi",
+        "receive": "ricevere riceve ricevono ottenere ottenibile obtain obtainable",
+        "cluster": "distretto distretti clusters",
+        "total": "totale complessivo complessiva complessivamente totally",
     }
 )
-# Country names and nationalities: all mean "which country", a question for `countries`.
+# Names and nationalities of the non-EU COSME countries and of neighbours often asked about:
+# they mean "which country", a question for `countries`. (EU member states are context words:
+# "we are a cluster in Slovenia, can we apply?" asks who can apply.)
 for _name in words(
     """turkey turkish turchia turco turca turchi serbia serbian serbo serba serbi ukraine
     ukrainian ucraina ucraino ucraina ucraini albania albanian albanese albanesi iceland
     icelandic islanda islandese kosovo kosovar kosovaro montenegro montenegrin montenegrino
     macedonia macedonian macedone bosnia bosnian bosniaco erzegovina herzegovina armenia armenian
     armeno moldova moldovan moldavo moldavia switzerland swiss svizzera svizzero norway
-    norwegian norvegia norvegese balkans balcani uk"""
+    norwegian norvegia norvegese balkans balcani uk liechtenstein israel israele tunisia
+    georgia georgian serbe turche turchi ucraine albanese islandesi kosovari montenegrine
+    montenegrini macedoni macedoni bosniache bosniaci armene armeni moldave moldavi svizzere
+    svizzeri norvegesi britanniche"""
 ):
     _SYNONYMS.setdefault(_name, "country")
 _SYNONYMS["uk"] = "country"
 
-# Words never stemmed: the canonical words above keep their exact form.
-_PROTECTED = frozenset(_SYNONYMS.values()) | frozenset(
-    word for joined in _PHRASES.values() for word in joined.split()
-)
+# Words never stemmed: the canonical words above keep their exact form ("cluster" is stemmed
+# like the words it is part of, "clustercollaboration").
+_PROTECTED = (
+    frozenset(_SYNONYMS.values())
+    | frozenset(word for joined in _PHRASES.values() for word in joined.split())
+) - {"cluster"}
 
 # Names of other funding programmes: a question about them falls back.
 _OTHER_PROGRAMMES = _wordset(
     """
     otherprogramme erasmus erasmusplus horizon h2020 horizon2020 interreg life pnrr eic eurostars
     msca erc eit euratom feasr fesr fse erdf esf cef cerv investeu eu4health digitaleurope
-    accelerator pathfinder pon por psr urbact feamp
+    accelerator pathfinder pon por psr urbact feamp smp
     """
 )
 
@@ -345,13 +692,32 @@ _UNCOVERED_RULES: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], .
             "howmany minimum minimo minima minimi size number numero least quanti quante "
             "dimensione composizione composed composto need required country"
         ),
+        _wordset("funded grant winner selected receive"),
+    ),
+    # how many organisations a partnership needs
+    (
+        _wordset(
+            "organisation soggetti soggetto entities enti members membri partner partners "
+            "organizzazioni clusters cluster"
+        ),
+        _wordset("howmany minimum minimo minima least number numero"),
+        _wordset("funded grant winner selected receive"),
+    ),
+    # how many countries a consortium needs
+    (
+        _wordset("country"),
+        _wordset(
+            "howmany number numero minimum minimo minima least required needed necessari "
+            "necessarie 2 3 4 5 two three four five due tre quattro cinque"
+        ),
         frozenset(),
     ),
     # project duration
     (
         _wordset(
             "duration durata durare dura durano last lasts lasting months mesi years anni "
-            "howlong lungo long"
+            "howlong lungo long start starts starting begin begins inizio iniziano inizia "
+            "partono avvio kickoff period periodo"
         ),
         _wordset("project partnership grant action implementation attuazione"),
         _wordset("clusterxchange exchange visit mobility"),
@@ -364,8 +730,27 @@ _UNCOVERED_RULES: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], .
     ),
     # who wins and when it is known: the evaluation results
     (
-        _wordset("winner selected informed informati notified know sapere sapremo sapranno"),
+        _wordset(
+            "winner selected informed informati notified know sapere sapremo sapranno "
+            "awarded assegnati assegnate assegnata announced annunciati annunciato"
+        ),
         _wordset("when quando who chi"),
+        frozenset(),
+    ),
+    # whether a kind of cost is eligible (only the rate is confirmed)
+    (
+        _wordset(
+            "personnel personale salary salaries stipendi travel viaggio viaggi trasferte "
+            "equipment attrezzature attrezzatura depreciation ammortamento rent affitto "
+            "consultancy consulenza consulenze software hardware catering"
+        ),
+        _wordset("cost reimburse eligibility claim charge rimborsabile"),
+        _wordset("clusterxchange exchange visit mobility lumpsum"),
+    ),
+    # arithmetic
+    (
+        _wordset("times minus divided multiplied diviso moltiplicato"),
+        _wordset(" ".join(str(number) for number in range(101))),
         frozenset(),
     ),
     # which costs are eligible (only the rate is confirmed)
@@ -385,6 +770,53 @@ _UNCOVERED_RULES: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], .
         frozenset(),
         frozenset(),
     ),
+    # the language of the proposal, or of the conversation
+    (
+        _wordset(
+            "language languages lingua lingue italian italiano inglese english german tedesco "
+            "french francese spanish spagnolo chinese cinese"
+        ),
+        _wordset(
+            "speak parli parla parlate language languages lingua lingue write written "
+            "scritta scritto scrivere translate tradurre translation traduzione answer reply "
+            "rispondi rispondere"
+        ),
+        frozenset(),
+    ),
+    (_wordset("inlanguage"), frozenset(), frozenset()),
+    # events, statistics of the call and people at the agency
+    (
+        _wordset(
+            "webinar webinars infoday event events evento eventi workshop workshops "
+            "successrate statistics statistiche"
+        ),
+        frozenset(),
+        frozenset(),
+    ),
+    (
+        _wordset("howmany"),
+        _wordset(
+            "submitted received pervenute ricevute presentate arrivate arrivati applied "
+            "competition concorrenza compete competing people persone employees dipendenti "
+            "staff"
+        ),
+        frozenset(),
+    ),
+    # help writing or reviewing a proposal (the secretariat can be asked, the bot cannot do it)
+    (
+        _wordset(
+            "write writing draft drafting review check correct redigere scrivere scrivermi "
+            "scriveresti rivedere correggere controllare"
+        ),
+        _wordset("proposal application candidatura"),
+        _wordset("secretariat contact whom email whocan chi"),
+    ),
+    # a minimum grant (only the maximum is confirmed)
+    (
+        _wordset("minimum minimo minima smallest lowest least"),
+        _wordset("grant amount importo funding finanziamento budget money soldi"),
+        frozenset(),
+    ),
     # other editions of the call
     (
         _wordset(
@@ -397,7 +829,8 @@ _UNCOVERED_RULES: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], .
     # evaluation and its results
     (
         _wordset(
-            "evaluation evaluate evaluated evaluating evaluator evaluators valutazione "
+            "evaluation evaluate evaluated evaluating evaluator evaluators valutazione ranked rank "
+            "ranks classifica points punti "
             "valutazioni valutate valutati valutano valutata valutatori valutare score "
             "scored scoring scores punteggio punteggi ranking graduatoria graduatorie "
             "assessed assessment results result risultati risultato esito esiti outcome "
@@ -419,8 +852,9 @@ _OFF_TOPIC = _wordset(
     taxi nato onu schengen birthday compleanno poem poesia translate tradurre tradurmi
     taxes tasse tax dichiarazione declaration job lavorare stipendio lottery lotteria scudetto
     campionato championship league cats cat gatto gatti dog dogs cane cani cook cooking
-    cucinare pasta music musica song german tedesco french francese spanish spagnolo chinese
-    cinese interest interesse mortgage mutuo loan loans prestito prestiti
+    cucinare pasta music musica song smalltalk robot chatgpt government governo ministry
+    ministero interest interesse mortgage mutuo loan loans prestito prestiti lend borrow presti
+    prestare prestarmi
     """
 )
 
@@ -463,7 +897,7 @@ def _join_phrases(items: list[str]) -> list[str]:
         item
         for position, item in enumerate(items)
         if item not in _AUXILIARIES
-        or (position + 1 == len(items) and position > 0)
+        or (position > 0 and all(later in _STOPWORDS for later in items[position + 1 :]))
         or (position + 1 < len(items) and items[position + 1] in _AFTER_VERB_DO)
     ]
     out: list[str] = []
@@ -633,6 +1067,53 @@ def _score(matched: float, content: float, total: float) -> float:
     return matched / total * (evidence if evidence < 1.0 else 1.0)
 
 
+_REQUEST_RE = re.compile(
+    r"\b(?:i(?:'d| would) like to (?:know|ask|understand)|i (?:was|am) wondering|"
+    r"i wanted to (?:know|ask)|(?:could|can) you (?:please )?(?:tell|let) me|please tell me|"
+    r"(?:vorrei|volevo|vorremmo|volevamo) (?:sapere|chiedere|capire)|mi chiedevo|"
+    r"(?:potete|potreste|puoi|potresti) (?:dirmi|indicarmi|spiegarmi))\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_CLAUSE_RE = re.compile(r",\s*|\s+-+\s+|:\s+")
+# A focus part counts this much of its own score: the whole question is the better evidence.
+_SENTENCE_FACTOR = 0.9
+_CLAUSE_FACTOR = 0.85
+# Questions with fewer informative words than this are read whole only.
+_MIN_FOCUS_WORDS = 6
+# Clauses shorter than this (in words) are not read on their own.
+_MIN_CLAUSE_WORDS = 3
+
+
+def _focus(text: str) -> list[tuple[str, float]]:
+    """Parts of a long question worth reading alone, with the share of their score kept.
+
+    The part that asks is the last sentence ending in "?" (else the last sentence); then its
+    last clause, when it is long enough ("Hi, we are a cluster in Slovenia, can we apply?").
+    """
+    sample = text[:MAX_CHARS].strip()
+    if sum(word not in _STOPWORDS for word in words(sample)) < _MIN_FOCUS_WORDS:
+        return []
+    if "," not in sample and not _SENTENCE_END_RE.search(sample) and ":" not in sample:
+        return []
+    sentences = [part for part in _SENTENCE_END_RE.split(sample) if _TOKEN_RE.search(part)]
+    if not sentences:
+        return []
+    asking = [part for part in sentences if part.rstrip().endswith("?")]
+    sentence = (asking or sentences)[-1].strip()
+    # "..., and I would like to know whether we can apply": the request comes after its marker.
+    marked = _REQUEST_RE.split(sentence)
+    if len(marked) > 1 and _TOKEN_RE.search(marked[-1]):
+        sentence = marked[-1].strip()
+    parts: list[tuple[str, float]] = []
+    if sentence != sample:
+        parts.append((sentence, _SENTENCE_FACTOR))
+    clauses = [part for part in _CLAUSE_RE.split(sentence) if _TOKEN_RE.search(part)]
+    if len(clauses) > 1 and len(words(clauses[-1])) >= _MIN_CLAUSE_WORDS:
+        parts.append((clauses[-1], _CLAUSE_FACTOR))
+    return parts
+
+
 class Matcher:
     """Finds the FAQ entry that best explains a question, with a confidence in [0, 1]."""
 
@@ -702,7 +1183,17 @@ class Matcher:
         corrected: list[str] = []
         guessed: set[str] = set()
         attempts: dict[str, str | None] = {}
-        for word in words(text[:MAX_CHARS])[:MAX_WORDS]:
+        sample = text[:MAX_CHARS]
+        raw = words(sample)[:MAX_WORDS]
+        parts = _compounds(sample) if any(ch in sample for ch in "-_/") else {}
+        if parts:
+            # A hyphenated word the FAQ does not know is read as its parts ("two-stage").
+            raw = [
+                part
+                for word in raw
+                for part in (parts[word] if word in parts and word not in self._surface else [word])
+            ][:MAX_WORDS]
+        for word in raw:
             if word not in self._surface:
                 if word not in attempts and len(attempts) < MAX_CORRECTIONS:
                     attempts[word] = self._speller.correct(word)
@@ -830,17 +1321,31 @@ class Matcher:
         ordered = sorted(scored, key=lambda i: (-scored[i][0], -scored[i][1], i))[:limit]
         return [(self._ids[i], self._capped_score(query, scored[i][0])) for i in ordered]
 
+    def _top(self, query: _Query) -> tuple[int, float] | None:
+        scored = self._scores(query)
+        if not scored:
+            return None
+        index = min(scored, key=lambda i: (-scored[i][0], -scored[i][1], i))
+        return index, scored[index][0]
+
     def best(self, text: str, lang: str | None = None) -> tuple[str | None, float]:
         """The best FAQ id (None when nothing matches) and a confidence in [0, 1].
 
-        Entries are matched in both languages, so `lang` is accepted for the interface only.
+        A long, chatty question is also read by its focus (the sentence that asks, then its
+        last clause), so the context around the question does not drown it; the focus
+        counts slightly less than the whole. Caps (other programmes, uncovered topics, small
+        talk) always look at the whole text. Entries are matched in both languages, so
+        `lang` is accepted for the interface only.
         """
         query = self._query(text)
-        scored = self._scores(query)
-        if not scored:
+        found = self._top(query)
+        for part, factor in _focus(text):
+            top = self._top(self._query(part))
+            if top is not None and (found is None or top[1] * factor > found[1]):
+                found = (top[0], top[1] * factor)
+        if found is None:
             return None, 0.0
-        index = min(scored, key=lambda i: (-scored[i][0], -scored[i][1], i))
-        return self._ids[index], self._capped_score(query, scored[index][0])
+        return self._ids[found[0]], self._capped_score(query, found[1])
 
 
 def detect_language(text: str) -> str | None:
