@@ -14,7 +14,13 @@ run and on the same scripts:
 The table gives steps/s (from the summed step latencies), p50 and p99 per kind of step; the
 lines below it give the same per scenario: the FAQ chat, and the whole enquiry form whose
 last step ("send") composes the secretariat's e-mail and commits it with the enquiry.
-The target is >= 1000 steps/s for (a). Nothing is asserted; the numbers are printed.
+
+The summary for (a) then separates three figures, because one step dominates the form:
+  * all steps: the overall rate (wall clock) - the figure the target is judged on;
+  * form steps without the submit: /contact, the five fields, consent;
+  * the submit step alone: its p50/p99, and how much of it is composing the e-mail
+    (bot.mail.compose, stdlib e-mail serialisation) measured on its own.
+The target is >= 1000 steps/s for (a), all steps. Nothing is asserted; the numbers are printed.
 """
 
 from __future__ import annotations
@@ -147,15 +153,19 @@ def _scenario(index: int) -> str:
     return "FAQ chat and commands"
 
 
+FORM_KIND = "form step"
+SUBMIT_KIND = "confirm (submit)"
+
+
 def _label(kind: str, value: str) -> str:
     if kind == "faq":
         return "faq question"
     if value == "send":
-        return "confirm (submit)"
+        return SUBMIT_KIND
     if kind == "button" and value.startswith("faq:"):
         return "topic button"
     if kind == "text" or value in ("c:IT", "consent:yes", "contact"):
-        return "form step"
+        return FORM_KIND
     return "command"
 
 
@@ -217,6 +227,83 @@ def print_table(results: Sequence[Timings]) -> None:
         print(line)
 
 
+def _rate(values: Sequence[float]) -> float:
+    """Steps per second from summed latencies (microseconds)."""
+    return len(values) / (sum(values) / 1e6) if values else 0.0
+
+
+def _stats(values: Sequence[float]) -> str:
+    return (
+        f"{_rate(values):>6.0f} steps/s  p50 {percentile(values, 0.5) / 1000:5.2f} ms  "
+        f"p99 {percentile(values, 0.99) / 1000:5.2f} ms  ({len(values)} steps)"
+    )
+
+
+def compose_only(db: sqlite_utils.Database, settings: Settings, limit: int = 200) -> list[float]:
+    """Latencies (microseconds) of composing the secretariat e-mail and its outbox row alone,
+    on enquiries the run stored: the part of the submit step that is not the engine's."""
+    from bot.mail.compose import enquiry_mail, outbox_row
+    from bot.storage import utc_now
+
+    cursor = db.conn.execute("SELECT * FROM enquiries ORDER BY id LIMIT ?", (limit,))
+    names = [column[0] for column in cursor.description]
+    found = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    now = utc_now()
+    times: list[float] = []
+    for row in found:
+        begin = time.perf_counter_ns()
+        outbox_row(enquiry_mail(settings, row), "enquiry", row["id"], now)
+        times.append((time.perf_counter_ns() - begin) / 1000)
+    return times
+
+
+def print_summary(real: Timings, compose: Sequence[float]) -> None:
+    """All steps, form steps without the submit, and the submit alone, for the real setup."""
+    overall = len(real.all) / real.total_s
+    form = real.by_kind.get(FORM_KIND, [])
+    submit = real.by_kind.get(SUBMIT_KIND, [])
+    whole = form + submit
+    print(f"\n{real.name} (WAL, synchronous=FULL), SQLite commit included in every step:")
+    print(
+        f"  all steps                 {overall:>6.0f} steps/s wall clock; from step latencies: "
+        f"{_stats(real.all)}"
+    )
+    print(f"  form steps without submit {_stats(form)}")
+    print(f"  form steps with submit    {_stats(whole)}")
+    if submit:
+        share = 100 * sum(submit) / sum(whole) if whole else 0.0
+        line = (
+            f"  submit step alone         p50 {percentile(submit, 0.5) / 1000:.2f} ms, "
+            f"p99 {percentile(submit, 0.99) / 1000:.2f} ms, mean "
+            f"{statistics.fmean(submit) / 1000:.2f} ms: {share:.0f}% of the form's time "
+            f"in 1 of {len(SCRIPT[FORM_START : FORM_END + 1])} form steps"
+        )
+        print(line)
+    if compose:
+        part = (
+            f", about {100 * statistics.fmean(compose) / statistics.fmean(submit):.0f}% of "
+            "the submit's mean"
+            if submit
+            else ""
+        )
+        print(
+            f"    of which composing the e-mail (bot.mail.compose, measured alone): "
+            f"p50 {percentile(compose, 0.5) / 1000:.2f} ms, "
+            f"mean {statistics.fmean(compose) / 1000:.2f} ms{part}"
+        )
+    verdict = "meets" if overall >= TARGET_STEPS_PER_SECOND else "MISSES"
+    print(
+        f"\ntarget: >= {TARGET_STEPS_PER_SECOND} steps/s over all steps, commit included: "
+        f"{overall:.0f} steps/s wall clock, {verdict} the target."
+    )
+    if form and submit:
+        print(
+            f"  (form steps without the submit: {_rate(form):.0f} steps/s; with it: "
+            f"{_rate(whole):.0f} steps/s. These explain the overall figure; they do not "
+            "replace it.)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the four configurations, interleaved, and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -252,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drive(results[1], in_memory, first, count)
             matcher_only(results[2], kb, first, count)
             commit_only(results[3], floor_db, first, count)
+        compose = compose_only(file_db, settings)
         for db in (file_db, memory_db, floor_db):
             db.close()
     steps = len(SCRIPT) * args.users
@@ -268,16 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"p99 {percentile(values, 0.99) / 1000:.2f} ms"
             )
         print(f"{scenario}: " + "; ".join(parts))
-    real = results[0]
-    rate = len(real.all) / real.total_s
-    verdict = "meets" if rate >= TARGET_STEPS_PER_SECOND else "MISSES"
     print(
-        f"\nengine + SQLite file: {rate:.0f} steps/s wall clock, commit included "
-        f"({verdict} the {TARGET_STEPS_PER_SECOND} steps/s target); "
-        f"in-memory: {len(results[1].all) / results[1].total_s:.0f} steps/s; "
-        f"bare commits: {len(results[3].all) / results[3].total_s:.0f}/s; "
-        f"median step {statistics.median(real.all) / 1000:.2f} ms"
+        f"\nwall clock, all steps: in-memory {len(results[1].all) / results[1].total_s:.0f} "
+        f"steps/s; bare commits {len(results[3].all) / results[3].total_s:.0f}/s"
     )
+    print_summary(results[0], compose)
     return 0
 
 

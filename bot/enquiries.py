@@ -393,26 +393,94 @@ def erase_enquiries(
     return len(ids)
 
 
+# Where a Telegram update names its sender and chat (message, edited message, button press).
+_UPDATE_USER_PATHS = (
+    "$.message.from.id",
+    "$.message.chat.id",
+    "$.edited_message.from.id",
+    "$.edited_message.chat.id",
+    "$.callback_query.from.id",
+    "$.callback_query.message.chat.id",
+)
+ERASED_NOTE = "erased at the applicant's request"
+
+
+def _forget_updates(db: sqlite_utils.Database, channel: str, user_id: str) -> int:
+    """Delete the handled Telegram updates this user sent (their payloads hold the texts)."""
+    if channel != "telegram":
+        return 0
+    try:
+        telegram_id = int(user_id)
+    except ValueError:
+        return 0
+    # Unhandled updates stay: they are still to be processed (and are pruned once handled).
+    matches = " OR ".join(f"json_extract(payload, '{path}') = :id" for path in _UPDATE_USER_PATHS)
+    cursor = db.conn.execute(
+        f"DELETE FROM updates WHERE handled_at IS NOT NULL AND json_valid(payload) AND ({matches})",
+        {"id": telegram_id},
+    )
+    return int(cursor.rowcount)
+
+
 def forget_user(db: sqlite_utils.Database, channel: str, user_id: str, *, now: datetime) -> int:
-    """Erase everything this user told the bot; returns how many enquiries were erased."""
+    """Erase everything this user told the bot; returns how many enquiries were erased.
+
+    In one transaction: the user's open enquiries are closed (so reminders and digests stop),
+    every enquiry's personal data is erased, the session, pending chat messages and handled
+    Telegram updates are deleted. The audit records counts only.
+    """
     with transaction(db):
-        ids = [
-            row[0]
-            for row in db.conn.execute(
-                "SELECT id FROM enquiries WHERE channel = ? AND user_id = ?", (channel, user_id)
-            ).fetchall()
-        ]
+        found = db.conn.execute(
+            "SELECT id, ref, status FROM enquiries WHERE channel = ? AND user_id = ?",
+            (channel, user_id),
+        ).fetchall()
+        ids = [row[0] for row in found]
+        still_open = [(row[0], row[1]) for row in found if row[2] == "open"]
+        stamp = to_iso(now)
+        for enquiry_id, ref in still_open:
+            db.conn.execute(
+                "UPDATE enquiries SET status = 'closed', closed_at = ?, closed_by = 'applicant' "
+                "WHERE id = ?",
+                (stamp, enquiry_id),
+            )
+            record_audit(
+                db,
+                "closed",
+                actor="applicant",
+                now=now,
+                enquiry_id=enquiry_id,
+                ref=ref,
+                detail={"from": "open", "reason": "erased"},
+            )
         count = erase_enquiries(db, ids, actor="applicant", now=now, reason="user request")
-        db.conn.execute(
+        # After the erasure, which clears close notes: this one names nobody.
+        for enquiry_id, _ in still_open:
+            db.conn.execute(
+                "UPDATE enquiries SET close_note = ? WHERE id = ?", (ERASED_NOTE, enquiry_id)
+            )
+        sessions = db.conn.execute(
             "DELETE FROM sessions WHERE channel = ? AND user_id = ?", (channel, user_id)
-        )
-        # Chat messages addressed to the user outside any enquiry (none today, but cheap).
-        db.conn.execute(
+        ).rowcount
+        # Chat messages addressed to the user outside any enquiry (e.g. Telegram replies).
+        messages = db.conn.execute(
             "DELETE FROM notifications WHERE channel = ? AND chat_id = ? AND status = 'pending'",
             (channel, user_id),
+        ).rowcount
+        updates = _forget_updates(db, channel, user_id)
+        record_audit(
+            db,
+            "erased",
+            actor="applicant",
+            now=now,
+            detail={
+                "scope": "user",
+                "enquiries": count,
+                "closed": len(still_open),
+                "sessions": sessions,
+                "notifications": messages,
+                "updates": updates,
+            },
         )
-        if not ids:
-            record_audit(db, "erased", actor="applicant", now=now, detail={"scope": "session"})
     return count
 
 

@@ -96,6 +96,56 @@ def test_list_json_with_status(config: Path, capsys: pytest.CaptureFixture[str])
     assert out.strip() == "no closed enquiries"
 
 
+def test_an_erased_applicant_no_longer_clutters_the_open_list(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.enquiries import forget_user
+
+    db = open_database(load_settings(config).database_path)
+    forget_user(db, "console", "user0", now=START + timedelta(days=1))
+    db.close()
+    code, out, _ = run(capsys, "enquiries", "list", "--config", str(config))
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["ECCP-0003"]
+    code, out, _ = run(capsys, "enquiries", "list", "--status", "closed", "--config", str(config))
+    assert "ECCP-0001" in out and "(erased)" in out and "Maria" not in out
+    code, out, _ = run(capsys, "enquiries", "show", "ECCP-0001", "--config", str(config))
+    assert "Closed by:    applicant" in out and "erased at the applicant's request" in out
+
+
+def test_export_counts_in_words(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text(f'data_dir = "{tmp_path / "empty"}"\n', "utf-8")
+    target = tmp_path / "out.jsonl"
+    args = ("enquiries", "export", "--format", "jsonl", "-o", str(target), "--config")
+    code, _, err = run(capsys, *args, str(empty))
+    assert (code, err) == (0, f"0 enquiries written to {target}\n")
+    db = open_database(load_settings(empty).database_path)
+    submit_enquiry(
+        db,
+        load_settings(empty),
+        {
+            "name": "Maria Rossi",
+            "email": "maria@example.org",
+            "organisation": "Cluster Lombardia",
+            "country": "Italy",
+            "question": "How many partners do we need?",
+        },
+        channel="console",
+        user_id="u",
+        chat_id="u",
+        username=None,
+        lang="en",
+        faq_history=[],
+        now=START,
+    )
+    db.close()
+    code, _, err = run(capsys, *args, str(empty))
+    assert (code, err) == (0, f"1 enquiry written to {target}\n")
+
+
 def test_show_one_with_its_history(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "enquiries", "show", "eccp-2", "--config", str(config))
     assert code == 0

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
 
-from bot.channels.console import parse_line, render
+from bot.channels.console import _Output, converse, parse_line, render
 from bot.dialogue.engine import Button, Reply
 from bot.enquiries import answer_enquiry
 from bot.storage import open_database, utc_now
@@ -87,6 +91,12 @@ def test_a_whole_enquiry_through_a_pipe(tmp_path: Path) -> None:
     stored = list((tmp_path / "var" / "mail").glob("*.eml"))
     assert len(stored) == 1 and "ECCP-0001" in stored[0].read_text("utf-8")
     assert "var/mail/" in out
+    # The mail report is a line of its own, after the confirmation, before the next reply.
+    lines = out.splitlines()
+    saved = next(i for i, line in enumerate(lines) if line.startswith("e-mail saved to var/mail/"))
+    sent = next(i for i, line in enumerate(lines) if "Your reference is ECCP-0001" in line)
+    status = next(i for i, line in enumerate(lines) if line == "Your enquiries:")
+    assert sent < saved < status
 
 
 def test_a_long_script_is_not_refused_as_a_flood(tmp_path: Path) -> None:
@@ -181,6 +191,77 @@ def test_chat_help() -> None:
 def test_parse_line(line: str, expected: tuple[str, str, str] | None) -> None:
     buttons = [Button("a", "Italia"), Button("b", "Spagna")]
     assert parse_line(line, buttons) == expected
+
+
+def test_a_label_with_an_emoji_or_punctuation_can_be_typed() -> None:
+    buttons = [Button("contact", "✉️ Write to the secretariat"), Button("forget:no", "No, keep")]
+    assert parse_line("write to the secretariat\n", buttons) == ("button", "contact", "")
+    assert parse_line("no keep\n", buttons) == ("button", "forget:no", "")
+    assert parse_line("write\n", buttons) == ("text", "write", "")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_report_while_the_prompt_waits_gets_its_own_line_and_a_new_prompt() -> None:
+    out = _Output(_Tty(), interactive=True)
+    out("hello")
+    out.report("e-mail saved to var/mail/x.eml")
+    out.prompt()
+    out.report("e-mail saved to var/mail/y.eml")
+    assert out.stream.getvalue() == (
+        "hello\ne-mail saved to var/mail/x.eml\n> \ne-mail saved to var/mail/y.eml\n> "
+    )
+    piped = _Output(io.StringIO())
+    piped.prompt()
+    piped.report("e-mail saved to var/mail/z.eml")
+    assert piped.stream.getvalue() == "e-mail saved to var/mail/z.eml\n"
+
+
+class _Engine:
+    """Answers every event with its own description."""
+
+    db: Any = None
+
+    def handle(self, event: Any) -> list[Reply]:
+        return [Reply(f"reply to {event.kind} {event.text or event.command}")]
+
+
+class _SlowTtyInput:
+    """A terminal's stdin: the second line comes after the app reported something."""
+
+    def __init__(self, report: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.lines = ["first\n", "second\n"]
+        self.report = report
+        self.loop = loop
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        if len(self.lines) == 1:
+            time.sleep(0.2)  # the user is still typing at the prompt...
+            self.loop.call_soon_threadsafe(self.report, "e-mail saved to var/mail/a.eml")
+            time.sleep(0.2)
+        return self.lines.pop(0) if self.lines else ""
+
+
+def test_an_interactive_report_reprints_the_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.channels.console as console
+
+    monkeypatch.setattr(console, "pending_answers", lambda engine, user_id: [])
+    out = _Output(_Tty())
+
+    async def main() -> None:
+        stdin = _SlowTtyInput(out.report, asyncio.get_running_loop())
+        await converse(_Engine(), user_id="u", stdin=stdin, output=out)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    text = out.stream.getvalue()
+    assert "reply to text first\n> \ne-mail saved to var/mail/a.eml\n> \n" in text
+    assert text.index("e-mail saved") < text.index("reply to text second")
 
 
 def test_render_numbers_buttons_across_replies() -> None:

@@ -84,7 +84,7 @@ def test_start_welcomes_in_the_default_language_with_the_topic_menu(env: Env) ->
     chat.cmd("start")
     assert "Ciao" in chat.text and "COS-CLUSTER-2020-3-03" in chat.text
     ids = chat.button_ids()
-    assert {f"faq:{faq_id}" for faq_id in REQUIRED_IDS} <= set(ids)
+    assert {f"faq:{faq_id}" for faq_id in REQUIRED_IDS if faq_id != "contact"} <= set(ids)
     assert "contact" in ids
     assert all(len(i.encode()) <= MAX_BUTTON_ID_BYTES and i.isascii() for i in ids)
 
@@ -221,6 +221,99 @@ def test_greetings_and_thanks_get_a_short_reply_in_their_language(
     chat.say(text)
     assert chat.text.startswith(expected)
     assert rows(env.db, "faq_log") == []
+
+
+SMALL_TALK = [
+    ("Ciao, come stai?", "Tutto bene, grazie!"),
+    ("ok grazie", "Prego!"),
+    ("perfetto, grazie!", "Prego!"),
+    ("buongiorno a tutti", "Ciao! Come posso aiutarti?"),
+    ("grazie mille", "Prego!"),
+    ("arrivederci", "Arrivederci"),
+    ("Hi, how are you?", "I'm fine, thank you!"),
+    ("ok thanks", "You're welcome!"),
+    ("bye", "Goodbye"),
+    ("hello bot", "Hello! How can I help?"),
+    ("thank you very much", "You're welcome!"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SMALL_TALK)
+def test_small_talk_gets_a_friendly_reply_not_the_faq(env: Env, text: str, expected: str) -> None:
+    chat = env.chat()
+    chat.say(text)
+    assert chat.text.startswith(expected)
+    assert "fwd" not in chat.button_ids() and chat.last[0].title is None
+    assert rows(env.db, "faq_log") == []
+    assert "faq" not in _session(env)
+
+
+def test_small_talk_stays_out_of_the_enquiry_history(env: Env) -> None:
+    chat = env.chat(lang_hint="en")
+    for text, _ in SMALL_TALK:
+        chat.say(text)
+    chat.say("What is the budget?")
+    chat.say("ok thanks")
+    fill_form(chat)
+    chat.press("send")
+    (enquiry,) = rows(env.db, "enquiries")
+    assert json.loads(enquiry["faq_history"]) == ["What is the budget?"]
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("ciao, qual è il budget?", "Budget totale"),
+        ("Buongiorno! Quando è la scadenza?", "Scadenza"),
+        ("hi, what is the deadline?", "Deadline"),
+        ("Thanks! And the budget?", "Total budget"),
+    ],
+)
+def test_a_greeting_with_a_question_is_answered_from_the_faq(
+    env: Env, text: str, title: str
+) -> None:
+    chat = env.chat()
+    chat.say(text)
+    assert chat.last[0].title == title
+    assert [r["faq_id"] is not None for r in rows(env.db, "faq_log")] == [True]
+    assert _session(env)["faq"] == [text]
+
+
+def test_the_real_matcher_gets_the_question_without_the_greeting(tmp_path: Path) -> None:
+    from bot.knowledge import KnowledgeBase
+    from bot.resources import config_dir
+
+    settings = make_settings(tmp_path / "data")
+    db = open_db(settings.database_path)
+    real = KnowledgeBase.load(config_dir())
+    chat = Chat(Engine(db, real, settings, clock=Clock()), clock=None)
+    chat.say("hello bot")
+    assert chat.text.startswith("Hello! How can I help?")
+    chat.say("ciao, qual è il budget?")
+    assert chat.last[0].title == "Budget totale"
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("hint", "text", "expected"),
+    [
+        ("it", "annulla", "Non c'è nulla da annullare"),
+        ("en", "cancel", "There is nothing to cancel"),
+        ("en", "Stop!", "There is nothing to cancel"),
+    ],
+)
+def test_cancel_words_outside_a_form_have_nothing_to_cancel(
+    env: Env, hint: str, text: str, expected: str
+) -> None:
+    chat = env.chat(lang_hint=hint)
+    chat.say(text)
+    assert chat.text.startswith(expected)
+    assert rows(env.db, "faq_log") == []
+    chat.cmd("contact")
+    chat.say("Maria Rossi")
+    chat.say(text)
+    assert "Cancel" in chat.text or "Annullato" in chat.text
+    assert "draft" not in _session(env)
 
 
 def test_empty_and_whitespace_text_get_a_hint(env: Env) -> None:
@@ -458,6 +551,23 @@ def test_declining_consent_stores_nothing(env: Env) -> None:
     assert "maria" not in json.dumps(_session(env)).lower()
 
 
+def test_an_unclear_consent_reply_gets_a_short_nudge_with_the_buttons(env: Env) -> None:
+    chat = env.chat(lang_hint="en")
+    chat.cmd("contact")
+    for value in ("Maria Rossi", "maria@example.org", "Cluster", "Italy", "Can we apply alone?"):
+        chat.say(value)
+    assert "How long" in chat.text
+    chat.say("what does this mean")
+    assert chat.text == "Please choose 'I agree' or 'I don't agree'."
+    assert chat.button_ids() == ["consent:yes", "consent:no"]
+    assert _session(env)["step"] == "consent"
+    chat.cmd("language", "it")
+    chat.say("boh")
+    assert chat.text == "Scegli «Acconsento» o «Non acconsento», per favore."
+    chat.press("consent:yes")
+    assert "La invio alla segreteria?" in chat.text
+
+
 def test_consent_and_summary_accept_typed_answers(env: Env) -> None:
     chat = env.chat(lang_hint="en")
     fill_form(chat, question=None)
@@ -478,7 +588,7 @@ def test_side_trips_during_the_form_remind_of_it(env: Env) -> None:
     chat.cmd("contact")
     chat.say("Maria Rossi")
     chat.cmd("faq")
-    assert "waiting for an answer to this" in chat.text and "e-mail address" in chat.text
+    assert "Let's continue your enquiry:" in chat.text and "e-mail address" in chat.text
     chat.press("faq:budget")
     assert "EUR 6,000,000" in chat.text and "e-mail address" in chat.text
     chat.cmd("start")
@@ -512,6 +622,39 @@ def test_a_summary_button_pressed_twice_sends_once(env: Env) -> None:
     assert len(rows(env.db, "enquiries")) == 1
 
 
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("What is the deadline?", "looks like a question rather than a name"),
+        ("maria@example.org", "looks like an address"),
+        ("I would like to know more about the call for clusters", "at most 8 words"),
+    ],
+)
+def test_the_name_field_refuses_questions_and_sentences(
+    env: Env, typed: str, expected: str
+) -> None:
+    chat = env.chat(lang_hint="en")
+    chat.cmd("contact")
+    chat.say(typed)
+    assert expected in chat.text and "What is your name?" in chat.text
+    assert _session(env)["step"] == "name" and "name" not in _session(env).get("draft", {})
+
+
+def test_the_menu_has_one_way_to_write_to_the_secretariat(env: Env) -> None:
+    for lang, label in (("it", "✉️ Scrivi alla segreteria"), ("en", "✉️ Write to the secretariat")):
+        chat = env.chat(user_id=f"menu-{lang}", lang_hint=lang)
+        for how in ("start", "faq", "topics"):
+            chat.press(how) if how == "topics" else chat.cmd(how)
+            labels = [b.label for b in chat.buttons]
+            assert "faq:contact" not in chat.button_ids()
+            assert labels.count(label) == 1
+            assert not [x for x in labels if "segreteria" in x.lower() and x != label]
+            assert not [x for x in labels if "secretariat" in x.lower() and x != label]
+        # The FAQ answer is still there for links and old buttons.
+        chat.press("faq:contact")
+        assert chat.last[0].title
+
+
 def test_a_country_button_while_at_another_step_is_stale(env: Env) -> None:
     chat = env.chat(lang_hint="en")
     chat.cmd("contact")
@@ -527,6 +670,82 @@ def test_privacy_shows_the_notice(env: Env) -> None:
     chat.cmd("privacy")
     assert chat.last[0].title == "Privacy"
     assert "365 giorni" in chat.text and "segreteria@example.org" in chat.text
+
+
+def test_privacy_notice_says_when_data_is_erased(env: Env) -> None:
+    chat = env.chat(lang_hint="it")
+    chat.cmd("privacy")
+    assert (
+        "le domande che mi hai fatto prima, la lingua e la chat usate." in chat.text
+        and "per 365 giorni dalla risposta o dalla chiusura della richiesta" in chat.text
+    )
+    chat.cmd("language", "en")
+    chat.cmd("privacy")
+    assert "for 365 days after your enquiry is answered or closed" in chat.text
+
+
+def test_forget_promises_only_what_is_true(env: Env) -> None:
+    chat = env.chat()
+    chat.cmd("forget")
+    assert chat.text.startswith("Cancellerò da questo bot i tuoi dati")
+    assert "già recapitate alla segreteria non si possono ritirare" in chat.text
+    chat.cmd("language", "en")
+    chat.cmd("forget")
+    assert "already delivered to the secretariat cannot be recalled" in chat.text
+
+
+@pytest.mark.parametrize("how", ["button", "typed label", "typed no", "cancel"])
+def test_forget_then_keep_resumes_the_half_filled_form(env: Env, how: str) -> None:
+    chat = env.chat(lang_hint="en")
+    chat.cmd("contact")
+    chat.say("Maria Rossi")
+    chat.say("maria@example.org")
+    chat.cmd("forget")
+    assert chat.button_ids() == ["forget:yes", "forget:no"]
+    # Nothing is thrown away before the user confirms.
+    assert _session(env)["draft"]["name"] == "Maria Rossi"
+    if how == "button":
+        chat.press("forget:no")
+    elif how == "typed label":
+        chat.say("No, keep")
+    elif how == "typed no":
+        chat.say("no")
+    else:
+        chat.cmd("cancel")
+    assert "nothing was erased" in chat.text
+    assert "Let's continue your enquiry:" in chat.text and "Which organisation" in chat.text
+    chat.say("Cluster Lombardia")
+    chat.press("c:IT")
+    chat.say("How many partners must a consortium have?")
+    chat.press("consent:yes")
+    chat.press("send")
+    (enquiry,) = rows(env.db, "enquiries")
+    assert enquiry["name"] == "Maria Rossi" and enquiry["email"] == "maria@example.org"
+
+
+def test_forget_mid_form_then_a_side_trip_resumes_the_form(env: Env) -> None:
+    chat = env.chat(lang_hint="en")
+    chat.cmd("contact")
+    chat.say("Maria Rossi")
+    chat.cmd("forget")
+    chat.cmd("help")
+    assert "/contact" in chat.text and "What is your e-mail address?" in chat.text
+    assert _session(env)["step"] == "email"
+    chat.cmd("forget")
+    chat.cmd("start")
+    assert "Welcome back" in chat.text and "e-mail address" in chat.text
+
+
+def test_forget_mid_form_then_yes_erases_the_draft(env: Env) -> None:
+    chat = env.chat(lang_hint="en")
+    chat.cmd("contact")
+    chat.say("Maria Rossi")
+    chat.cmd("forget")
+    chat.press("forget:yes")
+    assert "erased" in chat.text
+    assert rows(env.db, "sessions") == []
+    chat.say("maria@example.org")
+    assert "Maria" not in json.dumps(_session(env))
 
 
 def test_status_with_no_enquiries(env: Env) -> None:
@@ -557,7 +776,9 @@ def test_forget_asks_then_erases_everything(env: Env) -> None:
     for secret in ("Maria", "maria@example.org", "Lombardia", "consortium", "deadline"):
         assert secret not in stored
     assert rows(env.db, "sessions") == []
-    assert [a["event"] for a in rows(env.db, "audit")] == ["created", "erased"]
+    assert [a["event"] for a in rows(env.db, "audit")] == ["created", "closed", "erased", "erased"]
+    (enquiry,) = rows(env.db, "enquiries")
+    assert enquiry["status"] == "closed" and enquiry["closed_by"] == "applicant"
     chat.cmd("status")
     assert "not sent any enquiries" in chat.text
 
@@ -747,10 +968,34 @@ def test_surrogates_and_huge_inputs_anywhere(env: Env) -> None:
 def test_a_huge_paste_is_not_kept_whole_in_the_session(env: Env) -> None:
     chat = env.chat(lang_hint="en")
     chat.say("word " * 20_000)
-    assert "fwd" in chat.button_ids()
+    assert "too long to forward (99999 characters; at most 4000)" in chat.text
+    assert "fwd" not in chat.button_ids()
     assert len(json.dumps(_session(env))) < 6000
     chat.press("fwd")
-    assert "use the question" not in chat.text
+    assert "earlier message" in chat.text
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("en", "too long to forward (4001 characters; at most 4000). Please shorten it"),
+        ("it", "troppo lungo da inoltrare (4001 caratteri; al massimo 4000). Accorcialo"),
+    ],
+)
+def test_a_question_too_long_to_forward_is_refused_with_the_limit(
+    env: Env, hint: str, expected: str
+) -> None:
+    chat = env.chat(lang_hint=hint)
+    chat.cmd("language", hint)
+    chat.say("Why " + "x" * 3997)
+    assert expected in chat.text
+    # Not silently dropped later: nothing is offered for forwarding.
+    assert "fwd" not in chat.button_ids() and "pending" not in _session(env)
+    # Shortened, it can be forwarded and pre-fills the form.
+    chat.say("Why " + "x" * 3990)
+    assert "fwd" in chat.button_ids()
+    chat.press("fwd")
+    assert _session(env)["draft"]["question"].startswith("Why")
 
 
 # ---------------------------------------------------------------- fuzzing
@@ -778,7 +1023,7 @@ KNOWN_BUTTONS = [
     "forget:yes",
     "forget:no",
 ]
-COMMANDS = ["start", "help", "faq", "contact", "status", "language", "privacy", "cancel"]
+COMMANDS = ["start", "help", "faq", "contact", "status", "language", "privacy", "cancel", "forget"]
 VALID = ["Maria Rossi", "maria@example.org", "Cluster Lombardia", "Italia", "Why is the sky?"]
 
 events = st.one_of(

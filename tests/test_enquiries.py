@@ -33,6 +33,7 @@ from bot.enquiries import (
     user_enquiries,
 )
 from bot.settings import Settings
+from bot.storage import to_iso
 from tests.dialogue_support import START, iter_texts, make_settings, open_db, rows
 
 DRAFT = {
@@ -306,8 +307,68 @@ def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: S
     assert [row["enquiry_id"] for row in rows(db, "outbox")] == [1, 3]
     assert rows(db, "sessions") == []
     events = [(a["event"], a["ref"]) for a in rows(db, "audit") if a["event"] == "erased"]
-    assert events == [("erased", "ECCP-0001"), ("erased", "ECCP-0002")]
+    assert events == [("erased", "ECCP-0001"), ("erased", "ECCP-0002"), ("erased", None)]
     assert user_enquiries(db, "telegram", "u1") == []
+    # The open one is closed, so reminders and digests stop; the answered one stays answered.
+    first, second_row = erased
+    assert first["status"] == "closed" and first["closed_by"] == "applicant"
+    assert first["closed_at"] == to_iso(START + timedelta(days=1))
+    assert first["close_note"] == "erased at the applicant's request"
+    assert second_row["status"] == "answered"
+    assert [r["ref"] for r in list_enquiries(db, "open")] == [other["ref"]]
+    closed = [a for a in rows(db, "audit") if a["event"] == "closed"]
+    assert [(a["ref"], a["actor"]) for a in closed] == [("ECCP-0001", "applicant")]
+
+
+def _journal(db: sqlite_utils.Database, update_id: int, payload: Any, handled: bool) -> None:
+    db.conn.execute(
+        "INSERT INTO updates (update_id, payload, received_at, handled_at) VALUES (?, ?, ?, ?)",
+        (update_id, json.dumps(payload), "2026-11-26T09:00:00Z", "x" if handled else None),
+    )
+
+
+def test_forget_user_purges_the_telegram_update_journal(db: sqlite_utils.Database) -> None:
+    me = {"id": 4242, "first_name": "Maria", "username": "maria_r"}
+    other = {"id": 777, "first_name": "Luigi"}
+    private = {"id": 4242, "type": "private"}
+    _journal(
+        db, 1, {"update_id": 1, "message": {"from": me, "chat": private, "text": "Budget?"}}, True
+    )
+    _journal(
+        db,
+        2,
+        {"update_id": 2, "edited_message": {"from": me, "chat": private, "text": "Budget!!"}},
+        True,
+    )
+    _journal(
+        db,
+        3,
+        {
+            "update_id": 3,
+            "callback_query": {
+                "from": me,
+                "data": "fwd",
+                "message": {"chat": private, "text": "Maria Rossi?"},
+            },
+        },
+        True,
+    )
+    # Someone else, in a group where the user also writes: not theirs.
+    group = {"id": -100, "type": "group"}
+    _journal(db, 4, {"update_id": 4, "message": {"from": other, "chat": group, "text": "Hi"}}, True)
+    # Not handled yet: still to be processed, so it stays (pruned once handled).
+    _journal(db, 5, {"update_id": 5, "message": {"from": me, "chat": private, "text": "x"}}, False)
+    _journal(db, 6, "not json at all {", True)
+    db.conn.commit()
+    assert forget_user(db, "telegram", "4242", now=START) == 0
+    assert [r["update_id"] for r in rows(db, "updates")] == [4, 5, 6]
+    (audit,) = rows(db, "audit")
+    detail = json.loads(audit["detail"])
+    assert detail["updates"] == 3 and detail["enquiries"] == 0
+    assert "4242" not in json.dumps(audit) and "Maria" not in json.dumps(audit)
+    # Another channel's user with the same id leaves the Telegram journal alone.
+    assert forget_user(db, "console", "777", now=START) == 0
+    assert [r["update_id"] for r in rows(db, "updates")] == [4, 5, 6]
 
 
 def test_forget_a_user_without_enquiries_is_audited_anonymously(

@@ -17,6 +17,7 @@ from bot.dialogue.form import (
     validate_draft,
     validate_field,
 )
+from bot.dialogue.smalltalk import small_talk
 from bot.dialogue.texts import KEYS, Texts, check_texts
 
 
@@ -31,6 +32,7 @@ def _code(field: str, value: str) -> str:
     [
         ("name", "  Maria   Rossi ", "Maria Rossi"),
         ("name", "José Ñúñez-O'Brien", "José Ñúñez-O'Brien"),
+        ("name", "Maria de los Ángeles García y Pérez", "Maria de los Ángeles García y Pérez"),
         ("name", "李小龙", "李小龙"),
         ("email", " Maria.Rossi@Example.ORG ", "Maria.Rossi@example.org"),
         ("email", "a@xn--bcher-kva.example", "a@xn--bcher-kva.example"),
@@ -63,6 +65,10 @@ def test_accepted_values_are_normalised(field: str, raw: str, expected: str) -> 
         ("name", "Maria\u202eissoR", "control"),
         ("name", "12345", "no_letters"),
         ("name", "maria@example.org", "name_looks_wrong"),
+        ("name", "What is the deadline?", "name_question"),
+        ("name", "Maria?", "name_question"),
+        ("name", "¿Qué plazo", "name_question"),
+        ("name", "I would like to ask about the rules of the call", "name_too_many_words"),
         ("email", "not-an-address", "email_invalid"),
         ("email", "maria@", "email_invalid"),
         ("email", "Maria <maria@example.org>", "email_invalid"),
@@ -82,6 +88,83 @@ def test_accepted_values_are_normalised(field: str, raw: str, expected: str) -> 
 )
 def test_refused_values_say_why(field: str, raw: str, code: str) -> None:
     assert _code(field, raw) == code
+
+
+def test_too_many_words_reports_the_limit() -> None:
+    with pytest.raises(FieldError) as caught:
+        validate_field("name", "one two three four five six seven eight nine")
+    assert caught.value.params == {"max": 8}
+
+
+# ---------------------------------------------------------------- small talk
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "lang"),
+    [
+        ("ciao", "greeting", "it"),
+        ("Ciao, come stai?", "how_are_you", "it"),
+        ("Buongiorno a tutti!", "greeting", "it"),
+        ("salve", "greeting", "it"),
+        ("ok grazie", "thanks", "it"),
+        ("perfetto, grazie!", "thanks", "it"),
+        ("grazie mille", "thanks", "it"),
+        ("Ti ringrazio per l'aiuto", "thanks", "it"),
+        ("Grazie, ciao", "thanks", "it"),
+        ("arrivederci", "farewell", "it"),
+        ("ok grazie, buona giornata!", "farewell", "it"),
+        ("no grazie", "farewell", "it"),
+        ("Hi, how are you?", "how_are_you", "en"),
+        ("hello bot", "greeting", "en"),
+        ("Good morning everyone", "greeting", "en"),
+        ("hey there 👋", "greeting", "en"),
+        ("ok thanks", "thanks", "en"),
+        ("Thank you very much!!", "thanks", "en"),
+        ("thanks a lot for your help", "thanks", "en"),
+        ("bye", "farewell", "en"),
+        ("Thanks, goodbye", "farewell", "en"),
+        ("Ciao, how are you?", "how_are_you", "en"),
+    ],
+)
+def test_small_talk_is_recognised_in_both_languages(text: str, kind: str, lang: str) -> None:
+    found = small_talk(text)
+    assert (found.kind, found.lang) == (kind, lang)
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("ciao, qual è il budget?", "qual è il budget?"),
+        ("Buongiorno! Quando scade il bando?", "Quando scade il bando?"),
+        ("hi, what is the deadline?", "what is the deadline?"),
+        ("Thanks! And the budget?", "And the budget?"),
+        ("ok grazie, e la scadenza?", "e la scadenza?"),
+        # Not cut: "come va" and "si" belong to the question here.
+        ("come va presentata la domanda?", "come va presentata la domanda?"),
+        ("ciao si può partecipare dalla Svizzera?", "si può partecipare dalla Svizzera?"),
+        ("What is the budget? thanks", "What is the budget? thanks"),
+        ("How are you funded?", "How are you funded?"),
+        ("ok", "ok"),
+        ("", ""),
+    ],
+)
+def test_a_real_question_wins_and_loses_only_its_greeting(text: str, rest: str) -> None:
+    found = small_talk(text)
+    assert found.kind is None and found.rest == rest
+
+
+def test_a_long_message_is_never_small_talk() -> None:
+    assert small_talk("grazie " * 40).kind is None
+    assert small_talk("x" * 10_000).kind is None
+
+
+@given(st.text(max_size=300))
+def test_small_talk_takes_any_text(text: str) -> None:
+    found = small_talk(text)
+    assert found.kind in (None, "greeting", "how_are_you", "thanks", "farewell")
+    assert found.lang in (None, "it", "en")
+    # The rest is always a piece of the message's end, never invented text.
+    assert text.endswith(found.rest)
 
 
 def test_too_long_reports_the_limits() -> None:

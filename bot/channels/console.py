@@ -8,7 +8,7 @@ import getpass
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -19,6 +19,9 @@ CHANNEL = "console"
 QUIT_COMMANDS = frozenset({"quit", "exit"})
 # How long, at exit, the console waits for mail it just queued to be handed over.
 DRAIN_SECONDS = 10.0
+# How long, after an enquiry is confirmed, the console waits for its mail before reading on:
+# the app's "e-mail saved to ..." line then follows the confirmation instead of a later reply.
+SETTLE_SECONDS = 5.0
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
@@ -46,11 +49,17 @@ def parse_line(line: str, buttons: Sequence[Button]) -> tuple[str, str, str] | N
     if buttons:
         if text.isdigit() and 1 <= int(text) <= len(buttons):
             return ("button", buttons[int(text) - 1].id, "")
-        folded = text.casefold()
+        folded = _label_key(text)
         for button in buttons:
-            if folded and folded == button.label.casefold():
+            if folded and folded == _label_key(button.label):
                 return ("button", button.id, "")
     return ("text", line.rstrip("\r\n"), "")
+
+
+def _label_key(text: str) -> str:
+    # "✉️ Write to the secretariat", "write to the secretariat" and "No, keep" / "no keep"
+    # all name the same button.
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
 
 
 def render(replies: Sequence[Reply], bold: bool = False) -> tuple[str, list[Button]]:
@@ -81,15 +90,40 @@ def _printable(text: str) -> str:
 
 @dataclass
 class _Output:
-    stream: IO[str]
+    """The terminal's output; knows whether a "> " prompt is waiting for the user."""
 
-    def __call__(self, text: str = "") -> None:
+    stream: IO[str]
+    interactive: bool = False
+    prompting: bool = False
+
+    def _write(self, text: str) -> None:
         try:
-            self.stream.write(text + "\n")
+            self.stream.write(text)
             self.stream.flush()
         except BrokenPipeError:
             # The reader went away (e.g. `| head`): nothing more to say.
             pass
+
+    def __call__(self, text: str = "") -> None:
+        self._write(text + "\n")
+
+    def prompt(self) -> None:
+        """Show "> " when a person is typing; a pipe gets no prompts."""
+        if self.interactive:
+            self._write("> ")
+            self.prompting = True
+
+    def answered(self) -> None:
+        """The user finished a line: the prompt is no longer on screen."""
+        self.prompting = False
+
+    def report(self, text: str) -> None:
+        """A line from the app (e.g. "e-mail saved to ..."), at any moment, on its own line."""
+        if self.prompting:
+            # The prompt is showing: start a new line and show the prompt again below.
+            self._write(f"\n{_printable(text)}\n> ")
+        else:
+            self(_printable(text))
 
 
 def _reader(
@@ -120,11 +154,18 @@ async def converse(
     lang: str | None = None,
     stdin: IO[Any] | None = None,
     stdout: IO[str] | None = None,
+    output: _Output | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Talk to `engine` until end of input or /quit."""
+    """Talk to `engine` until end of input or /quit.
+
+    `output` (default: a new one on `stdout`) is shared with the app's reports; `settle` is
+    awaited after each reply is printed (e.g. to let just-queued mail go out first).
+    """
     stdin = stdin if stdin is not None else sys.stdin
-    out = _Output(stdout if stdout is not None else sys.stdout)
+    out = output if output is not None else _Output(stdout if stdout is not None else sys.stdout)
     interactive = _isatty(stdin) and _isatty(out.stream)
+    out.interactive = interactive
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(target=_reader, args=(loop, queue, stdin), daemon=True).start()
@@ -152,10 +193,9 @@ async def converse(
         out("")
         out(render(answers, bold=interactive)[0])
     while True:
-        if interactive:
-            out.stream.write("> ")
-            out.stream.flush()
+        out.prompt()
         line = await queue.get()
+        out.answered()
         if line is None:
             break
         parsed = parse_line(line, buttons)
@@ -171,6 +211,8 @@ async def converse(
         text, buttons = render(replies + pending_answers(engine, user_id), bold=interactive)
         out("")
         out(text)
+        if settle is not None:
+            await settle()
         # Let the scheduler and delivery run between messages, even when input is a pipe.
         await asyncio.sleep(0)
     if interactive:
@@ -221,20 +263,39 @@ async def run_console(
     from bot.app import App
 
     out = _Output(stdout if stdout is not None else sys.stdout)
-    async with App(settings, report=out) as app:
+    async with App(settings, report=out.report) as app:
         assert app.db is not None
         committed = False
+        unsettled = False
+        deliveries: set[asyncio.Future[Any]] = set()
 
         def on_commit() -> None:
-            nonlocal committed
-            committed = True
+            nonlocal committed, unsettled
+            committed = unsettled = True
             app.kick()
+
+        async def settle() -> None:
+            # After a confirmation, wait (briefly) for its mail, so the report comes right
+            # after the reply. A slow server is not cancelled: its report comes later.
+            nonlocal unsettled
+            if not unsettled:
+                return
+            unsettled = False
+            delivery = asyncio.ensure_future(app.deliver_outbox())
+            deliveries.add(delivery)
+            delivery.add_done_callback(deliveries.discard)
+            await asyncio.wait({delivery}, timeout=SETTLE_SECONDS)
 
         # One local user at a keyboard or a script: a long piped script must not be refused
         # as a flood. The daily enquiry limit still applies.
         engine = Engine(app.db, app.kb, settings, on_commit=on_commit, rate_limit=False)
         await converse(
-            engine, user_id=user_id or default_user(), lang=lang, stdin=stdin, stdout=stdout
+            engine,
+            user_id=user_id or default_user(),
+            lang=lang,
+            stdin=stdin,
+            output=out,
+            settle=settle,
         )
         if committed:
             # Mail queued by the last messages is handed over before the app stops.
@@ -242,6 +303,11 @@ async def run_console(
                 await asyncio.wait_for(app.deliver_outbox(), DRAIN_SECONDS)
             except TimeoutError:
                 out("(mail not delivered yet: it stays queued and goes out on the next start)")
+        leftover = [delivery for delivery in deliveries if not delivery.done()]
+        for delivery in leftover:
+            delivery.cancel()
+        if leftover:
+            await asyncio.gather(*leftover, return_exceptions=True)
     return 0
 
 

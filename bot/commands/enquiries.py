@@ -114,6 +114,11 @@ def _local(settings: Settings, value: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
+def _count(number: int, one: str, many: str) -> str:
+    """'1 enquiry', '0 enquiries', '3 enquiries'."""
+    return f"{number} {one if number == 1 else many}"
+
+
 def _one_line(value: Any, width: int) -> str:
     text = " ".join(("" if value is None else str(value)).split())
     # Control characters typed by an applicant must not drive the operator's terminal.
@@ -249,7 +254,7 @@ def _export(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
             count = writer(rows, handle)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    print(f"{count} enquiries written to {path}", file=sys.stderr)
+    print(f"{_count(count, 'enquiry', 'enquiries')} written to {path}", file=sys.stderr)
     return 0
 
 

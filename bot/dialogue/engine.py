@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import traceback
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ import sqlite_utils
 
 from bot.dialogue import countries
 from bot.dialogue.form import FIELDS, LIMITS, FieldError, clean_surrogates, validate_field
+from bot.dialogue.smalltalk import fold, small_talk
 from bot.dialogue.texts import LANGUAGES, Texts, default_texts
 from bot.enquiries import (
     EnquiryError,
@@ -59,33 +59,9 @@ MAX_BUTTON_ID_BYTES = 40
 
 _COMMAND_TEXT = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 
-# Whole-message greetings and thanks (case-, accent- and punctuation-folded), by language.
-GREETINGS: dict[str, str] = {
-    **dict.fromkeys(
-        ("ciao", "salve", "buongiorno", "buonasera", "buon pomeriggio", "ciao a tutti"), "it"
-    ),
-    **dict.fromkeys(
-        (
-            "hello",
-            "hi",
-            "hey",
-            "hallo",
-            "good morning",
-            "good afternoon",
-            "good evening",
-            "hi there",
-        ),
-        "en",
-    ),
-}
-THANKS: dict[str, str] = {
-    **dict.fromkeys(
-        ("grazie", "grazie mille", "ti ringrazio", "molte grazie", "grazie tante"), "it"
-    ),
-    **dict.fromkeys(
-        ("thanks", "thank you", "thx", "many thanks", "thank you very much", "ty"), "en"
-    ),
-}
+# FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
+# ("Write to the secretariat"); its answer is still found by free text and /start contact.
+MENU_HIDDEN = frozenset({"contact"})
 YES = frozenset(
     {"yes", "y", "si", "ok", "okay", "sure", "accetto", "acconsento", "i agree", "agree"}
 )
@@ -142,10 +118,7 @@ class _Turn:
     erased: bool = False
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return " ".join(re.sub(r"[^\w]+", " ", bare).split())
+_fold = fold
 
 
 def _clean_state(raw: Any) -> dict[str, Any]:
@@ -168,6 +141,9 @@ def _clean_state(raw: Any) -> dict[str, Any]:
         clean["consent"] = True
     if state.get("back") == "confirm":
         clean["back"] = "confirm"
+    # The form step a /forget question interrupted, resumed when the user keeps the data.
+    if state.get("resume") in FORM_STEPS and clean.get("step") == "forget":
+        clean["resume"] = state["resume"]
     if isinstance(state.get("pending"), str):
         clean["pending"] = state["pending"]
     faq = state.get("faq")
@@ -320,11 +296,9 @@ class Engine:
 
     @staticmethod
     def _detect(text: str) -> str | None:
-        folded = _fold(text[:200])
-        if folded in GREETINGS:
-            return GREETINGS[folded]
-        if folded in THANKS:
-            return THANKS[folded]
+        chat = small_talk(text)
+        if chat.kind is not None and chat.lang in LANGUAGES:
+            return chat.lang
         detected = detect_language(text[:MATCH_CHARS])
         return detected if detected in LANGUAGES else None
 
@@ -340,7 +314,7 @@ class Engine:
         buttons = [
             Button(f"faq:{faq_id}", label)
             for faq_id, label in self.kb.topics(turn.lang)
-            if len(f"faq:{faq_id}".encode()) <= MAX_BUTTON_ID_BYTES
+            if faq_id not in MENU_HIDDEN and len(f"faq:{faq_id}".encode()) <= MAX_BUTTON_ID_BYTES
         ]
         buttons.append(Button("contact", self._t(turn, "btn_contact")))
         return buttons
@@ -355,13 +329,20 @@ class Engine:
         return draft
 
     def _clear_form(self, turn: _Turn) -> None:
-        for key in ("step", "draft", "consent", "back"):
+        for key in ("step", "draft", "consent", "back", "resume"):
             turn.state.pop(key, None)
 
     # ----------------------------------------------------------------- dispatch
 
     def _dispatch(self, turn: _Turn) -> None:
         event = turn.event
+        if self._step(turn) == "forget" and not self._answers_forget(turn):
+            # Anything but an answer to "erase your data?" keeps the data: the form the
+            # question interrupted (if any) comes back, and the event is handled as usual.
+            if self._is_cancel(turn):
+                self._forget(turn, False)
+                return
+            self._leave_forget(turn)
         if event.kind == "command":
             self._command(turn, event.command, event.args)
         elif event.kind == "button":
@@ -373,8 +354,46 @@ class Engine:
             else:
                 self._text(turn, event.text)
 
+    def _answers_forget(self, turn: _Turn) -> bool:
+        event = turn.event
+        if event.kind == "button":
+            return event.button_id.startswith("forget:")
+        if event.kind == "command":
+            return self._command_name(event.command) == "forget"
+        match = _COMMAND_TEXT.match(event.text.strip())
+        if match:
+            return self._command_name(match.group(1)) == "forget"
+        folded = _fold(event.text[:200])
+        return folded in YES or folded in NO or folded in self._labels(turn, "btn_forget_")
+
+    def _is_cancel(self, turn: _Turn) -> bool:
+        event = turn.event
+        if event.kind == "button":
+            return event.button_id == "cancel"
+        if event.kind == "command":
+            return self._command_name(event.command) == "cancel"
+        match = _COMMAND_TEXT.match(event.text.strip())
+        if match:
+            return self._command_name(match.group(1)) == "cancel"
+        return _fold(event.text[:200]) in CANCEL_WORDS
+
+    def _labels(self, turn: _Turn, prefix: str) -> set[str]:
+        return {_fold(self._t(turn, f"{prefix}{end}")) for end in ("yes", "no")}
+
+    def _leave_forget(self, turn: _Turn) -> None:
+        """Drop the /forget question; back to the form step it interrupted, if any."""
+        resume = turn.state.pop("resume", None)
+        if resume in FORM_STEPS:
+            turn.state["step"] = resume
+        else:
+            turn.state.pop("step", None)
+
+    @staticmethod
+    def _command_name(command: str) -> str:
+        return command.strip().lstrip("/").split("@", 1)[0].lower()
+
     def _command(self, turn: _Turn, command: str, args: str) -> None:
-        name = command.strip().lstrip("/").split("@", 1)[0].lower()
+        name = self._command_name(command)
         args = args.strip()
         if name == "start":
             self._start(turn, args)
@@ -395,7 +414,10 @@ class Engine:
             self._privacy(turn)
             self._resume(turn)
         elif name == "forget":
-            self._clear_form(turn)
+            # The half-filled form stays until the user confirms: "No, keep" resumes it.
+            step = self._step(turn)
+            if step in FORM_STEPS:
+                turn.state["resume"] = step
             turn.state["step"] = "forget"
             self._prompt(turn)
         elif name == "cancel":
@@ -416,8 +438,6 @@ class Engine:
             self._say(turn, self._t(turn, "welcome_back"))
             self._prompt(turn)
             return
-        if self._step(turn) == "forget":
-            turn.state.pop("step", None)
         self._say(
             turn,
             self._t(turn, "welcome", call_id=self.kb.call.id) + "\n\n" + self._t(turn, "menu_hint"),
@@ -466,7 +486,8 @@ class Engine:
     def _text(self, turn: _Turn, text: str) -> None:
         step = self._step(turn)
         folded = _fold(text[:200])
-        if step in FORM_STEPS and folded in CANCEL_WORDS:
+        if folded in CANCEL_WORDS:
+            # Typed "annulla" / "cancel" / "stop": like /cancel, in a form or not.
             self._cancel(turn)
         elif step in FIELDS:
             assert step is not None
@@ -477,7 +498,17 @@ class Engine:
             elif folded in NO or folded == _fold(self._t(turn, "btn_decline")):
                 self._consent(turn, False)
             else:
-                self._prompt(turn)
+                # A short nudge with the buttons, not the whole notice again.
+                self._say(
+                    turn,
+                    self._t(
+                        turn,
+                        "consent_choose",
+                        accept=self._t(turn, "btn_accept"),
+                        decline=self._t(turn, "btn_decline"),
+                    ),
+                    *self._consent_buttons(turn),
+                )
         elif step == "confirm":
             if folded in SEND_WORDS or folded == _fold(self._t(turn, "btn_confirm")):
                 self._submit(turn)
@@ -495,13 +526,11 @@ class Engine:
                 turn.state["step"] = "confirm"
             self._prompt(turn)
         elif step == "forget":
+            # Only answers reach here (see _dispatch).
             if folded in YES or folded == _fold(self._t(turn, "btn_forget_yes")):
                 self._forget(turn, True)
-            elif folded in NO or folded == _fold(self._t(turn, "btn_forget_no")):
-                self._forget(turn, False)
             else:
-                turn.state.pop("step", None)
-                self._free_text(turn, text)
+                self._forget(turn, False)
         else:
             self._free_text(turn, text)
 
@@ -520,15 +549,21 @@ class Engine:
         if not folded:
             self._say(turn, self._t(turn, "empty"), Button("topics", self._t(turn, "btn_topics")))
             return
-        if folded in GREETINGS:
-            self._say(
-                turn, self._t(turn, "greeting"), Button("topics", self._t(turn, "btn_topics"))
-            )
+        chat = small_talk(question)
+        if chat.kind is not None:
+            # Courtesy is not a question: no FAQ look-up, nothing for the enquiry's history.
+            topics = Button("topics", self._t(turn, "btn_topics"))
+            if chat.kind == "greeting":
+                self._say(turn, self._t(turn, "greeting"), topics)
+            elif chat.kind == "how_are_you":
+                self._say(turn, self._t(turn, "greeting_how"), topics)
+            elif chat.kind == "thanks":
+                self._say(turn, self._t(turn, "thanks"))
+            else:
+                self._say(turn, self._t(turn, "farewell"))
             return
-        if folded in THANKS:
-            self._say(turn, self._t(turn, "thanks"))
-            return
-        answer = self.kb.answer(question[:MATCH_CHARS], lang=turn.lang, now=turn.now)
+        # "Ciao, qual è il budget?": the question wins, matched without its greeting.
+        answer = self.kb.answer(chat.rest[:MATCH_CHARS], lang=turn.lang, now=turn.now)
         turn.faq_log.append((turn.lang, answer.faq_id, float(answer.score)))
         history = list(turn.state.get("faq", []))
         history.append(question[:HISTORY_CHARS])
@@ -543,8 +578,25 @@ class Engine:
                 title=self.kb.by_id[answer.faq_id].topic.get(turn.lang),
             )
             return
-        # Kept only as long as the form would accept it; a longer paste cannot be pre-filled.
-        turn.state["pending"] = question[: LIMITS["question"][1] + 1]
+        longest = LIMITS["question"][1]
+        too_long: dict[str, Any] | None = None
+        try:
+            validate_field("question", question)
+        except FieldError as exc:
+            if exc.code == "too_long":
+                too_long = dict(exc.params)
+            elif len(question) > longest:
+                too_long = {"length": len(question), "max": longest}
+        if too_long is not None:
+            # Too long to forward: say so now, rather than drop it silently in the form.
+            turn.state.pop("pending", None)
+            self._say(
+                turn,
+                self._t(turn, "fallback_too_long", **too_long),
+                Button("topics", self._t(turn, "btn_topics")),
+            )
+            return
+        turn.state["pending"] = question
         self._say(
             turn,
             self._t(turn, "fallback") + "\n" + self._t(turn, "fallback_retry"),
@@ -621,20 +673,22 @@ class Engine:
     def _cancel(self, turn: _Turn) -> None:
         step = self._step(turn)
         turn.state.pop("pending", None)
+        if step == "forget":
+            self._forget(turn, False)
+            return
         if step is None:
             self._say(turn, self._t(turn, "cancel_nothing"))
             return
         self._clear_form(turn)
-        if step == "forget":
-            self._say(turn, self._t(turn, "forget_kept"))
-        else:
-            self._say(turn, self._t(turn, "cancel_done"))
+        self._say(turn, self._t(turn, "cancel_done"))
 
     def _forget(self, turn: _Turn, confirmed: bool) -> None:
-        turn.state.pop("step", None)
         if not confirmed:
+            self._leave_forget(turn)
             self._say(turn, self._t(turn, "forget_kept"))
+            self._resume(turn)
             return
+        turn.state.pop("step", None)
         count = forget_user(self.db, turn.event.channel, turn.event.user_id, now=turn.now)
         # The session row is gone; saving it again would keep the FAQ questions.
         turn.erased = True
@@ -763,8 +817,7 @@ class Engine:
             self._say(
                 turn,
                 self._privacy_text(turn) + "\n\n" + self._t(turn, "consent_ask"),
-                Button("consent:yes", self._t(turn, "btn_accept")),
-                Button("consent:no", self._t(turn, "btn_decline")),
+                *self._consent_buttons(turn),
                 title=self._t(turn, "privacy_title"),
             )
         elif step == "confirm":
@@ -795,13 +848,17 @@ class Engine:
                 Button("forget:no", self._t(turn, "btn_forget_no")),
             )
 
+    def _consent_buttons(self, turn: _Turn) -> tuple[Button, Button]:
+        return (
+            Button("consent:yes", self._t(turn, "btn_accept")),
+            Button("consent:no", self._t(turn, "btn_decline")),
+        )
+
     def _resume(self, turn: _Turn) -> None:
         """After a side trip (help, a topic), remind the user of the form waiting for them."""
         if self._step(turn) in FORM_STEPS:
             self._say(turn, self._t(turn, "form_continue"))
             self._prompt(turn)
-        elif self._step(turn) == "forget":
-            turn.state.pop("step", None)
 
     def _history(self, turn: _Turn) -> list[str]:
         """The questions asked before, without the one being forwarded (it is the question)."""

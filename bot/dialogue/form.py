@@ -21,6 +21,8 @@ LIMITS: Mapping[str, tuple[int, int]] = {
     "country": (2, 60),
     "question": (10, 4000),
 }
+# More words than this is a sentence, not a person's name.
+MAX_NAME_WORDS = 8
 
 # Line and paragraph separators count as line breaks: they would split a header too.
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -68,12 +70,19 @@ def _single_line(raw: str) -> str:
 
 
 def validate_name(raw: str) -> str:
-    """A person's name: one line, 2-100 characters, at least one letter."""
+    """A person's name: one line, 2-100 characters, at least one letter, up to 8 words.
+
+    A question ('?'), an address ('@', '://') or a sentence typed here by mistake is refused.
+    """
     value = _check_length("name", _single_line(raw))
     if not any(char.isalpha() for char in value):
         raise FieldError("no_letters")
     if "@" in value or "://" in value:
         raise FieldError("name_looks_wrong")
+    if "?" in value or "\uff1f" in value or "\u00bf" in value:
+        raise FieldError("name_question")
+    if len(value.split()) > MAX_NAME_WORDS:
+        raise FieldError("name_too_many_words", {"max": MAX_NAME_WORDS})
     return value
 
 
