@@ -16,7 +16,7 @@ from bot.settings import Settings, SettingsError, load_settings
 TEMPLATE_CHECKS = (
     ("bot.mail.compose", "check_templates"),
     ("bot.dialogue.texts", "check_texts"),
-    ("bot.channels.telegram_texts", "check_texts"),
+    ("bot.channels.telegram_render", "check_texts"),
 )
 
 
