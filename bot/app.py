@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bot import jobs
-from bot.mail.outbox import BATCH_LIMIT, DeliveryReport, SmtpTarget, deliver_due
+from bot.mail.outbox import DeliveryReport, SmtpTarget, count_mails, deliver_due
 from bot.storage import open_database, utc_now
 
 if TYPE_CHECKING:
@@ -101,6 +101,10 @@ class App:
                 self.smtp_target = SmtpTarget.from_settings(
                     settings, tls_context=self.smtp_tls_context
                 )
+            from bot.mail.compose import warm_up
+
+            for problem in warm_up(settings):
+                log.warning("%s; run 'clusterbot check'", problem)
             self._add_jobs()
             self.scheduler.start()
         except BaseException:
@@ -219,16 +223,9 @@ class App:
             while True:
                 self._kicked = False
                 report = await deliver_due(db, self.settings, self.clock(), target=self.smtp_target)
-                total.sent += report.sent
-                total.retried += report.retried
-                total.failed += report.failed
-                total.partial += report.partial
-                total.released += report.released
-                total.sent_ids.extend(report.sent_ids)
-                total.errors.extend(report.errors)
+                total.add(report)
                 self._report_delivery(report)
-                more = report.sent > 0 and (report.attempted >= BATCH_LIMIT or report.released)
-                if not (more or self._kicked):
+                if not (report.more_due or self._kicked):
                     break
         return total
 
@@ -298,10 +295,10 @@ class App:
         if self.mail_store is None and report.sent:
             target = self.smtp_target
             where = f"{target.hostname}:{target.port}" if target else "the mail server"
-            self._say(f"{report.sent} e-mail(s) handed to {where}")
+            self._say(f"{count_mails(report.sent)} handed to {where}")
         if report.retried:
-            self._say(f"{report.retried} e-mail(s) not delivered yet, will retry")
+            self._say(f"{count_mails(report.retried)} not delivered yet, will retry")
         if report.failed:
             self._say(
-                f"{report.failed} e-mail(s) refused permanently: see 'clusterbot outbox list'"
+                f"{count_mails(report.failed)} refused permanently: see 'clusterbot outbox list'"
             )

@@ -29,6 +29,10 @@ RETENTION_EVERY = timedelta(hours=1)
 # window after it; older ones are skipped (the next one reports everything anyway).
 DIGEST_CATCH_UP = timedelta(hours=12)
 DIGEST_LAST_RUN = "digest.last_run"
+# Conversations idle this long are deleted with everything they hold (draft form fields,
+# the last FAQ questions): a user who walks away before confirming leaves nothing behind.
+# privacy.retention applies when it is shorter.
+SESSION_IDLE_PURGE = timedelta(days=30)
 DIGEST_LAST_SLOT = "digest.last_slot"
 
 
@@ -279,7 +283,8 @@ def run_scheduled_digest(
     if result.outbox_id is None:
         log.info("digest: nothing to report, no mail")
     else:
-        log.info("digest queued (%d open enquiries)", len(result.digest.open))
+        count = len(result.digest.open)
+        log.info("digest queued (%d open %s)", count, "enquiry" if count == 1 else "enquiries")
     return result
 
 
@@ -303,8 +308,32 @@ def expired_enquiries(db: sqlite_utils.Database, settings: Settings, now: dateti
     ]
 
 
+def session_idle_limit(settings: Settings) -> timedelta:
+    """How long a conversation may stay idle before it is deleted."""
+    return min(SESSION_IDLE_PURGE, settings.privacy.retention)
+
+
+def purge_idle_sessions(db: sqlite_utils.Database, settings: Settings, now: datetime) -> int:
+    """Delete conversations idle longer than session_idle_limit; returns how many."""
+    cutoff = to_iso(now - session_idle_limit(settings))
+    with transaction(db):
+        count = int(
+            db.conn.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount or 0
+        )
+        if count:
+            # Audited as a count only: which users they were is exactly what is being erased.
+            _audit(db, now, "erased", None, None, {"scope": "sessions", "idle": count})
+    if count:
+        log.info("retention: deleted %d idle %s", count, "session" if count == 1 else "sessions")
+    return count
+
+
 def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime) -> int:
-    """Erase the personal data that retention makes due; returns how many enquiries."""
+    """Erase the personal data that retention makes due; returns how many enquiries.
+
+    Also deletes idle conversations (purge_idle_sessions).
+    """
+    purge_idle_sessions(db, settings, now)
     from bot.enquiries import erase_enquiries
 
     ids = expired_enquiries(db, settings, now)
@@ -318,5 +347,9 @@ def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime
             [cutoff],
         )
     if count:
-        log.info("retention: erased personal data of %d enquiries", count)
+        log.info(
+            "retention: erased personal data of %d %s",
+            count,
+            "enquiry" if count == 1 else "enquiries",
+        )
     return count

@@ -45,6 +45,8 @@ class Handler:
     data_calls: int = 0
     logins: list[tuple[str, str]] = field(default_factory=list)
     hang: asyncio.Event | None = None
+    # With `hang`: the DATA call (1-based) from which the server stalls; earlier ones pass.
+    hang_from: int = 1
 
     async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
@@ -56,7 +58,7 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         self.data_calls += 1
-        if self.hang is not None:
+        if self.hang is not None and self.data_calls >= self.hang_from:
             # A stalled server: the reply comes only when the test releases it.
             await self.hang.wait()
         if self.drop_in_data:

@@ -80,7 +80,7 @@ def test_outbox_retry_requeues(tmp_path: Path, capsys: pytest.CaptureFixture[str
     config = _config(tmp_path)
     db, outbox_id = _failed_row(config)
     assert main(["outbox", "retry", str(outbox_id), "--config", config]) == 0
-    assert f"re-queued: {outbox_id}" in capsys.readouterr().out
+    assert f"re-queued 1 e-mail: {outbox_id}" in capsys.readouterr().out
     row = next(iter(db.query("SELECT * FROM outbox WHERE id = ?", [outbox_id])))
     assert row["status"] == "pending" and row["attempts"] == 0
     [event] = audit_events(db, "requeued")
@@ -122,9 +122,25 @@ def test_outbox_retry_all_failed_and_send(
     message_id = next(iter(db.query("SELECT message_id FROM outbox")))["message_id"]
     db.close()
     assert main(["outbox", "retry", "--all-failed", "--send", "--config", config]) == 0
-    assert "sent 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "re-queued 1 e-mail: " in out and "sent 1 e-mail;" in out
+    assert "(s)" not in out
     [received] = server.handler.received
     assert received.message["Message-ID"] == message_id
+
+
+def test_outbox_retry_counts_in_the_plural(
+    tmp_path: Path, server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, "127.0.0.1", server.port)
+    db, first = _failed_row(config)
+    db.close()
+    db, second = _failed_row(config)
+    db.close()
+    assert main(["outbox", "retry", "--all-failed", "--send", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert f"re-queued 2 e-mails: {first}, {second}" in out
+    assert "sent 2 e-mails; 0 to retry later; 0 refused" in out
 
 
 def test_digest_print_and_send_to_embedded_store(
@@ -146,7 +162,8 @@ def test_digest_print_and_send_to_embedded_store(
     assert not list(settings.mail_dir.glob("*.eml"))  # printing sends nothing
 
     assert main(["digest", "--send", "--config", config]) == 0
-    assert "digest sent" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "digest sent" in out and "1 open enquiry, 0 answered, 0 closed" in out
     [path] = settings.mail_dir.glob("*.eml")
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert enquiry["ref"] in message.get_body(("plain",)).get_content()

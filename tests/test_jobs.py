@@ -238,9 +238,7 @@ def test_retention_erases_only_what_is_due(db: Any, settings: Settings) -> None:
     )
     recent = insert_enquiry(db, status="closed", closed_at=to_iso(now - 29 * 24 * H))
     answered = insert_enquiry(db, status="answered", answered_at=to_iso(now - 29 * 24 * H))
-    answered_long_ago = insert_enquiry(
-        db, status="answered", answered_at=to_iso(now - 90 * 24 * H)
-    )
+    answered_long_ago = insert_enquiry(db, status="answered", answered_at=to_iso(now - 90 * 24 * H))
     still_open = insert_enquiry(db, created_at=to_iso(now - 99 * 24 * H))
     # Answered and never closed is finished too: its data must not be kept for ever.
     assert jobs.expired_enquiries(db, settings, now) == [due["id"], answered_long_ago["id"]]
@@ -276,3 +274,52 @@ def test_first_start_catch_up_records_the_slot_without_mail(db: Any, settings: S
     # A later restart catches up a missed slot (Wednesday) once.
     result = jobs.run_scheduled_digest(db, settings, MONDAY_9 + 50 * H, catch_up=True)
     assert result is not None and result.outbox_id is not None
+
+
+# ---------------------------------------------------------------- idle sessions
+
+
+def _session(db: Any, user_id: str, updated_at: datetime) -> None:
+    # What the engine keeps before consent: a half-filled form and the last FAQ questions.
+    state = {"draft": {"name": "Maria Rossi", "email": "maria@example.org"}, "faq": ["Chi?"]}
+    db.execute(
+        "INSERT INTO sessions (channel, user_id, lang, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+        ["telegram", user_id, "it", json.dumps(state), to_iso(updated_at)],
+    )
+
+
+def _session_users(db: Any) -> list[str]:
+    return [row["user_id"] for row in db.query("SELECT user_id FROM sessions ORDER BY user_id")]
+
+
+def test_retention_deletes_idle_sessions(db: Any, settings: Settings) -> None:
+    now = T0 + 100 * 24 * H
+    _session(db, "1-walked-away", now - jobs.SESSION_IDLE_PURGE - H)
+    _session(db, "2-recent", now - jobs.SESSION_IDLE_PURGE + H)
+    _session(db, "3-active", now - H)
+    assert jobs.apply_retention(db, settings, now) == 0  # no enquiry was due
+    assert _session_users(db) == ["2-recent", "3-active"]
+    [event] = audit_events(db, "erased")
+    assert event["enquiry_id"] is None and event["actor"] == "system"
+    assert json.loads(event["detail"]) == {"scope": "sessions", "idle": 1}
+    assert "1-walked-away" not in event["detail"] and "Maria" not in event["detail"]
+    # Idempotent, and nothing audited when nothing was deleted.
+    assert jobs.purge_idle_sessions(db, settings, now) == 0
+    assert len(audit_events(db, "erased")) == 1
+    # The rest go once idle long enough.
+    assert jobs.purge_idle_sessions(db, settings, now + jobs.SESSION_IDLE_PURGE) == 2
+    assert _session_users(db) == []
+
+
+def test_a_shorter_retention_also_shortens_the_session_idle_limit(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, privacy={"retention": "7d"})
+    assert jobs.session_idle_limit(settings) == timedelta(days=7)
+    assert jobs.session_idle_limit(make_settings(tmp_path)) == jobs.SESSION_IDLE_PURGE
+    database = open_database(settings.database_path)
+    try:
+        _session(database, "old", T0 - timedelta(days=8))
+        _session(database, "new", T0 - timedelta(days=6))
+        assert jobs.purge_idle_sessions(database, settings, T0) == 1
+        assert _session_users(database) == ["new"]
+    finally:
+        database.close()

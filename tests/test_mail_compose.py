@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,93 @@ def test_any_one_line_text_composes_a_safe_message(
     shown = parsed["Reply-To"].addresses[0].display_name
     # Header folding may only change the spacing (the stdlib splits long encoded words).
     assert "".join(shown.split()) == "".join(name.split())
+
+
+# ---------------------------------------------------------------- countries
+
+
+@pytest.mark.parametrize(
+    ("lang", "stored", "shown"),
+    [
+        ("it", "Italy", "Italia"),
+        ("it", "Netherlands", "Paesi Bassi"),
+        ("it", "United Kingdom", "Regno Unito"),
+        ("it", "Japan", "Giappone"),  # not in the form's list: Babel's name
+        ("it", "Other", "Altro"),
+        ("it", "Italia", "Italia"),  # stored before countries were normalised
+        ("it", "Atlantis", "Atlantis"),  # unknown: as stored
+        ("en", "Italy", "Italy"),
+        ("en", "Netherlands", "Netherlands"),
+    ],
+)
+def test_country_is_shown_in_the_secretariat_language(
+    tmp_path: Path, lang: str, stored: str, shown: str
+) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": lang})
+    enquiry = {**sample_enquiry(), "country": stored}
+    label = "Paese:" if lang == "it" else "Country:"
+    for message in (enquiry_mail(settings, enquiry), reminder_mail(settings, enquiry, None, 1, T0)):
+        plain, html = _parts(message)
+        line = next(line for line in plain.splitlines() if line.startswith(label))
+        assert line.split(":", 1)[1].strip() == shown
+        assert f"({shown})" in str(message["Subject"])
+        assert shown in html
+    item = DigestItem("ECCP-0001", "Org", stored, "telegram", T0, timedelta(days=1), 0)
+    plain, _ = _parts(digest_mail(settings, Digest(T0, None, (item,))))
+    assert f"Org ({shown})" in plain
+
+
+# ---------------------------------------------------------------- serialisation
+
+
+def _reference_bytes(message: EmailMessage) -> bytes:
+    """The same mail built the plain stdlib way (policy.default), serialised by policy.SMTP.
+
+    Call after serialising `message`: its MIME boundary is known by then.
+    """
+    plain, html = _parts(message)
+    reference = EmailMessage(policy=policy.default)
+    for name in ("Subject", "From", "To", "Date"):
+        reference[name] = str(message[name])
+    reference.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
+    reference.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for name, value in message.items()[6:]:
+        reference[name] = str(value)
+    reference.set_boundary(message.get_boundary() or "")
+    return reference.as_bytes(policy=policy.SMTP)
+
+
+@pytest.mark.parametrize("lang", ["it", "en"])
+def test_fast_composition_yields_the_stdlib_bytes(tmp_path: Path, lang: str) -> None:
+    settings = make_settings(
+        tmp_path,
+        secretariat={"language": lang},
+        smtp={"sender": "Bando Cluster àè <bot@cluster.example.eu>"},
+    )
+    enquiry = {**sample_enquiry(), "name": "Zoë d'Arco-Łukasiewicz " * 4}
+    built = [
+        (enquiry_mail(settings, enquiry), "enquiry"),
+        (reminder_mail(settings, enquiry, "<orig@example.org>", 2, T0), "reminder"),
+    ]
+    for message, kind in built:
+        names = [name for name, _ in message.items()]
+        assert names[:6] == ["Subject", "From", "To", "Date", "MIME-Version", "Content-Type"]
+        raw = outbox_row(message, kind, 1, T0)["raw"]
+        assert raw == _reference_bytes(message)
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert parsed["From"].addresses[0].display_name == "Bando Cluster àè"
+
+
+def test_templates_are_compiled_once() -> None:
+    templates = compose._environments()
+    first = templates.get("it/enquiry.txt.j2")
+    assert templates.get("it/enquiry.txt.j2") is first
+    assert templates.get("it/enquiry.html.j2", html=True) is not templates.get("it/enquiry.html.j2")
+    assert templates.html.autoescape is True and templates.text.autoescape is False
+
+
+def test_warm_up_compiles_the_templates(tmp_path: Path) -> None:
+    compose._environments.cache_clear()
+    assert compose.warm_up(make_settings(tmp_path)) == []
+    loaded = compose._environments()._loaded
+    assert {name for _, name in loaded} >= {"it/enquiry.txt.j2", "it/reminder.html.j2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import ssl
@@ -26,7 +27,7 @@ from bot.mail.outbox import (
     retry_delay,
 )
 from bot.settings import Settings
-from bot.storage import from_iso, open_database
+from bot.storage import from_iso, open_database, to_iso
 from tests.smtp_support import (
     T0,
     Handler,
@@ -399,3 +400,258 @@ async def test_crash_after_acceptance_resends_with_the_same_message_id(
     assert report.sent == 1 and outbox(db, outbox_id)["status"] == "sent"
     ids = [r.message["Message-ID"] for r in server.handler.received]
     assert ids == [outbox(db, outbox_id)["message_id"]] * 2  # at least once, never a new id
+
+
+# ---------------------------------------------------------------- rows gone meanwhile
+
+
+async def _until(condition: Any, what: str, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _enquiry_row(db: Any, enquiry_id: int) -> dict[str, Any]:
+    return next(iter(db.query("SELECT * FROM enquiries WHERE id = ?", [enquiry_id])))
+
+
+async def test_mail_of_an_enquiry_erased_meanwhile_is_not_sent(tmp_path: Path, db: Any) -> None:
+    from bot.enquiries import forget_user
+
+    # The first mail stalls in DATA; meanwhile the second one's applicant sends /forget.
+    handler = Handler(hang=asyncio.Event())
+    async with SmtpServer(handler) as server:
+        settings = _settings(tmp_path, server)
+        kept, kept_id = _queue(db, settings, user_id="1001")
+        erased, erased_id = _queue(db, settings, user_id="2002", email="other@example.org")
+        task = asyncio.create_task(deliver_due(db, settings, T0))
+        await _until(lambda: handler.data_calls == 1, "the first DATA")
+        assert forget_user(db, "telegram", "2002", now=T0) == 1
+        handler.hang.set()
+        report = await task
+    [received] = handler.received
+    assert received.message["Message-ID"] == outbox(db, kept_id)["message_id"]
+    assert (report.sent, report.skipped) == (1, 1)
+    assert list(db.query("SELECT * FROM outbox WHERE id = ?", [erased_id])) == []
+    row = _enquiry_row(db, erased["id"])
+    assert row["erased_at"] is not None and row["forwarded_at"] is None
+    assert [e["enquiry_id"] for e in audit_events(db, "forwarded")] == [kept["id"]]
+
+
+async def test_enquiry_erased_while_its_mail_is_in_flight_gets_no_bookkeeping(
+    tmp_path: Path, db: Any
+) -> None:
+    from bot.enquiries import forget_user
+
+    handler = Handler(hang=asyncio.Event())
+    async with SmtpServer(handler) as server:
+        settings = _settings(tmp_path, server)
+        enquiry, outbox_id = _queue(db, settings)
+        task = asyncio.create_task(deliver_due(db, settings, T0))
+        await _until(lambda: handler.data_calls == 1, "DATA")
+        forget_user(db, "telegram", "1001", now=T0)
+        handler.hang.set()
+        report = await task
+    # The server had the mail already (nothing can call it back), but nothing is recorded
+    # on the erased enquiry: no forwarded_at, no 'forwarded' audit.
+    assert report.sent == 1 and len(handler.received) == 1
+    row = _enquiry_row(db, enquiry["id"])
+    assert row["erased_at"] is not None and row["forwarded_at"] is None
+    assert audit_events(db, "forwarded") == []
+    assert list(db.query("SELECT * FROM outbox WHERE id = ?", [outbox_id])) == []
+
+
+async def test_erased_enquiry_row_left_pending_is_dropped_not_sent(tmp_path: Path, db: Any) -> None:
+    async with SmtpServer() as server:
+        settings = _settings(tmp_path, server)
+        enquiry, outbox_id = _queue(db, settings)
+        # As if erased by a process that left the row behind: it must still not go out.
+        db.execute("UPDATE enquiries SET erased_at = ? WHERE id = ?", [to_iso(T0), enquiry["id"]])
+        report = await deliver_due(db, settings, T0)
+    assert server.handler.received == []
+    assert (report.sent, report.skipped) == (0, 1)
+    assert list(db.query("SELECT * FROM outbox WHERE id = ?", [outbox_id])) == []
+    assert _enquiry_row(db, enquiry["id"])["forwarded_at"] is None
+    assert audit_events(db, "forwarded") == []
+
+
+@pytest.mark.parametrize("outcome", ["answered", "marked answered", "closed"])
+async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
+    tmp_path: Path, db: Any, outcome: str
+) -> None:
+    from bot import jobs
+    from bot.enquiries import answer_enquiry, close_enquiry, mark_answered
+
+    settings = make_settings(
+        tmp_path, reminders={"first_after": "48h", "repeat_every": "24h", "max_count": 3}
+    )
+    enquiry = insert_enquiry(db, forwarded_at=to_iso(T0))
+    queue_enquiry_mail(db, settings, enquiry, T0)
+    db.execute("UPDATE outbox SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
+    due = T0 + timedelta(hours=48)
+    assert jobs.send_reminders(db, settings, due) == [enquiry["ref"]]
+    [reminder] = db.query("SELECT * FROM outbox WHERE kind = 'reminder'")
+    # The SMTP server was down when the reminder was queued; the secretariat answers.
+    if outcome == "answered":
+        answer_enquiry(db, enquiry["ref"], "Yes, you can.", actor="cli", now=due)
+    elif outcome == "marked answered":
+        mark_answered(db, enquiry["ref"], actor="cli", now=due)
+    else:
+        close_enquiry(db, enquiry["ref"], actor="cli", now=due)
+    audits = len(audit_events(db))
+    async with SmtpServer() as server:
+        report = await deliver_due(db, settings, due, target=_target(server))
+    assert server.handler.received == []
+    assert (report.sent, report.skipped) == (0, 1)
+    assert list(db.query("SELECT * FROM outbox WHERE id = ?", [reminder["id"]])) == []
+    assert len(audit_events(db)) == audits  # nothing audited
+
+
+async def test_reminder_for_an_open_enquiry_still_goes_out(tmp_path: Path, db: Any) -> None:
+    from bot import jobs
+
+    settings = make_settings(tmp_path, reminders={"first_after": "48h", "max_count": 1})
+    enquiry = insert_enquiry(db, forwarded_at=to_iso(T0))
+    queue_enquiry_mail(db, settings, enquiry, T0)
+    db.execute("UPDATE outbox SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
+    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    async with SmtpServer() as server:
+        report = await deliver_due(db, settings, T0 + timedelta(hours=48), target=_target(server))
+    assert (report.sent, report.skipped) == (1, 0)
+    assert server.handler.received[0].message["X-Clusterbot-Kind"] == "reminder"
+
+
+def _target(server: SmtpServer) -> Any:
+    from bot.mail.outbox import SmtpTarget
+
+    return SmtpTarget("127.0.0.1", server.port, "none", timeout=5.0, local_hostname="localhost")
+
+
+# ---------------------------------------------------------------- recording accepted mail
+
+
+def _status_elsewhere(path: Path, outbox_id: int) -> str:
+    """The row's committed status, read over a connection of its own (as after a kill)."""
+    other = open_database(path)
+    try:
+        return str(outbox(other, outbox_id)["status"])
+    finally:
+        other.close()
+
+
+async def test_accepted_mail_is_recorded_while_the_next_send_stalls(
+    tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.mail import outbox as worker
+
+    monkeypatch.setattr(worker, "FLUSH_SECONDS", 0.2)
+    handler = Handler(hang=asyncio.Event(), hang_from=2)
+    async with SmtpServer(handler) as server:
+        settings = _settings(tmp_path, server)
+        _, first = _queue(db, settings)
+        _, second = _queue(db, settings)
+        task = asyncio.create_task(deliver_due(db, settings, T0))
+        await _until(lambda: handler.data_calls == 2, "the second DATA")
+        # The second mail stalls (up to smtp.timeout); the first is recorded meanwhile, so a
+        # kill now would not send it twice.
+        await _until(
+            lambda: _status_elsewhere(tmp_path / "db.sqlite3", first) == "sent",
+            "the first mail to be recorded",
+            within=2.0,
+        )
+        assert _status_elsewhere(tmp_path / "db.sqlite3", second) == "pending"
+        handler.hang.set()
+        report = await task
+    assert report.sent == 2
+    assert outbox(db, first)["status"] == outbox(db, second)["status"] == "sent"
+
+
+async def test_accepted_mails_are_recorded_in_groups_of_flush_rows(
+    tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.mail import outbox as worker
+
+    monkeypatch.setattr(worker, "FLUSH_ROWS", 2)
+    monkeypatch.setattr(worker, "FLUSH_SECONDS", 60.0)
+    handler = Handler(hang=asyncio.Event(), hang_from=4)
+    async with SmtpServer(handler) as server:
+        settings = _settings(tmp_path, server)
+        ids = [_queue(db, settings)[1] for _ in range(4)]
+        task = asyncio.create_task(deliver_due(db, settings, T0))
+        await _until(lambda: handler.data_calls == 4, "the fourth DATA")
+        path = tmp_path / "db.sqlite3"
+        await _until(
+            lambda: [_status_elsewhere(path, i) for i in ids[:2]] == ["sent", "sent"],
+            "the first group to be recorded",
+            within=2.0,
+        )
+        # The third waits for its group (or FLUSH_SECONDS), the fourth is in flight.
+        assert [_status_elsewhere(path, i) for i in ids[2:]] == ["pending", "pending"]
+        handler.hang.set()
+        report = await task
+    assert report.sent == 4
+    assert [outbox(db, i)["status"] for i in ids] == ["sent"] * 4
+    assert len(audit_events(db, "forwarded")) == 4
+
+
+async def test_accepted_mail_is_recorded_before_reconnecting(
+    tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.mail import outbox as worker
+
+    real_connect = worker.connect
+    seen: list[str] = []
+
+    async def spying_connect(target: Any) -> Any:
+        seen.append(_status_elsewhere(tmp_path / "db.sqlite3", first))
+        return await real_connect(target)
+
+    monkeypatch.setattr(worker, "connect", spying_connect)
+    # The second mail loses the connection in DATA: the third needs a new one.
+    handler = Handler()
+    async with SmtpServer(handler) as server:
+        settings = _settings(tmp_path, server)
+        _, first = _queue(db, settings)
+        _queue(db, settings)
+        _queue(db, settings)
+
+        original = handler.handle_DATA
+
+        async def drop_second(server_: Any, session: Any, envelope: Any) -> str:
+            if handler.data_calls == 1:
+                handler.drop_in_data = 1
+            return await original(server_, session, envelope)
+
+        monkeypatch.setattr(handler, "handle_DATA", drop_second)
+        report = await deliver_due(db, settings, T0)
+    assert (report.sent, report.retried) == (2, 1)
+    # First connect: nothing sent yet. Reconnect: the first mail was already recorded.
+    assert seen == ["pending", "sent"]
+
+
+# ---------------------------------------------------------------- describe_smtp
+
+
+def test_describe_smtp(tmp_path: Path) -> None:
+    from bot.mail.outbox import describe_smtp
+
+    embedded = make_settings(tmp_path, smtp={"host": ""})
+    line = describe_smtp(embedded)
+    assert line.startswith("SMTP: embedded mail store") and "mail" in line
+    assert str(embedded.mail_dir.name) in line
+    assert describe_smtp(embedded, []) == line
+    remote = make_settings(
+        tmp_path, smtp={"host": "smtp.example.org", "port": 587, "security": "starttls"}
+    )
+    assert describe_smtp(remote, []) == (
+        "SMTP: connection to smtp.example.org:587 (security starttls) OK"
+    )
+    login = make_settings(tmp_path, smtp={"host": "smtp.example.org", "username": "bot"})
+    assert describe_smtp(login, []).startswith("SMTP: login to smtp.example.org:")
+    assert describe_smtp(login, []).endswith(" OK")
+    assert describe_smtp(login, ["smtp: cannot connect"]).endswith(" FAILED")
+    assert "not probed" in describe_smtp(login)
+    assert "password" not in describe_smtp(login)

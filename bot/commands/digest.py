@@ -29,6 +29,19 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def plural(count: int, one: str, many: str) -> str:
+    """'1 open enquiry', '2 open enquiries'."""
+    return f"{count} {one if count == 1 else many}"
+
+
+def summary(digest: Any) -> str:
+    """What a digest reports, in one line with proper singulars and plurals."""
+    return (
+        f"{plural(len(digest.open), 'open enquiry', 'open enquiries')}, "
+        f"{digest.answered_count} answered, {digest.closed_count} closed"
+    )
+
+
 def _print(message: Any, out: IO[str]) -> None:
     print(f"Subject: {message['Subject']}", file=out)
     print(f"To: {message['To']}", file=out)
@@ -63,7 +76,11 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         row = next((r for r in list_outbox(db) if r["id"] == result.outbox_id), None)
     status = row["status"] if row else "unknown"
     if status == "sent":
-        print(f"digest sent to {settings.secretariat.email} (outbox {result.outbox_id})", file=out)
+        print(
+            f"digest sent to {settings.secretariat.email} (outbox {result.outbox_id}): "
+            f"{summary(result.digest)}",
+            file=out,
+        )
         return 0
     detail = row["last_error"] if row else ""
     if status == "pending":

@@ -92,7 +92,7 @@ def open_db(settings: Settings) -> Iterator[sqlite_utils.Database]:
 
 async def deliver_now(settings: Settings, db: sqlite_utils.Database) -> DeliveryReport:
     """Deliver every due e-mail now, through the embedded store when smtp.host is empty."""
-    from bot.mail.outbox import BATCH_LIMIT, DeliveryReport, SmtpTarget, deliver_due
+    from bot.mail.outbox import DeliveryReport, SmtpTarget, deliver_due
     from bot.storage import utc_now
 
     total = DeliveryReport()
@@ -108,11 +108,8 @@ async def deliver_now(settings: Settings, db: sqlite_utils.Database) -> Delivery
     try:
         while True:
             report = await deliver_due(db, settings, utc_now(), target=target)
-            total.sent += report.sent
-            total.retried += report.retried
-            total.failed += report.failed
-            total.errors.extend(report.errors)
-            if not (report.sent and (report.attempted >= BATCH_LIMIT or report.released)):
+            total.add(report)
+            if not report.more_due:
                 break
     finally:
         if store is not None:
@@ -164,7 +161,7 @@ def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from bot.mail.outbox import OutboxError, requeue
+    from bot.mail.outbox import OutboxError, count_mails, requeue
     from bot.storage import utc_now
 
     with open_db(settings) as db:
@@ -175,11 +172,13 @@ def _retry(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         if not ids:
             print("no failed e-mails to re-queue", file=out)
             return 0
-        print(f"re-queued: {', '.join(str(i) for i in ids)}", file=out)
+        print(f"re-queued {count_mails(len(ids))}: {', '.join(str(i) for i in ids)}", file=out)
         if args.send:
             report = asyncio.run(deliver_now(settings, db))
             print(
-                f"sent {report.sent}, to retry {report.retried}, failed {report.failed}", file=out
+                f"sent {count_mails(report.sent)}; {report.retried} to retry later; "
+                f"{report.failed} refused",
+                file=out,
             )
             for error in report.errors:
                 print(f"  {_clean(error, 200)}", file=out)

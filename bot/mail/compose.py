@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import sys
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.errors import HeaderParseError
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
-from functools import cache
+from email.utils import getaddresses, make_msgid, parseaddr
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -44,6 +46,36 @@ _IDSTRING = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 
 class ComposeError(ValueError):
     """A value cannot go into a mail header (CR/LF, control characters, a bad address)."""
+
+
+class _HeaderRegistry(HeaderRegistry):
+    """The stdlib header registry, remembering the class it makes for each header name.
+
+    HeaderRegistry.__getitem__ builds a brand-new class with type() for every header set or
+    parsed: a large share of composing a mail, and cyclic garbage for the collector. The
+    classes (hence the headers and their serialisation) are exactly the stdlib's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
+        self._classes.clear()
+        super().map_to_type(name, cls)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(name)
+        return found
+
+
+# The default policy (and the SMTP one: the same with CRLF line ends), with the memoising
+# registry above. Messages, headers and bytes are those of policy.default / policy.SMTP.
+POLICY = policy.default.clone(header_factory=_HeaderRegistry())
+SMTP_POLICY = POLICY.clone(linesep="\r\n")
 
 
 @dataclass(frozen=True)
@@ -79,38 +111,60 @@ class Digest:
 # ---------------------------------------------------------------- templates
 
 
+class _Templates:
+    """The (text, html) Jinja environments and every template loaded so far.
+
+    Templates are compiled once per process (auto_reload off: no stat() per render); an
+    edited template takes effect at the next start.
+    """
+
+    def __init__(self, directory: str) -> None:
+        loader = jinja2.FileSystemLoader(directory)
+        self.text = jinja2.Environment(
+            loader=loader,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        # Explicitly on: select_autoescape() would not match the `.html.j2` suffix.
+        self.html = jinja2.Environment(
+            loader=loader,
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self._loaded: dict[tuple[bool, str], jinja2.Template] = {}
+
+    def get(self, name: str, *, html: bool = False) -> jinja2.Template:
+        """The compiled template `name` (from the html environment when `html`)."""
+        key = (html, name)
+        template = self._loaded.get(key)
+        if template is None:
+            environment = self.html if html else self.text
+            template = self._loaded[key] = environment.get_template(name)
+        return template
+
+
 @cache
-def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
-    """(text, html) environments; built lazily so importing this module touches no files."""
+def _environments() -> _Templates:
+    """The templates; built lazily so importing this module touches no files."""
     from bot.resources import templates_dir
 
-    loader = jinja2.FileSystemLoader(str(templates_dir() / "mail"))
-    text = jinja2.Environment(
-        loader=loader,
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    # Explicitly on: select_autoescape() would not match the `.html.j2` suffix.
-    html = jinja2.Environment(
-        loader=loader,
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return text, html
+    return _Templates(str(templates_dir() / "mail"))
 
 
 def _render_pair(lang: str, name: str, context: Mapping[str, Any]) -> tuple[str, str, str]:
     """Render (subject, text, html) of template `name` in `lang`."""
-    text_env, html_env = _environments()
-    subject = text_env.get_template(f"{lang}/{name}.subject.j2").render(context)
+    templates = _environments()
+    subject = templates.get(f"{lang}/{name}.subject.j2").render(context)
     subject = " ".join(subject.split())
-    text = text_env.get_template(f"{lang}/{name}.txt.j2").render(context)
-    html = html_env.get_template(f"{lang}/{name}.html.j2").render(context)
+    text = templates.get(f"{lang}/{name}.txt.j2").render(context)
+    html = templates.get(f"{lang}/{name}.html.j2", html=True).render(context)
     return subject, text, html
 
 
@@ -160,23 +214,57 @@ def _address(display_name: str, addr_spec: str, what: str) -> Address:
     return address
 
 
+@dataclass(frozen=True)
+class _Fixed:
+    """What every mail of one configuration shares: validated From and To, built once."""
+
+    sender: Address
+    from_header: BaseHeader
+    to_header: BaseHeader
+
+
+@lru_cache(maxsize=16)
+def _fixed_headers(sender: str, secretariat: str) -> _Fixed:
+    """The From and To headers for these settings values (a failure is not cached)."""
+    name, spec = parseaddr(sender)
+    address = _address(name, spec, "smtp.sender")
+    to = _address("", secretariat, "secretariat.email")
+    # Header objects are immutable: a message stores them as they are, without re-parsing.
+    factory = POLICY.header_factory
+    return _Fixed(address, factory("From", address), factory("To", to))
+
+
+def _fixed(settings: Settings) -> _Fixed:
+    return _fixed_headers(settings.smtp.sender, settings.secretariat.email)
+
+
 def _sender(settings: Settings) -> Address:
-    name, spec = parseaddr(settings.smtp.sender)
-    return _address(name, spec, "smtp.sender")
+    return _fixed(settings).sender
+
+
+def _boundary() -> str:
+    """A MIME boundary in the stdlib generator's own format.
+
+    Fixed before serialising, so the generator does not compile a fresh regex per mail to
+    check it against the text: no line of a quoted-printable part can be "--=====..."
+    (a literal "=" is written "=3D" there).
+    """
+    return "=" * 15 + f"{random.randrange(sys.maxsize):019d}" + "=="
 
 
 def _base_message(
     settings: Settings, subject: str, text: str, html: str, date: datetime
 ) -> EmailMessage:
     """A multipart/alternative message From the bot To the secretariat with a fixed Message-ID."""
-    sender = _sender(settings)
-    message = EmailMessage(policy=policy.default)
+    fixed = _fixed(settings)
+    message = EmailMessage(policy=POLICY)
     message["Subject"] = _header_text(subject, "subject") if subject else "(no subject)"
-    message["From"] = sender
-    message["To"] = _address("", settings.secretariat.email, "secretariat.email")
-    message["Date"] = format_datetime(date.astimezone(UTC))
+    message["From"] = fixed.from_header
+    message["To"] = fixed.to_header
+    message["Date"] = date.astimezone(UTC)
     # Quoted-printable keeps the raw message 7-bit clean, so any server accepts it unchanged.
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.make_alternative(boundary=_boundary())
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
 
@@ -208,6 +296,35 @@ def _faq_history(value: object) -> list[str]:
     return [str(item) for item in items if str(item).strip()]
 
 
+@cache
+def _italian_country_names() -> dict[str, str]:
+    """English name -> Italian name of the form's listed countries (the usual ones)."""
+    from bot.dialogue.countries import OTHER, listed
+
+    names = {country.en: country.it for country in listed()}
+    names[OTHER.en] = OTHER.it
+    return names
+
+
+@lru_cache(maxsize=512)
+def country_name(stored: str, lang: str) -> str:
+    """A stored country (its English name, as the form writes it) in `lang`.
+
+    Anything the country list does not know is shown as stored.
+    """
+    if lang != "it" or not stored or not stored.isprintable():
+        # A value with a line break is left as it is, for the header check to refuse it.
+        return stored
+    name = _italian_country_names().get(stored)
+    if name is not None:
+        return name
+    # Imported here: the country list (and Babel's territory names) only when needed.
+    from bot.dialogue.countries import find_country
+
+    country = find_country(stored)
+    return country.label(lang) if country is not None else stored
+
+
 def _enquiry_context(settings: Settings, enquiry: Mapping[str, Any]) -> dict[str, Any]:
     lang = settings.secretariat.language
     created = _moment(enquiry["created_at"])
@@ -220,7 +337,7 @@ def _enquiry_context(settings: Settings, enquiry: Mapping[str, Any]) -> dict[str
         "name": str(enquiry.get("name") or ""),
         "email": str(enquiry.get("email") or ""),
         "organisation": str(enquiry.get("organisation") or ""),
-        "country": str(enquiry.get("country") or ""),
+        "country": country_name(str(enquiry.get("country") or ""), lang),
         "question": str(enquiry.get("question") or ""),
         "faq_history": _faq_history(enquiry.get("faq_history")),
         "language": _LANGUAGE_NAMES[lang].get(applicant_lang, applicant_lang),
@@ -299,7 +416,7 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
         {
             "ref": item.ref,
             "organisation": item.organisation,
-            "country": item.country,
+            "country": country_name(item.country, lang),
             "channel": _CHANNEL_NAMES[lang].get(item.channel, item.channel),
             "created_local": babel_datetime(
                 item.created_at, "d MMM y, HH:mm", tzinfo=zone, locale=lang
@@ -351,8 +468,7 @@ def failure_context(
 def failure_text(settings: Settings, outbox: Mapping[str, Any], error: str, ref: str | None) -> str:
     """The short plain-text report of a permanent failure (for the admin chat)."""
     lang = settings.secretariat.language
-    text_env, _ = _environments()
-    template = text_env.get_template(f"{lang}/failure.txt.j2")
+    template = _environments().get(f"{lang}/failure.txt.j2")
     return template.render(failure_context(settings, outbox, error, ref)).strip()
 
 
@@ -388,19 +504,17 @@ def outbox_row(
     message_id = message["Message-ID"]
     if not message_id:
         raise ComposeError("the message has no Message-ID")
-    _, mail_from = parseaddr(str(message["From"]))
-    recipients = [
-        addr
-        for _, addr in getaddresses(
-            [str(value) for header in ("To", "Cc", "Bcc") for value in message.get_all(header, [])]
-        )
-        if addr
-    ]
+    senders = _addr_specs(message.get_all("From", []))
+    mail_from = senders[0] if senders else ""
+    recipients = _addr_specs(
+        value for header in ("To", "Cc", "Bcc") for value in message.get_all(header, [])
+    )
     if not mail_from or not recipients:
         raise ComposeError("the message needs a From and at least one recipient")
     # Bcc must never travel in the message itself.
     del message["Bcc"]
-    raw = message.as_bytes(policy=policy.SMTP)
+    # Serialised once, here; the bytes are stored and sent as they are, never re-parsed.
+    raw = message.as_bytes(policy=SMTP_POLICY)
     moment = to_iso(now)
     return {
         "kind": kind,
@@ -414,6 +528,32 @@ def outbox_row(
         "next_attempt_at": moment,
         "created_at": moment,
     }
+
+
+def _addr_specs(values: Iterable[Any]) -> list[str]:
+    """The plain addresses in address headers, reusing the header objects' parse."""
+    specs: list[str] = []
+    for value in values:
+        addresses = getattr(value, "addresses", None)
+        if addresses is None:
+            specs.extend(addr for _, addr in getaddresses([str(value)]) if addr)
+        else:
+            specs.extend(address.addr_spec for address in addresses if address.addr_spec)
+    return specs
+
+
+def warm_up(settings: Settings) -> list[str]:
+    """Compile the mail templates and load the locale data now, at start, so that the first
+    confirmed enquiry does not pay for it inside its transaction; returns the problems met
+    (`clusterbot check` reports them in detail)."""
+    now = datetime.now(UTC)
+    try:
+        message = enquiry_mail(settings, sample_enquiry())
+        outbox_row(message, "enquiry", None, now)
+        reminder_mail(settings, sample_enquiry(), str(message["Message-ID"]), 1, now)
+    except (jinja2.TemplateError, ValueError, KeyError) as exc:
+        return [f"mail templates: {exc}"]
+    return []
 
 
 # ---------------------------------------------------------------- self-check

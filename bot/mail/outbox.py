@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
@@ -65,6 +66,11 @@ class DeliveryReport:
     failed: int = 0
     partial: int = 0
     released: int = 0
+    # Rows not sent because they were gone by the time their turn came: erased with their
+    # enquiry (/forget), or a reminder for an enquiry answered or closed meanwhile.
+    skipped: int = 0
+    # The run read as many rows as its limit allowed: more may be due.
+    batch_full: bool = False
     sent_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -72,6 +78,29 @@ class DeliveryReport:
     def attempted(self) -> int:
         """Rows this run tried to deliver."""
         return self.sent + self.retried + self.failed
+
+    @property
+    def more_due(self) -> bool:
+        """Worth another run at once: this one made progress and left rows due."""
+        progressed = self.sent > 0 or self.skipped > 0
+        return progressed and (self.batch_full or self.released > 0)
+
+    def add(self, other: DeliveryReport) -> None:
+        """Fold another run's counts into this one."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.partial += other.partial
+        self.released += other.released
+        self.skipped += other.skipped
+        self.batch_full = other.batch_full
+        self.sent_ids.extend(other.sent_ids)
+        self.errors.extend(other.errors)
+
+
+def count_mails(count: int) -> str:
+    """'1 e-mail', '3 e-mails'."""
+    return f"{count} e-mail" if count == 1 else f"{count} e-mails"
 
 
 @dataclass(frozen=True)
@@ -154,8 +183,40 @@ async def connect(target: SmtpTarget) -> aiosmtplib.SMTP:
     return client
 
 
+def describe_smtp(settings: Settings, problems: Sequence[str] | None = None) -> str:
+    """One line saying where mail goes, for `clusterbot check`.
+
+    `problems` are probe_smtp's findings: [] means the probe succeeded, None that no probe
+    was made (the line then only names the server).
+    """
+    smtp = settings.smtp
+    if not smtp.host:
+        return (
+            "SMTP: embedded mail store (smtp.host is empty: mails are saved as .eml files "
+            f"under {_display_path(settings.mail_dir)}, not sent)"
+        )
+    where = f"{smtp.host}:{smtp.port} (security {smtp.security})"
+    action = "login to" if smtp.username else "connection to"
+    if problems is None:
+        login = f", login as {smtp.username!r}" if smtp.username else ", no login"
+        return f"SMTP: {where}{login}; not probed (use --smtp)"
+    if problems:
+        return f"SMTP: {action} {where} FAILED"
+    return f"SMTP: {action} {where} OK"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 async def probe_smtp(settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> list[str]:
-    """Connect (and log in) to the configured SMTP server; returns the problems found."""
+    """Connect (and log in) to the configured SMTP server; returns the problems found.
+
+    With smtp.host empty there is nothing to probe (the embedded store is used): no problem.
+    """
     if not settings.smtp.host:
         return []
     target = SmtpTarget.from_settings(settings, tls_context=tls_context)
@@ -265,20 +326,80 @@ def _audit(
 
 def _record_sent(
     db: sqlite_utils.Database, row: dict[str, Any], at: datetime, note: str | None
-) -> None:
-    db.execute(
+) -> bool:
+    """Mark an accepted row sent and, for an enquiry mail, the enquiry forwarded (audited).
+
+    False when the row was no longer pending (removed meanwhile): nothing was recorded.
+    """
+    conn = db.conn
+    moment = to_iso(at)
+    cursor = conn.execute(
         "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
         "last_error = ? WHERE id = ? AND status = 'pending'",
-        [to_iso(at), note, row["id"]],
+        (moment, note, row["id"]),
     )
+    if not cursor.rowcount:
+        # Deleted while it was being sent (its enquiry was erased): nothing left to record,
+        # and above all no bookkeeping on an erased enquiry.
+        log.info("outbox %d: accepted, but the row was removed meanwhile", row["id"])
+        return False
     if row["kind"] == "enquiry" and row["enquiry_id"] is not None:
-        cursor = db.execute(
-            "UPDATE enquiries SET forwarded_at = ? WHERE id = ? AND forwarded_at IS NULL",
-            [to_iso(at), row["enquiry_id"]],
+        found = conn.execute(
+            "UPDATE enquiries SET forwarded_at = ? "
+            "WHERE id = ? AND forwarded_at IS NULL AND erased_at IS NULL RETURNING ref",
+            (moment, row["enquiry_id"]),
+        ).fetchall()
+        if found:
+            conn.execute(
+                "INSERT INTO audit (at, event, enquiry_id, ref, actor, detail) "
+                "VALUES (?, 'forwarded', ?, ?, 'system', ?)",
+                (moment, row["enquiry_id"], found[0][0], dumps({"outbox": row["id"]})),
+            )
+    return True
+
+
+# Why a due row is not sent after all (see _check_due).
+_GONE = "gone"
+_ERASED = "erased"
+_WITHDRAWN = "withdrawn"
+
+
+def _check_due(db: sqlite_utils.Database, row: dict[str, Any]) -> str | None:
+    """Re-read a row just before sending it: None if it is still to go, else why not.
+
+    The batch was read before connecting; since then the user may have erased their data
+    (the row is deleted) or the enquiry may have been answered (its reminder is moot).
+    """
+    current = db.conn.execute(
+        "SELECT o.status, e.id, e.status, e.erased_at FROM outbox AS o "
+        "LEFT JOIN enquiries AS e ON e.id = o.enquiry_id WHERE o.id = ?",
+        (row["id"],),
+    ).fetchone()
+    if current is None or current[0] != "pending":
+        return _GONE
+    if row["enquiry_id"] is None:
+        return None
+    _, enquiry_id, enquiry_status, erased_at = current
+    if enquiry_id is None or erased_at is not None:
+        return _ERASED
+    if row["kind"] == "reminder" and enquiry_status != "open":
+        return _WITHDRAWN
+    return None
+
+
+def _drop(db: sqlite_utils.Database, row: dict[str, Any], why: str) -> None:
+    """Delete a pending row that must not be sent (erased enquiry, moot reminder)."""
+    with transaction(db):
+        db.conn.execute("DELETE FROM outbox WHERE id = ? AND status = 'pending'", (row["id"],))
+    # Ids and kinds only: nothing personal in the log.
+    if why == _WITHDRAWN:
+        log.info(
+            "outbox %d (reminder): not sent, the enquiry is no longer open; removed", row["id"]
         )
-        if cursor.rowcount:
-            ref = _enquiry_ref(db, row["enquiry_id"])
-            _audit(db, at, "forwarded", row["enquiry_id"], ref, "system", {"outbox": row["id"]})
+    else:
+        log.info(
+            "outbox %d (%s): not sent, its enquiry was erased; removed", row["id"], row["kind"]
+        )
 
 
 def _release_deferred(db: sqlite_utils.Database, at: datetime) -> int:
@@ -379,8 +500,8 @@ def _mark_partial(
         + "; ".join(f"{rcpt}: {resp.code} {resp.message}" for rcpt, resp in refused.items())
     )
     with transaction(db):
-        _record_sent(db, row, at, note)
-        _report_failure(db, settings, row, at, note, partial=True, queue_notice=False)
+        if _record_sent(db, row, at, note):
+            _report_failure(db, settings, row, at, note, partial=True, queue_notice=False)
     return note
 
 
@@ -402,6 +523,7 @@ class _Batch:
         self.started = time.monotonic()
         self.accepted: list[tuple[dict[str, Any], datetime]] = []
         self.flushed_at = self.started
+        self._timer: asyncio.Handle | None = None
 
     def moment(self) -> datetime:
         """The caller's `now`, advanced by the real time elapsed during the batch."""
@@ -412,20 +534,61 @@ class _Batch:
         self.accepted.append((row, self.moment()))
         self.report.sent += 1
         self.report.sent_ids.append(int(row["id"]))
-        if len(self.accepted) >= FLUSH_ROWS or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
+        loop = asyncio.get_running_loop()
+        if len(self.accepted) >= FLUSH_ROWS:
+            # Written as soon as the next send waits for the server (call_soon runs at the
+            # loop's next turn): the commit overlaps the network wait instead of adding to it.
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_soon(self._on_timer)
+        elif self._timer is None:
+            # Should the next send stall (up to smtp.timeout), this mark is still written
+            # within FLUSH_SECONDS: a kill meanwhile resends as little as possible.
+            self._timer = loop.call_later(FLUSH_SECONDS, self._on_timer)
+
+    def flush_if_stale(self) -> None:
+        """Before a send: record the pending marks if the last flush is FLUSH_SECONDS old."""
+        if self.accepted and time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
             self.flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.accepted:
+            return
+        if self.db.conn.in_transaction:
+            # Someone else's transaction is open on this connection (across an await): do
+            # not write into it; try again shortly.
+            self._timer = asyncio.get_running_loop().call_later(0.05, self._on_timer)
+            return
+        try:
+            self.flush()
+        except Exception:
+            # The marks stay pending; the batch's own flush tries again and raises then.
+            log.exception("outbox: recording accepted mails failed, will retry")
 
     def flush(self) -> None:
         """Mark every accepted row sent in one transaction."""
         # One commit (one fsync) per group instead of per mail. A crash before it only
         # means these mails go out again with the same Message-ID: at-least-once holds.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.flushed_at = time.monotonic()
         if not self.accepted:
             return
-        accepted, self.accepted = self.accepted, []
         with transaction(self.db):
-            for row, at in accepted:
+            for row, at in self.accepted:
                 _record_sent(self.db, row, at, None)
+        # Forgotten only once committed: a failed flush keeps them for the next one.
+        self.accepted = []
+
+    def skip(self, row: dict[str, Any], why: str) -> None:
+        """A due row that must not be sent after all (see _check_due)."""
+        self.report.skipped += 1
+        if why == _GONE:
+            log.info("outbox %d (%s): no longer pending, not sent", row["id"], row["kind"])
+        else:
+            _drop(self.db, row, why)
 
 
 async def deliver_due(
@@ -441,6 +604,7 @@ async def deliver_due(
     """Send the pending rows due at `now` over one SMTP connection; record every outcome."""
     rows = _due_rows(db, now, limit)
     batch = _Batch(db, settings, now, rng)
+    batch.report.batch_full = len(rows) >= limit
     if not rows:
         return batch.report
     target = target or SmtpTarget.from_settings(settings, tls_context=tls_context)
@@ -448,19 +612,32 @@ async def deliver_due(
     polite = False
     try:
         for index, row in enumerate(rows):
+            # Re-checked right before sending: the rows were read before connecting.
+            why = _check_due(db, row)
+            if why is not None:
+                batch.skip(row, why)
+                continue
             if client is None or not client.is_connected:
+                # Connecting may take up to smtp.timeout: record what was accepted first.
+                batch.flush()
                 try:
                     client = await connect(target)
                 except Exception as exc:
                     reason = _short(str(exc)) or type(exc).__name__
                     error = f"{CONNECT_ERROR} to {target.hostname}:{target.port}: {reason}"
-                    log.warning("outbox: %s; %d mails wait for a retry", error, len(rows) - index)
+                    waiting = count_mails(len(rows) - index)
+                    log.warning("outbox: %s; %s wait for a retry", error, waiting)
                     with transaction(db):
                         for pending in rows[index:]:
                             _mark_retry(db, pending, batch.moment(), error, rng)
                             batch.report.retried += 1
                     batch.report.errors.append(error)
                     return batch.report
+                why = _check_due(db, row)
+                if why is not None:
+                    batch.skip(row, why)
+                    continue
+            batch.flush_if_stale()
             await _send_one(batch, client, row)
         polite = True
     finally:
@@ -633,7 +810,9 @@ __all__ = [
     "SmtpTarget",
     "StartTLSUnavailable",
     "connect",
+    "count_mails",
     "deliver_due",
+    "describe_smtp",
     "failed_problems",
     "insert_outbox",
     "list_outbox",
