@@ -154,3 +154,23 @@ def test_ask_does_not_import_telegram() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_check_smtp_names_the_embedded_store(tmp_path: Path) -> None:
+    result = clusterbot("check", "--smtp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "SMTP: embedded mail store" in result.stdout
+
+
+def test_check_smtp_reports_an_unreachable_server(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "smtp.toml"
+    config.write_text(f'[smtp]\nhost = "127.0.0.1"\nport = {port}\n', encoding="utf-8")
+    result = clusterbot("check", "--smtp", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"cannot connect and log in to 127.0.0.1:{port}" in result.stderr
+    assert "1 problem found." in result.stderr

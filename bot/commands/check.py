@@ -76,13 +76,11 @@ def _check_outbox(settings: Settings) -> list[str]:
     return problems
 
 
-def _check_smtp(settings: Settings) -> list[str]:
-    module = importlib.import_module("bot.mail.outbox")
-    probe = getattr(module, "probe_smtp", None)
-    if probe is None:
-        return ["smtp: this installation cannot test the SMTP login"]
-    problems: list[str] = asyncio.run(probe(settings))
-    return problems
+def _check_smtp(settings: Settings) -> tuple[list[str], str]:
+    from bot.mail.outbox import describe_smtp, probe_smtp
+
+    problems: list[str] = asyncio.run(probe_smtp(settings))
+    return problems, describe_smtp(settings, problems)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,12 +97,18 @@ def run(args: argparse.Namespace) -> int:
         if check is not None:
             problems.extend(check())
     problems.extend(_check_outbox(settings))
+    smtp_line = ""
+    # Only a valid configuration is worth a login attempt.
     if args.smtp and not problems:
-        problems.extend(_check_smtp(settings))
+        smtp_problems, smtp_line = _check_smtp(settings)
+        problems.extend(smtp_problems)
+    if smtp_line:
+        print(smtp_line)
     if problems:
         for problem in problems:
             print(f"clusterbot: error: {problem}", file=sys.stderr)
-        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+        noun = "problem" if len(problems) == 1 else "problems"
+        print(f"{len(problems)} {noun} found.", file=sys.stderr)
         return 1
     print(f"OK: settings ({settings.source}), knowledge base, templates.")
     return 0
