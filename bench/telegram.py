@@ -1,0 +1,191 @@
+"""Telegram benchmark: our bot vs a bare python-telegram-bot echo bot, same stand-in, same run.
+
+Run: .venv/bin/python bench/telegram.py [--users 500] [--limits] [--latency MS]
+
+Each bot runs as its own process (`python -m bot run` for ours) against the local Bot API
+stand-in (tests/telegram_standin.py) in this process. N users each send one FAQ question at
+once; the stand-in timestamps every pushed update and every sendMessage, so latency is
+"update available" -> "reply received" and throughput is replies per second from the first
+push to the last reply. Our bot does everything it does in production: journal each update
+(SQLite, synchronous=FULL), the engine (FAQ matching, session), the durable reply row, HTML.
+
+With --rounds N (default 3) the bots run alternately N times each and the best round of each
+is compared (the machine may be shared).
+
+Telegram's flood limits (30 messages/s overall) would cap both bots alike and measure only
+the limiter, so by default both run without them; --limits keeps ours on (the echo bot has
+none) to show the real pace. --latency adds a delay to every stand-in answer, like a network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from telegram_standin import BotApiStandIn  # noqa: E402
+
+QUESTIONS = (
+    "What is the total budget of the call?",
+    "When is the deadline?",
+    "Who can apply?",
+    "What is ClusterXchange?",
+    "What is the funding rate?",
+    "Qual è la scadenza per presentare la proposta?",
+    "Quanto è il contributo massimo?",
+    "Quali paesi sono ammissibili?",
+)
+
+ECHO_BOT = textwrap.dedent(
+    """
+    import sys
+    from telegram import Update
+    from telegram.ext import Application, ContextTypes, MessageHandler, filters
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        \"\"\"Echo the user message.\"\"\"
+        await update.message.reply_text(update.message.text)
+
+    app = Application.builder().token(sys.argv[2]).base_url(sys.argv[1]).build()
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, echo))
+    app.run_polling(poll_interval=0.0, timeout=10)
+    """
+)
+
+# Our bot with the module constant for the overall flood limit set from argv (0 = off).
+OUR_BOT = textwrap.dedent(
+    """
+    import sys
+    import bot.channels.telegram_limits as limits
+    limits.OVERALL_PER_SECOND = float(sys.argv[1])
+    from bot.cli import main
+    raise SystemExit(main(["run", "--config", sys.argv[2], "--log-level", "WARNING"]))
+    """
+)
+
+
+@dataclass
+class Result:
+    """One bot's run."""
+
+    name: str
+    replies: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        """Replies per second."""
+        return self.replies / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        """Latency percentile in milliseconds."""
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "CLUSTERBOT_"))}
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -> Result:
+    """Start one bot against a fresh stand-in, send the load, collect replies."""
+    with BotApiStandIn(latency=latency) as api:
+        if name == "clusterbot":
+            config = tmp / "clusterbot.toml"
+            config.write_text(
+                f'language = "en"\ndata_dir = "{tmp / "var"}"\n\n'
+                f'[telegram]\ntoken = "{api.token}"\nbase_url = "{api.base_url}"\n',
+                encoding="utf-8",
+            )
+            overall = "30" if limits else "0"
+            argv = [sys.executable, "-c", OUR_BOT, overall, str(config)]
+        else:
+            argv = [sys.executable, "-c", ECHO_BOT, api.base_url, api.token]
+        process = _spawn(argv, tmp / f"{name}.log")
+        try:
+            deadline = time.monotonic() + 60
+            while api.polls_started == 0:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not start; see {tmp / (name + '.log')}")
+                time.sleep(0.01)
+            time.sleep(0.3)
+            chats = [100_000 + i for i in range(users)]
+            pushed = {}
+            for i, chat in enumerate(chats):
+                update_id = api.push_message(chat, QUESTIONS[i % len(QUESTIONS)])
+                pushed[chat] = api.pushed_at[update_id]
+            start = min(pushed.values())
+            deadline = time.monotonic() + 300
+            with api._cond:
+                while len(api.first_reply_at) < users and time.monotonic() < deadline:
+                    api._cond.wait(0.5)
+                firsts = {c: api.first_reply_at[c] for c in chats if c in api.first_reply_at}
+            if len(firsts) < users:
+                raise SystemExit(f"{name}: only {len(firsts)}/{users} replies")
+            latencies = [firsts[chat] - pushed[chat] for chat in chats]
+            rejected = api.rejected()
+            if rejected:
+                raise SystemExit(f"{name}: {len(rejected)} requests rejected by the stand-in")
+            return Result(name, users, max(firsts.values()) - start, latencies)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main() -> int:
+    """Run both bots and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=500)
+    parser.add_argument("--limits", action="store_true", help="keep our flood limits on")
+    parser.add_argument("--latency", type=float, default=0.0, help="ms added to each answer")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating runs per bot; the best one counts"
+    )
+    args = parser.parse_args()
+    runs: dict[str, list[Result]] = {"clusterbot": [], "ptb-echo": []}
+    for _ in range(args.rounds):
+        # Alternating, so a noisy neighbour on the machine hurts both alike.
+        for name in runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                runs[name].append(
+                    run_one(
+                        name, args.users, Path(tmp), limits=args.limits, latency=args.latency / 1000
+                    )
+                )
+    for name, done in runs.items():
+        print(f"{name:<12} rounds (replies/s): " + ", ".join(f"{r.rate:.0f}" for r in done))
+    results = [max(done, key=lambda r: r.rate) for done in runs.values()]
+    ours, echo = results
+    print(f"Telegram: {args.users} users x 1 FAQ question, local Bot API stand-in")
+    print(f"{'bot':<12} {'replies/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'total s':>8}")
+    for r in results:
+        print(
+            f"{r.name:<12} {r.rate:>10.1f} {r.pct(0.5):>9.1f} {r.pct(0.99):>9.1f} {r.seconds:>8.2f}"
+        )
+    ratio = ours.rate / echo.rate if echo.rate else float("inf")
+    print(f"ratio clusterbot / echo: {ratio:.2f} (target >= 0.80)")
+    median_ratio = statistics.median(ours.latencies) / statistics.median(echo.latencies)
+    print(f"median latency ratio: {median_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,280 @@
+"""Crash safety for Telegram: the update journal and durable outgoing chat messages.
+
+No Telegram import here: plain SQLite over the `updates` and `notifications` tables.
+
+* Every fetched update is written to `updates` before its offset is confirmed to Telegram
+  (the next getUpdates call) or before the webhook answers 200.
+* Handling an update commits its effects, the messages to send (as `notifications` rows of
+  kind `reply`) and `updates.handled_at` in one transaction, so each update is handled
+  exactly once, and a crash between the commit and the send only delays the replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from bot.storage import dumps, from_iso, to_iso, transaction
+
+CHANNEL = "telegram"
+# Kinds of notifications rows this channel delivers; `reply` is the channel's own: the
+# messages produced by handling one update, stored as JSON until Telegram accepted them.
+KIND_REPLY = "reply"
+# The handler sends its own replies at once; the worker only takes a `reply` row over when
+# the handler could not (Telegram down) or the process died. This lease keeps them apart.
+REPLY_LEASE = timedelta(minutes=2)
+# How long a group commit collects work before its COMMIT (seconds): 0 is "after the other
+# handlers that are ready now"; bookkeeping nobody waits for may wait up to LAZY_WINDOW.
+GROUP_WINDOW = 0.0
+LAZY_WINDOW = 0.05
+# Handled updates are kept this long (Telegram re-delivers unconfirmed ones for 24 h).
+JOURNAL_KEEP = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """One chat message to send: HTML text and inline buttons as (callback_data, label) rows."""
+
+    chat_id: int
+    html: str
+    buttons: tuple[tuple[tuple[str, str], ...], ...] = ()
+    reply_to: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        data: dict[str, Any] = {"chat_id": self.chat_id, "html": self.html}
+        if self.buttons:
+            data["buttons"] = [[list(b) for b in row] for row in self.buttons]
+        if self.reply_to is not None:
+            data["reply_to"] = self.reply_to
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutMessage:
+        """Back from to_json()."""
+        rows = tuple(tuple((str(b[0]), str(b[1])) for b in row) for row in data.get("buttons", []))
+        return cls(int(data["chat_id"]), str(data["html"]), rows, data.get("reply_to"))
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class GroupCommit:
+    """Commit the work of several concurrent handlers with one fsync (group commit).
+
+    With synchronous=FULL every COMMIT waits for the disk; one per update would cap the bot
+    at a few hundred updates per second. Handlers run their (synchronous) work inside one
+    shared transaction, each in its own savepoint, and wait until the COMMIT that follows
+    on the next turn of the event loop; only then do they send anything. A failing piece of
+    work rolls back its own savepoint only.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self._open = False
+        self._due = 0.0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _begin(self, window: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + window
+        if self._open:
+            if due < self._due:
+                # Someone waits for this commit: bring it forward.
+                self._due = due
+                loop.call_later(window, self.flush)
+            return
+        if self.db.conn.in_transaction:
+            # No transaction spans an await, so this is an implicit one that sqlite3 opened
+            # for a bare statement and nobody will commit: this group commits it too.
+            log.warning("joining a transaction left open outside a transaction() block")
+        else:
+            self.db.execute("BEGIN IMMEDIATE")
+        self._open = True
+        self._due = due
+        # COMMIT blocks the event loop for an fsync: everything that arrives before the
+        # timer shares it, so a busy bot syncs far less often than once per update.
+        loop.call_later(window, self.flush)
+
+    def add(
+        self, work: Callable[[], T], *, savepoint: bool = True, window: float = LAZY_WINDOW
+    ) -> T:
+        """Run `work` in the shared transaction; it commits within `window` seconds.
+
+        Use it for bookkeeping nobody waits for (a crash before the COMMIT only repeats
+        a little work). With `savepoint` (the default) a failing `work` rolls back its own
+        writes only; a single statement needs none.
+        """
+        self._begin(window)
+        if not savepoint:
+            return work()
+        with self.db.atomic():
+            return work()
+
+    async def run(self, work: Callable[[], T], *, savepoint: bool = True) -> T:
+        """Run `work` in the shared transaction and wait until it is on disk."""
+        result = self.add(work, savepoint=savepoint, window=GROUP_WINDOW)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        await future
+        return result
+
+    def flush(self) -> None:
+        """COMMIT now (also called before anything that must see the data on disk)."""
+        if not self._open:
+            return
+        self._due = 0.0
+        waiters, self._waiters = self._waiters, []
+        self._open = False
+        try:
+            self.db.execute("COMMIT")
+        except Exception as exc:
+            log.error("group commit failed: %s", type(exc).__name__)
+            if self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(RuntimeError("the transaction could not be committed"))
+            return
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+
+class Journal:
+    """The `updates` journal and the channel's durable outgoing messages."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def record(self, updates: Iterable[tuple[int, str]], now: datetime) -> None:
+        """Journal (update_id, JSON payload) pairs in one transaction; known ids are kept."""
+        rows = [(update_id, payload, to_iso(now)) for update_id, payload in updates]
+        if not rows:
+            return
+        with transaction(self.db):
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO updates (update_id, payload, received_at) VALUES (?, ?, ?)",
+                rows,
+            )
+
+    def unhandled(self) -> list[tuple[int, dict[str, Any], datetime]]:
+        """Journaled updates not handled yet (id, payload, when received), oldest first."""
+        cursor = self.db.execute(
+            "SELECT update_id, payload, received_at FROM updates WHERE handled_at IS NULL "
+            "ORDER BY update_id"
+        )
+        return [
+            (int(uid), json.loads(payload), from_iso(received))
+            for uid, payload, received in cursor.fetchall()
+        ]
+
+    def is_handled(self, update_id: int) -> bool:
+        """Whether this update's effects are committed already."""
+        row = self.db.execute(
+            "SELECT handled_at FROM updates WHERE update_id = ?", [update_id]
+        ).fetchone()
+        return row is not None and row[0] is not None
+
+    def mark_handled(self, update_id: int, now: datetime) -> bool:
+        """Mark handled (inside the caller's transaction); False if it already was."""
+        # The payload (people's messages) is not needed once handled: only the id stays,
+        # to recognise a re-delivery.
+        cursor = self.db.conn.execute(
+            "UPDATE updates SET handled_at = ?, payload = '{}' "
+            "WHERE update_id = ? AND handled_at IS NULL",
+            (to_iso(now), update_id),
+        )
+        return bool(cursor.rowcount)
+
+    def prune(self, now: datetime) -> int:
+        """Forget handled updates older than JOURNAL_KEEP (Telegram re-delivers for 24 h)."""
+        with transaction(self.db):
+            cursor = self.db.execute(
+                "DELETE FROM updates WHERE handled_at IS NOT NULL AND handled_at < ?",
+                [to_iso(now - JOURNAL_KEEP)],
+            )
+        return int(cursor.rowcount)
+
+    # -- durable outgoing messages ------------------------------------------------------------
+
+    def add_replies(self, chat_id: int, messages: Sequence[OutMessage], now: datetime) -> int:
+        """Store the messages to send to one chat (inside the caller's transaction)."""
+        # Plain SQL: sqlite-utils' insert() inspects the schema on every call.
+        cursor = self.db.conn.execute(
+            "INSERT INTO notifications (channel, kind, chat_id, text, status, attempts, "
+            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+            (
+                CHANNEL,
+                KIND_REPLY,
+                str(chat_id),
+                dumps([m.to_json() for m in messages]),
+                to_iso(now + REPLY_LEASE),
+                to_iso(now),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def release_leases(self, now: datetime) -> None:
+        """At start-up no handler is sending: every pending reply is due now."""
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE notifications SET next_attempt_at = ? WHERE channel = ? AND kind = ? "
+                "AND status = 'pending' AND next_attempt_at > ?",
+                [to_iso(now), CHANNEL, KIND_REPLY, to_iso(now)],
+            )
+
+    def due(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending notifications for this channel that are due, oldest first."""
+        cursor = self.db.execute(
+            "SELECT * FROM notifications WHERE channel = ? AND status = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            [CHANNEL, to_iso(now), limit],
+        )
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def get(self, notification_id: int) -> dict[str, Any] | None:
+        """One notifications row."""
+        cursor = self.db.execute("SELECT * FROM notifications WHERE id = ?", [notification_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+    def mark_sent(self, notification_id: int, now: datetime, message_id: int | None) -> None:
+        """Telegram accepted it (inside the caller's transaction). Replies drop their text."""
+        self.db.conn.execute(
+            "UPDATE notifications SET status = 'sent', sent_at = ?, sent_message_id = ?, "
+            "attempts = attempts + 1, last_error = NULL, "
+            "text = CASE WHEN kind = ? THEN NULL ELSE text END WHERE id = ?",
+            (to_iso(now), message_id, KIND_REPLY, notification_id),
+        )
+
+    def mark_retry(self, notification_id: int, now: datetime, error: str, delay: timedelta) -> None:
+        """A temporary failure: try again after `delay`."""
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE notifications SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ? WHERE id = ?",
+                [error[:500], to_iso(now + delay), notification_id],
+            )
+
+    def mark_failed(self, notification_id: int, status: str, error: str) -> None:
+        """A permanent failure (`failed`) or nothing to send (`skipped`)."""
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
+                "text = CASE WHEN kind = ? THEN NULL ELSE text END WHERE id = ?",
+                [status, error[:500], KIND_REPLY, notification_id],
+            )

@@ -1,0 +1,193 @@
+"""Flood control for outgoing Telegram requests, with retries: nothing is dropped.
+
+PTB's AIORateLimiter limits overall and per group, retries only on 429 (max_retries=0 by
+default) and never on 5xx or timeouts. This limiter keeps Telegram's documented limits
+(about 30 messages/s overall, 1/s sustained per chat with a small burst, 20/min per group),
+waits `retry_after` on 429 for that chat only (one user's flood never delays the others),
+and retries 5xx, network errors and timeouts with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.ext import BaseRateLimiter
+
+log = logging.getLogger(__name__)
+
+OVERALL_PER_SECOND = 30.0
+CHAT_PER_SECOND = 1.0
+# A private chat may burst a few messages (a split answer) before the 1/s pace applies.
+CHAT_BURST = 8.0
+GROUP_PER_MINUTE = 20.0
+MAX_RETRY_AFTER = 10
+MAX_NETWORK_RETRIES = 6
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 16.0
+# Requests that put a message in a chat; the others (answerCallbackQuery, getMe...) are free.
+LIMITED = frozenset(
+    {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendChatAction", "copyMessage"}
+)
+MAX_BUCKETS = 4096
+# Requests on the wire at once: 4 carry 40 messages/s at a 100 ms round trip, above
+# Telegram's 30/s; more only make httpx's connection pool slower (measured with
+# bench/telegram.py), not the bot faster.
+MAX_IN_FLIGHT = 4
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """RetryAfter.retry_after in seconds, whichever type this PTB version returns."""
+    with warnings.catch_warnings():
+        # PTB 22.2+ warns that the attribute will become a timedelta; both are handled.
+        warnings.simplefilter("ignore")
+        delay = exc.retry_after
+    return float(delay if isinstance(delay, int | float) else delay.total_seconds())
+
+
+class TokenBucket:
+    """`rate` tokens per second, holding at most `capacity`."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    @property
+    def full(self) -> bool:
+        """True when unused long enough to be forgotten."""
+        self._refill()
+        return self.tokens >= self.capacity
+
+    async def acquire(self) -> None:
+        """Wait for one token."""
+        while True:
+            self._refill()
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class FloodControl(BaseRateLimiter[int]):
+    """A PTB rate limiter: Telegram's flood limits plus retries on 429, 5xx and timeouts."""
+
+    def __init__(
+        self,
+        overall_per_second: float | None = None,
+        chat_per_second: float | None = None,
+        group_per_minute: float | None = None,
+        max_retry_after: int = MAX_RETRY_AFTER,
+        max_network_retries: int = MAX_NETWORK_RETRIES,
+    ) -> None:
+        # None takes the module constant (read now, so a benchmark may change it); 0 is off.
+        overall = OVERALL_PER_SECOND if overall_per_second is None else overall_per_second
+        per_chat = CHAT_PER_SECOND if chat_per_second is None else chat_per_second
+        per_group = GROUP_PER_MINUTE if group_per_minute is None else group_per_minute
+        self._overall = TokenBucket(overall, overall) if overall else None
+        self._chat_rate = per_chat
+        self._group_rate = per_group / 60 if per_group else None
+        self._group_burst = per_group or 0.0
+        self._buckets: dict[int | str, TokenBucket] = {}
+        self._paused_until: dict[int | str, float] = {}
+        self.max_retry_after = max_retry_after
+        self.max_network_retries = max_network_retries
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def _bucket(self, chat: int | str) -> TokenBucket | None:
+        is_group = isinstance(chat, str) or chat < 0
+        rate = self._group_rate if is_group else self._chat_rate
+        if not rate:
+            return None
+        bucket = self._buckets.get(chat)
+        if bucket is None:
+            if len(self._buckets) > MAX_BUCKETS:
+                for key in [k for k, b in self._buckets.items() if b.full]:
+                    del self._buckets[key]
+            bucket = TokenBucket(rate, self._group_burst if is_group else CHAT_BURST)
+            self._buckets[chat] = bucket
+        return bucket
+
+    async def _wait_pause(self, key: int | str) -> None:
+        while True:
+            until = max(self._paused_until.get(key, 0.0), self._paused_until.get("*", 0.0))
+            delay = until - time.monotonic()
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        """Wait for the limits, send, and retry what Telegram or the network refused."""
+        raw_chat = data.get("chat_id")
+        chat: int | str | None
+        try:
+            chat = int(raw_chat) if raw_chat is not None else None
+        except (TypeError, ValueError):
+            chat = str(raw_chat)
+        key: int | str = chat if chat is not None else "*"
+        limited = endpoint in LIMITED and chat is not None
+        retry_after_count = network_count = 0
+        while True:
+            await self._wait_pause(key)
+            if limited and chat is not None:
+                bucket = self._bucket(chat)
+                if bucket is not None:
+                    await bucket.acquire()
+                if self._overall is not None:
+                    await self._overall.acquire()
+            try:
+                # Waiting for a chat's pace happened above, so a flooded chat holds no slot.
+                async with self._in_flight:
+                    return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                retry_after_count += 1
+                if retry_after_count > self.max_retry_after:
+                    raise
+                seconds = retry_after_seconds(exc)
+                log.warning("flood limit on %s: waiting %.1fs", endpoint, seconds)
+                self._paused_until[key] = time.monotonic() + float(seconds) + 0.05
+            except BadRequest:
+                # The request itself is wrong; sending it again changes nothing.
+                raise
+            except NetworkError as exc:
+                # 5xx, disconnects and timeouts: the message may or may not have arrived;
+                # at-least-once beats losing it.
+                network_count += 1
+                if network_count > self.max_network_retries:
+                    raise
+                delay_s = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (network_count - 1))
+                delay_s *= 0.75 + random.random() / 2
+                log.warning(
+                    "%s failed (%s); retry %d in %.1fs",
+                    endpoint,
+                    type(exc).__name__,
+                    network_count,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)

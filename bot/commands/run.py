@@ -1,0 +1,97 @@
+"""`clusterbot run`: the Telegram bot, the scheduler and the outbox worker, until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from bot.commands.common import UserError, add_config_option, fail, settings_from_args
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the `run` sub-command."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the Telegram bot (long polling, or a webhook when configured)",
+        description=(
+            "Run the Telegram bot with the scheduler and the outbox worker. The token comes "
+            "from $TELEGRAM_BOT_TOKEN or telegram.token; telegram.webhook_url switches from "
+            "long polling to a webhook. Stops cleanly on SIGINT or SIGTERM."
+        ),
+    )
+    add_config_option(parser)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging detail (default: INFO)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _quiet_libraries() -> None:
+    # httpx logs every request URL at INFO, and the URL contains the bot token; PTB logs
+    # request parameters (people's messages) at DEBUG. Neither belongs in our logs.
+    for name in ("httpx", "httpcore", "telegram", "apscheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def serve(settings: Any) -> int:
+    """Run the app and the Telegram channel until SIGINT/SIGTERM; returns the exit code."""
+    from bot.app import App
+    from bot.channels.telegram import TelegramChannel, TelegramSetupError, describe
+
+    log = logging.getLogger("bot.run")
+    async with App(settings, report=lambda text: log.info("%s", text)) as app:
+        try:
+            channel = TelegramChannel(settings, app)
+        except TelegramSetupError as exc:
+            return fail(str(exc))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, channel.stop)
+        log.info("%s", describe(settings))
+        try:
+            await channel.run(ready=lambda: log.info("bot running; Ctrl-C stops it"))
+        except TelegramSetupError as exc:
+            return fail(str(exc))
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        log.info("stopped")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the bot; exit 1 with one line for a setting or token problem."""
+    from bot.knowledge.errors import KnowledgeError
+
+    logging.basicConfig(level=getattr(args, "log_level", "INFO"), format=LOG_FORMAT)
+    _quiet_libraries()
+    try:
+        settings = settings_from_args(args)
+        if not settings.telegram.token.strip():
+            # Checked before anything starts, and without importing telegram.
+            from bot.channels.telegram_render import BOTFATHER_HELP
+
+            raise UserError(BOTFATHER_HELP)
+        # Opt in to PTB's future durations (timedelta): our code reads both, and PTB
+        # otherwise warns on every 429.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
+        return asyncio.run(serve(settings))
+    except UserError as exc:
+        return fail(str(exc))
+    except KnowledgeError as exc:
+        return fail("\n".join(exc.problems))
+    except OSError as exc:
+        return fail(f"cannot start the bot: {exc}")
+    except KeyboardInterrupt:
+        print("clusterbot: interrupted", file=sys.stderr)
+        return 130

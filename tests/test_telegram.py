@@ -1,0 +1,519 @@
+"""The Telegram channel end to end: the real bot (PTB 22) against the Bot API stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from smtp_support import SmtpServer
+from telegram_harness import (
+    ADMIN_CHAT,
+    ADMIN_USER,
+    STRANGER,
+    Harness,
+    make_settings,
+    running_bot,
+    until,
+)
+from telegram_standin import BotApiStandIn, SentMessage, parse_html
+
+from bot import jobs
+from bot.channels.telegram_render import (
+    MAX_MESSAGE,
+    callback_data,
+    clean,
+    split_text,
+    to_html_chunks,
+    utf16_len,
+)
+from bot.cli import main
+from bot.enquiries import get_enquiry
+from bot.storage import utc_now
+
+NASTY = [
+    "<b>not bold</b> & <script>alert(1)</script> &amp; &#0; &unknown; </i>",
+    "*bold* _it_ [link](http://x) `code` ~strike~ ||spoiler|| > quote # + - = | { } . !",
+    "ctrl\x00\x01\x07\x1b[31m\x7f\u200b\u202e\ufeff\r\nline2\rline3\ttab",
+    "emoji 🇮🇹👩‍👩‍👧 and surrogates-free astral 𝕏",
+    "x" * 5000,
+    ("lorem ipsum " * 300 + "\n") * 2,
+]
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[BotApiStandIn]:
+    """A fresh stand-in per test; no request may be rejected on its merits."""
+    # As `clusterbot run` does: PTB's timedelta durations, without its deprecation warning.
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    with BotApiStandIn() as standin:
+        yield standin
+        assert standin.rejected() == [], [(r.method, r.response) for r in standin.rejected()]
+
+
+async def fill_form(h: Harness, chat: int, question: str, *, name: str = "Ada Rossi") -> str:
+    """Go through /contact with buttons; returns the reference."""
+    await h.say(chat, "/contact")
+    await h.say(chat, name)
+    await h.say(chat, "ada@example.org")
+    await h.say(chat, "Cluster <Veneto> & Co.")
+    new = await h.say(chat, "Italy")
+    if "question" not in new[-1].text.lower():
+        new = await h.press(new[-1], "c:IT")
+    new = await h.say(chat, question)
+    consent = new[-1]
+    assert consent.reply_markup is not None
+    new = await h.press(consent, "consent:yes")
+    summary = new[-1]
+    assert any(
+        b["callback_data"] == "send" for row in summary.reply_markup["inline_keyboard"] for b in row
+    )
+    new = await h.press(summary, "send")
+    match = re.search(r"[A-Z]+-\d{4}", "\n".join(m.text for m in new))
+    assert match, [m.text for m in new]
+    return match.group(0)
+
+
+async def admin_post(h: Harness, ref: str) -> SentMessage:
+    """The bot's post of `ref` in the admin chat."""
+    return await until(
+        lambda: next((m for m in h.api.bot_messages(ADMIN_CHAT) if ref in m.text), None),
+        what=f"admin post of {ref}",
+    )
+
+
+async def test_start_faq_enquiry_mail_admin_relay_answered(tmp_path: Path, api: BotApiStandIn):
+    """The whole journey: start, FAQ, enquiry, mail, admin post, relayed reply, answered."""
+    async with SmtpServer() as smtp:
+        settings = make_settings(tmp_path, api, smtp_port=smtp.port)
+        async with running_bot(settings, api) as h:
+            user = 1001
+            welcome = await h.say(user, "/start")
+            assert "COS-CLUSTER-2020-3-03" in welcome[0].text
+            assert welcome[0].reply_markup["inline_keyboard"]
+
+            faq = await h.say(user, "What is the total budget of the call?")
+            assert "6,000,000" in faq[0].text or "6.000.000" in faq[0].text
+
+            topic = await h.press(welcome[0], "faq:deadline")
+            assert topic and topic[0].text
+
+            ref = await fill_form(h, user, "Can a cluster from Norway lead the consortium?")
+
+            # The secretariat's mail, through a real SMTP server.
+            await until(lambda: smtp.handler.received, what="the enquiry e-mail")
+            mail = smtp.handler.received[0].message
+            assert ref in mail["Subject"]
+            assert "Norway" in mail.get_body(("plain",)).get_content()
+
+            # The admin post, with its buttons; its message id is stored.
+            post = await admin_post(h, ref)
+            assert "Ada Rossi" in post.text and "Cluster <Veneto> & Co." in post.text
+            data = [b["callback_data"] for row in post.reply_markup["inline_keyboard"] for b in row]
+            assert all(len(d.encode()) <= 64 for d in data)
+            await until(lambda: get_enquiry(h.app.db, ref)["admin_message_id"] == post.message_id)
+
+            # Before the answer a reminder would be due three days later.
+            later = utc_now() + timedelta(days=3)
+            assert [r["ref"] for r in jobs.due_reminders(h.app.db, settings, later)] == [ref]
+
+            # An admin replies to the post: the applicant receives it with the reference.
+            before = len(api.bot_messages(user))
+            api.push_message(
+                ADMIN_CHAT,
+                "Yes: Norway takes part in COSME. <Regards> & thanks",
+                user_id=ADMIN_USER,
+                reply_to=post,
+            )
+            relayed = (await h.messages(user, before + 1))[before:]
+            assert relayed[0].text.startswith(ref)
+            assert "Norway takes part in COSME. <Regards> & thanks" in relayed[0].text
+
+            row = get_enquiry(h.app.db, ref)
+            assert row["status"] == "answered"
+            assert row["answered_by"] == f"admin:{ADMIN_USER}"
+            audit = h.app.db.execute(
+                "SELECT actor FROM audit WHERE ref = ? AND event = 'answered'", [ref]
+            ).fetchall()
+            assert audit == [(f"admin:{ADMIN_USER}",)]
+            # Reminders stop once answered.
+            assert jobs.due_reminders(h.app.db, settings, later) == []
+            assert jobs.send_reminders(h.app.db, settings, later) == []
+            # The post shows the new state; the notification rows are all sent.
+            await until(
+                lambda: (
+                    "✅" in api.bot_messages(ADMIN_CHAT)[0].text
+                    or any(
+                        "✅" in m.text
+                        for m in api.bot_messages(ADMIN_CHAT)
+                        if m.message_id == post.message_id
+                    )
+                )
+            )
+            await until(
+                lambda: (
+                    h.app.db.execute(
+                        "SELECT count(*) FROM notifications WHERE status != 'sent'"
+                    ).fetchone()[0]
+                    == 0
+                ),
+                what="notifications sent",
+            )
+    # Every button press got its answerCallbackQuery.
+    answered = {r.params["callback_query_id"] for r in api.calls("answerCallbackQuery")}
+    assert answered == set(api._callbacks)
+
+
+async def test_admin_commands(tmp_path: Path, api: BotApiStandIn):
+    """/open, /reply REF text, /close REF, /stats and the close button, for admins."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        ref1 = await fill_form(h, 2001, "First question about eligibility of SMEs?")
+        ref2 = await fill_form(h, 2002, "Second question about lump sums?")
+        await admin_post(h, ref2)
+
+        listing = await h.say(ADMIN_CHAT, "/open", user_id=ADMIN_USER)
+        text = listing[0].text
+        assert text.index(ref1) < text.index(ref2)
+
+        # "Answered" on the post: answered elsewhere; the applicant is told, the post updated.
+        post1 = await admin_post(h, ref1)
+        before = len(api.bot_messages(2001))
+        await h.press(post1, f"adm|answered|{ref1}", user_id=ADMIN_USER)
+        notice = (await h.messages(2001, before + 1))[before:]
+        assert notice[0].text.startswith(ref1) and "e-mail" in notice[0].text
+        assert get_enquiry(h.app.db, ref1)["status"] == "answered"
+        await until(
+            lambda: (
+                "✅"
+                in next(
+                    m.text for m in api.bot_messages(ADMIN_CHAT) if m.message_id == post1.message_id
+                )
+            )
+        )
+
+        before = len(api.bot_messages(2001))
+        await h.say(ADMIN_CHAT, f"/reply {ref1} Line one\nline <two> & more", user_id=ADMIN_USER)
+        relayed = (await h.messages(2001, before + 1))[before:]
+        assert relayed[0].text.startswith(ref1) and "line <two> & more" in relayed[0].text
+        assert get_enquiry(h.app.db, ref1)["status"] == "answered"
+
+        post = await admin_post(h, ref2)
+        await h.press(post, f"adm|close|{ref2}", user_id=ADMIN_USER)
+        await until(lambda: get_enquiry(h.app.db, ref2)["status"] == "closed")
+
+        closed = await h.say(ADMIN_CHAT, f"/close {ref2}", user_id=ADMIN_USER)
+        assert "closed" in closed[0].text.lower()
+
+        stats = await h.say(2001, "/stats", user_id=ADMIN_USER)
+        assert "2" in stats[0].text and "answered 1" in stats[0].text
+
+        unknown = await h.say(ADMIN_CHAT, "/reply ECCP-9999 hello", user_id=ADMIN_USER)
+        assert "ECCP-9999" in unknown[0].text
+
+
+async def test_strangers_are_refused_neutrally(tmp_path: Path, api: BotApiStandIn):
+    """Non-admins get the same neutral refusal everywhere and change nothing."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        ref = await fill_form(h, 3001, "Is a university eligible as a partner?")
+        post = await admin_post(h, ref)
+        refusals = []
+        for chat in (STRANGER, ADMIN_CHAT):
+            for command in ("/open", "/stats", f"/reply {ref} hacked", f"/close {ref}", "/reply"):
+                refusals += await h.say(chat, command, user_id=STRANGER)
+        refusals += await h.say(ADMIN_CHAT, "I answer instead", user_id=STRANGER, reply_to=post)
+        texts = {m.text for m in refusals}
+        assert texts == {"This command is not available."}
+        _, query = api.press(post, f"adm|close|{ref}", user_id=STRANGER)
+        await until(
+            lambda: any(
+                r.params.get("callback_query_id") == query for r in api.calls("answerCallbackQuery")
+            )
+        )
+        await asyncio.sleep(0.2)
+        row = get_enquiry(h.app.db, ref)
+        assert row["status"] == "open"
+        assert (
+            h.app.db.execute("SELECT count(*) FROM audit WHERE actor LIKE 'admin:%'").fetchone()[0]
+            == 0
+        )
+
+
+async def test_nasty_text_everywhere_is_accepted_by_telegram(tmp_path: Path, api: BotApiStandIn):
+    """<, &, MarkdownV2 specials, 5 000 characters, control characters: no rejected request."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        chat = 4001
+        for text in NASTY:
+            await h.say(chat, text)
+        await h.say(chat, "/start " + NASTY[0])
+        await h.say(chat, "/" + "x" * 40)
+        # The form with nasty values; long ones are refused politely by the engine.
+        await h.say(4003, "/contact")
+        for text in NASTY:
+            await h.say(4003, text)
+        await h.say(4003, "/cancel")
+        ref = await fill_form(h, 4002, NASTY[0] + " " + NASTY[1], name='<Ada & "Bob">')
+        post = await admin_post(h, ref)
+        assert '<Ada & "Bob">' in post.text
+        for text in NASTY:
+            api.push_message(ADMIN_CHAT, text, user_id=ADMIN_USER, reply_to=post)
+        await h.say(ADMIN_CHAT, f"/reply {ref} {NASTY[2]}", user_id=ADMIN_USER)
+        await until(
+            lambda: (
+                h.app.db.execute(
+                    "SELECT count(*) FROM notifications WHERE status = 'pending'"
+                ).fetchone()[0]
+                == 0
+            )
+        )
+        # Long answers were split below the limit, nothing was dropped.
+        for target in (chat, 4002, 4003, ADMIN_CHAT):
+            assert all(utf16_len(m.text) <= 4096 for m in api.bot_messages(target))
+        relayed = api.bot_messages(4002)
+        assert sum(m.text.count("x") for m in relayed) >= 5000
+
+
+async def test_429_and_502_are_retried_and_delivered(tmp_path: Path, api: BotApiStandIn):
+    """Injected flood limits and gateway errors delay messages but never lose them."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        api.fail_next("sendMessage", 2, status=429, retry_after=1)
+        new = await h.say(5001, "/help")
+        assert new and "/faq" in new[0].text
+        api.fail_next("sendMessage", 3, status=502)
+        new = await h.say(5001, "What is the deadline?")
+        assert new
+        api.fail_next("getUpdates", 2, status=502)
+        api.fail_next("answerCallbackQuery", 1, status=500)
+        new = await h.press(new[-1], new[-1].reply_markup["inline_keyboard"][0][0]["callback_data"])
+        assert new
+    statuses = [r.status for r in api.calls("sendMessage")]
+    assert statuses.count(429) == 2 and statuses.count(502) == 3
+
+
+async def test_telegram_down_longer_than_retries_loses_nothing(
+    tmp_path: Path, api: BotApiStandIn, monkeypatch
+):
+    """When every retry fails the reply stays stored and the worker delivers it later."""
+    import bot.channels.telegram as channel
+    import bot.channels.telegram_limits as limits
+
+    monkeypatch.setattr(limits, "BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(channel, "NOTIFY_EVERY", timedelta(seconds=0.2))
+    monkeypatch.setattr(channel, "NOTIFY_BACKOFF_FIRST", timedelta(seconds=0.1))
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        api.fail_next("sendMessage", limits.MAX_NETWORK_RETRIES + 3, status=502)
+        update_id = api.push_message(5101, "/help")
+        await h.handled(update_id, limit=30)
+        assert "/faq" in api.bot_messages(5101)[0].text
+        rows = h.app.db.execute(
+            "SELECT status, attempts FROM notifications WHERE kind = 'reply'"
+        ).fetchall()
+        assert rows == [("sent", 2)]
+
+
+async def test_failed_mail_is_reported_in_the_admin_chat(tmp_path: Path, api: BotApiStandIn):
+    """A mail_failed notification is posted to the admin chat and marked sent."""
+    from bot.storage import to_iso
+
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        now = to_iso(utc_now())
+        h.app.db["notifications"].insert(
+            {
+                "channel": "telegram",
+                "kind": "mail_failed",
+                "chat_id": str(ADMIN_CHAT),
+                "text": "ECCP-0007: 550 <mailbox> unavailable & refused",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+        h.app.kick()
+        posted = await h.messages(ADMIN_CHAT, 1)
+        assert "550 <mailbox> unavailable & refused" in posted[0].text
+        assert "failed" in posted[0].text.lower()
+
+
+async def test_one_users_flood_does_not_delay_others(tmp_path: Path, api: BotApiStandIn):
+    """A flood from one chat is answered in order and does not hold up another chat."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        for i in range(12):
+            api.push_message(6001, "/help" if i % 2 else "/privacy")
+        api.push_message(6002, "/help")
+        await h.messages(6002, 1, limit=5)
+        assert len(api.bot_messages(6001)) < 12
+        replies = await h.messages(6001, 12, limit=30)
+        # In order: privacy, help, privacy, help...
+        kinds = ["/faq" in m.text for m in replies]
+        assert kinds == [bool(i % 2) for i in range(12)]
+
+
+async def test_typing_before_slow_replies(tmp_path: Path, api: BotApiStandIn, monkeypatch):
+    """A reply that took long to produce is preceded by the "typing" action."""
+    import bot.channels.telegram as channel
+
+    monkeypatch.setattr(channel, "SLOW_REPLY", timedelta(0))
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        await h.say(6101, "When is the deadline?")
+    methods = [r.method for r in api.requests if r.method in ("sendChatAction", "sendMessage")]
+    assert methods[:2] == ["sendChatAction", "sendMessage"]
+    assert api.calls("sendChatAction")[0].params["action"] == "typing"
+
+
+async def test_groups_are_declined_and_commands_menus_set(tmp_path: Path, api: BotApiStandIn):
+    """A group other than the admin chat gets a polite decline; menus in it, en, default."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        new = await h.say(-100777, "/start", user_id=7001, language_code="it")
+        assert "chat private" in new[0].text
+        new = await h.say(-100777, "hello bot", user_id=7001)
+        assert "private" in new[0].text
+    languages = {lang for (_scope, lang) in api.commands}
+    assert languages >= {"it", "en", ""}
+    scopes = [json.loads(scope) for scope, _ in api.commands]
+    assert {"type": "chat", "chat_id": ADMIN_CHAT} in scopes
+    admin_menu = api.commands[
+        (json.dumps({"chat_id": ADMIN_CHAT, "type": "chat"}, sort_keys=True), "")
+    ]
+    assert {c["command"] for c in admin_menu} == {"open", "reply", "close", "stats"}
+
+
+async def test_deep_links_and_old_buttons(tmp_path: Path, api: BotApiStandIn):
+    """/start <faq-id> answers the topic, /start contact opens the form; stale buttons OK."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        new = await h.say(8001, "/start budget")
+        assert "6,000,000" in new[0].text or "6.000.000" in new[0].text
+        new = await h.say(8001, "/start contact")
+        assert "name" in new[-1].text.lower()
+        await h.say(8001, "/cancel")
+        # A button whose data the engine no longer knows.
+        stale = SentMessage(8001, 1, "old", None, None, True, 0.0)
+        stale.payload = api._message_payload(stale)
+        update_id, query = api.push_callback(stale, "something-from-an-old-version")
+        await h.handled(update_id)
+        assert any(
+            r.params.get("callback_query_id") == query for r in api.calls("answerCallbackQuery")
+        )
+
+
+async def test_webhook_mode_checks_secret_and_serves_healthz(tmp_path: Path, api: BotApiStandIn):
+    """With webhook_url set: setWebhook with a secret, updates arrive, /healthz answers."""
+    from smtp_support import free_port
+
+    port = free_port()
+    settings = make_settings(
+        tmp_path,
+        api,
+        telegram={
+            "webhook_url": f"http://127.0.0.1:{port}/tg/hook",
+            "webhook_port": port,
+            "webhook_secret": "s3cret_token-1",
+        },
+    )
+    async with running_bot(settings, api) as h:
+        assert api.webhook["secret_token"] == "s3cret_token-1"
+        new = await h.say(9001, "/start")
+        assert "COS-CLUSTER-2020-3-03" in new[0].text
+
+        def get(url: str, data: bytes | None = None, secret: str | None = None) -> int:
+            request = urllib.request.Request(url, data=data)
+            if secret:
+                request.add_header("X-Telegram-Bot-Api-Secret-Token", secret)
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        base = f"http://127.0.0.1:{port}"
+        forged = json.dumps({"update_id": 1, "message": {}}).encode()
+        assert await asyncio.to_thread(get, f"{base}/tg/hook", forged, "wrong") == 403
+        assert await asyncio.to_thread(get, f"{base}/tg/hook", forged) == 403
+        assert await asyncio.to_thread(get, f"{base}/healthz") == 200
+        assert (
+            h.app.db.execute("SELECT count(*) FROM updates WHERE update_id = 1").fetchone()[0] == 0
+        )
+
+        # A genuine delivery is journaled before the 200, and handled after it.
+        h.channel._delay = 1.0
+        message = {
+            "message_id": 99,
+            "date": 0,
+            "chat": api.chat(9002),
+            "from": api.user(9002),
+            "text": "/help",
+        }
+        genuine = json.dumps({"update_id": 777, "message": message}).encode()
+        status = await asyncio.to_thread(get, f"{base}/tg/hook", genuine, "s3cret_token-1")
+        assert status == 200
+        row = h.app.db.execute("SELECT handled_at FROM updates WHERE update_id = 777").fetchone()
+        assert row == (None,)
+        await h.handled(777)
+        assert "/faq" in (await h.messages(9002, 1))[0].text
+
+
+def test_run_without_token_points_to_botfather(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """No token: exit 1 with one line that says how to get one."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "@BotFather" in err and "TELEGRAM_BOT_TOKEN" in err
+
+
+def test_rendering_escapes_and_splits():
+    """Pure formatting: escaped HTML the stand-in parses, pieces under the limit."""
+    for text in NASTY:
+        chunks = to_html_chunks(text, title="<T&C>")
+        assert chunks[0].startswith("<b>&lt;T&amp;C&gt;</b>")
+        for chunk in chunks:
+            plain = parse_html(chunk)
+            assert 0 < utf16_len(plain) <= 4096
+        joined = "".join(parse_html(c) for c in chunks)
+        assert joined.replace("\n", "").replace(" ", "").count("x") == clean(text).count("x")
+    lines = split_text("a\n" * 5000, MAX_MESSAGE)
+    assert all(utf16_len(p) <= MAX_MESSAGE for p in lines)
+    astral = split_text("𝕏" * 5000, MAX_MESSAGE)
+    assert all(utf16_len(p) <= MAX_MESSAGE for p in astral)
+    assert "".join(astral) == "𝕏" * 5000
+    assert len(callback_data("é" * 64).encode()) <= 64
+
+
+def test_database_files_readable_from_outside(tmp_path: Path):
+    """The journal is plain SQLite (the crash test reads it from another process)."""
+    from bot.storage import open_database
+
+    db = open_database(tmp_path / "x.sqlite3")
+    db.close()
+    with sqlite3.connect(tmp_path / "x.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM updates").fetchone() == (0,)
+
+
+def test_run_with_a_refused_token_exits_1(
+    tmp_path: Path, api: BotApiStandIn, capsys: pytest.CaptureFixture[str]
+):
+    """A token Telegram refuses (401): one line, exit 1, no traceback."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n[telegram]\ntoken = "999:refused"\nbase_url = "{api.base_url}"\n'
+    )
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "refused the bot token" in err and "@BotFather" in err and "Traceback" not in err
+    assert "999:refused" not in err
