@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 Kind = Literal["greeting", "how_are_you", "thanks", "farewell"]
@@ -280,8 +281,10 @@ def _cut(text: str, folded: list[str], words: int) -> str:
     return text[found[words].start() :]
 
 
+@lru_cache(maxsize=512)
 def small_talk(text: str) -> SmallTalk:
     """Recognise greetings, thanks and farewells (Italian and English) in one message."""
+    # Cached: pure, and the engine asks twice per message (language, then dispatch).
     head = text[: MAX_CHARS * 4]
     words = fold(head).split()
     pieces = _parse(words)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call, read_yaml
-from bot.knowledge.faq import FaqEntry, load_faq, render_answer
+from bot.knowledge.faq import FaqEntry, call_status, load_faq, render_answer
 from bot.knowledge.match import Matcher, detect_language
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 CALL_FILE = "call.yaml"
 FAQ_FILE = "faq.yaml"
+RENDER_CACHE_SIZE = 1024
 
 __all__ = ["Answer", "KnowledgeBase", "KnowledgeError", "detect_language"]
 
@@ -66,6 +67,7 @@ class KnowledgeBase:
         self.fallback = dict(fallback) if fallback else _load_fallback_texts()
         self.default_lang = default_lang if default_lang in LANGUAGES else "en"
         self.secretariat_email = secretariat_email
+        self._rendered: dict[tuple[str, str, bool, bool, int], str] = {}
 
     @classmethod
     def load(
@@ -125,8 +127,18 @@ class KnowledgeBase:
     def render(self, faq_id: str, lang: str, now: datetime | None = None) -> str:
         """One FAQ answer in `lang`, with the call status computed at `now`."""
         moment = now if now is not None else datetime.now(UTC)
-        extra = {"secretariat_email": self.secretariat_email}
-        return render_answer(self.by_id[faq_id], self.call, lang, moment, extra)
+        # An answer depends only on the call status at `moment`, which changes at most daily:
+        # caching the rendered text saves Jinja2 and Babel work on every question.
+        status = call_status(self.call, moment)
+        key = (faq_id, lang, status.call_open, status.opening_ahead, status.days_left)
+        text = self._rendered.get(key)
+        if text is None:
+            if len(self._rendered) >= RENDER_CACHE_SIZE:
+                self._rendered.clear()
+            extra = {"secretariat_email": self.secretariat_email}
+            text = render_answer(self.by_id[faq_id], self.call, lang, moment, extra)
+            self._rendered[key] = text
+        return text
 
     def topics(self, lang: str) -> list[tuple[str, str]]:
         """(faq id, button label) pairs in FAQ order."""
