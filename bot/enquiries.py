@@ -13,7 +13,7 @@ import sqlite_utils
 
 from bot.dialogue.form import FieldError, validate_draft
 from bot.settings import Settings
-from bot.storage import dumps, to_iso, transaction
+from bot.storage import dumps, record_audit, to_iso, transaction
 
 STATUSES = ("open", "answered", "closed")
 # Columns that identify or describe a person; erasure nulls them.
@@ -83,31 +83,6 @@ def _rows(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> li
     cursor = db.conn.execute(sql, tuple(params))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-def record_audit(
-    db: sqlite_utils.Database,
-    event: str,
-    *,
-    actor: str,
-    now: datetime,
-    enquiry_id: int | None = None,
-    ref: str | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one audit event; `detail` must never hold personal data."""
-    _insert(
-        db,
-        "audit",
-        {
-            "at": to_iso(now),
-            "event": event,
-            "enquiry_id": enquiry_id,
-            "ref": ref,
-            "actor": actor,
-            "detail": dumps(dict(detail)) if detail else None,
-        },
-    )
 
 
 def _notification(

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from bot.mail.compose import Digest, DigestItem, digest_mail, outbox_row, reminder_mail
 from bot.mail.outbox import insert_outbox
-from bot.storage import dumps, from_iso, to_iso, transaction
+from bot.storage import from_iso, record_audit, to_iso, transaction
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -52,21 +52,6 @@ def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [key, value],
-    )
-
-
-def _audit(
-    db: sqlite_utils.Database,
-    at: datetime,
-    event: str,
-    enquiry_id: int | None,
-    ref: str | None,
-    detail: dict[str, Any],
-) -> None:
-    db.execute(
-        "INSERT INTO audit (at, event, enquiry_id, ref, actor, detail) "
-        "VALUES (?, ?, ?, ?, 'system', ?)",
-        [to_iso(at), event, enquiry_id, ref, dumps(detail)],
     )
 
 
@@ -139,7 +124,15 @@ def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime)
                 "UPDATE enquiries SET reminder_count = ?, last_reminder_at = ? WHERE id = ?",
                 [count, to_iso(now), row["id"]],
             )
-            _audit(db, now, "reminded", int(row["id"]), row["ref"], {"count": count})
+            record_audit(
+                db,
+                "reminded",
+                actor="system",
+                now=now,
+                enquiry_id=int(row["id"]),
+                ref=row["ref"],
+                detail={"count": count},
+            )
         reminded.append(str(row["ref"]))
         log.info("reminder %d queued for %s", count, row["ref"])
     return reminded
@@ -322,7 +315,9 @@ def purge_idle_sessions(db: sqlite_utils.Database, settings: Settings, now: date
         )
         if count:
             # Audited as a count only: which users they were is exactly what is being erased.
-            _audit(db, now, "erased", None, None, {"scope": "sessions", "idle": count})
+            record_audit(
+                db, "erased", actor="system", now=now, detail={"scope": "sessions", "idle": count}
+            )
     if count:
         log.info("retention: deleted %d idle %s", count, "session" if count == 1 else "sessions")
     return count

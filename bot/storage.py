@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,3 +223,20 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
+
+
+def record_audit(
+    db: sqlite_utils.Database,
+    event: str,
+    *,
+    actor: str,
+    now: datetime,
+    enquiry_id: int | None = None,
+    ref: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one audit event; `detail` must never hold personal data."""
+    db.conn.execute(
+        "INSERT INTO audit (at, event, enquiry_id, ref, actor, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (to_iso(now), event, enquiry_id, ref, actor, dumps(dict(detail)) if detail else None),
+    )

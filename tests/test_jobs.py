@@ -134,7 +134,7 @@ def test_a_crash_inside_the_reminder_transaction_writes_nothing(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(jobs, "_audit", crash)
+    monkeypatch.setattr(jobs, "record_audit", crash)
     with pytest.raises(RuntimeError):
         jobs.send_reminders(db, settings, T0 + 48 * H)
     assert _reminders(db) == []

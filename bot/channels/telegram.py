@@ -87,6 +87,7 @@ from bot.channels.telegram_render import (
     parse_admin_data,
     to_html_chunks,
 )
+from bot.dialogue.engine import COMMANDS as ENGINE_COMMANDS
 from bot.dialogue.engine import Engine, Event, Reply
 from bot.enquiries import get_enquiry
 from bot.settings import Settings
@@ -116,17 +117,8 @@ NOTIFY_BACKOFF_MAX = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=6)
 # Seconds to let running handlers finish on SIGINT/SIGTERM; the journal covers the rest.
 STOP_GRACE = 10.0
-USER_COMMANDS = (
-    "start",
-    "help",
-    "faq",
-    "contact",
-    "status",
-    "language",
-    "privacy",
-    "forget",
-    "cancel",
-)
+# The applicants' commands are the engine's: one list, so the menu never drifts from it.
+USER_COMMANDS = ENGINE_COMMANDS
 # Telegram refuses answers to button presses older than about 15 seconds.
 CALLBACK_ANSWER_WINDOW = 12.0
 # Test hook (crash test): seconds to sleep before handling each update, so a test can

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 class UserError(Exception):
@@ -47,3 +53,18 @@ def configure_logging(verbose: bool = False) -> None:
     # httpx logs every request URL at INFO, and Telegram URLs contain the bot token.
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def open_db(settings: Settings) -> Iterator[sqlite_utils.Database]:
+    """The database, or a UserError naming the file."""
+    from bot.storage import open_database
+
+    try:
+        db = open_database(settings.database_path)
+    except Exception as exc:
+        raise UserError(f"{settings.database_path}: cannot open the database ({exc})") from None
+    try:
+        yield db
+    finally:
+        db.close()

@@ -52,7 +52,8 @@ def _print(message: Any, out: IO[str]) -> None:
 
 def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from bot import jobs
-    from bot.commands.outbox import deliver_now, open_db
+    from bot.commands.common import open_db
+    from bot.commands.outbox import deliver_now
     from bot.mail.compose import digest_mail
     from bot.storage import utc_now
 

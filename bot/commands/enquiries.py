@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import sqlite_utils
-
-from bot.commands.common import UserError, add_config_option, fail, settings_from_args
+from bot.commands.common import (
+    UserError,
+    add_config_option,
+    fail,
+    open_db,
+    settings_from_args,
+)
 from bot.settings import Settings
 
 # Characters of the question shown per row in `list`.
@@ -91,20 +94,6 @@ def add_parser(subparsers: Any) -> None:
     export.set_defaults(func=run, handler=_export)
 
 
-@contextmanager
-def _database(settings: Settings) -> Iterator[sqlite_utils.Database]:
-    from bot.storage import open_database
-
-    try:
-        db = open_database(settings.database_path)
-    except Exception as exc:
-        raise UserError(f"{settings.database_path}: cannot open the database ({exc})") from None
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 def _local(settings: Settings, value: str | None) -> str:
     if not value:
         return ""
@@ -129,7 +118,7 @@ def _one_line(value: Any, width: int) -> str:
 def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     from bot.enquiries import list_enquiries, public_record
 
-    with _database(settings) as db:
+    with open_db(settings) as db:
         rows = list_enquiries(db, args.status)
     if args.json:
         out.write(json.dumps([public_record(row) for row in rows], ensure_ascii=False, indent=2))
@@ -160,7 +149,7 @@ def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     from bot.enquiries import enquiry_history, enquiry_outbox, get_enquiry, public_record
 
-    with _database(settings) as db:
+    with open_db(settings) as db:
         row = get_enquiry(db, args.ref)
         if row is None:
             raise UserError(f"no enquiry with reference {args.ref.strip()!r}")
@@ -229,7 +218,7 @@ def _close(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     note = args.note
     if note is not None and any(not char.isprintable() for char in note):
         raise UserError("--note must be one line of printable text")
-    with _database(settings) as db:
+    with open_db(settings) as db:
         try:
             row = close_enquiry(db, args.ref, actor="cli", now=utc_now(), note=note)
         except EnquiryError as exc:
@@ -242,7 +231,7 @@ def _export(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     from bot.enquiries import export_csv, export_jsonl, list_enquiries
 
     writer: Callable[[Any, IO[str]], int] = export_csv if args.format == "csv" else export_jsonl
-    with _database(settings) as db:
+    with open_db(settings) as db:
         rows = list_enquiries(db, "all")
     if not args.output:
         writer(rows, out)

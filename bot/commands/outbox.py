@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.commands.common import UserError, add_config_option, fail, settings_from_args
+from bot.commands.common import (
+    UserError,
+    add_config_option,
+    fail,
+    open_db,
+    settings_from_args,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -73,21 +77,6 @@ def add_parser(subparsers: Any) -> None:
     retry.add_argument("--send", action="store_true", help="also deliver the due e-mails now")
     _config_option(retry)
     retry.set_defaults(func=run, handler=_retry)
-
-
-@contextmanager
-def open_db(settings: Settings) -> Iterator[sqlite_utils.Database]:
-    """The database, or a UserError naming the file."""
-    from bot.storage import open_database
-
-    try:
-        db = open_database(settings.database_path)
-    except Exception as exc:
-        raise UserError(f"{settings.database_path}: cannot open the database ({exc})") from None
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 async def deliver_now(settings: Settings, db: sqlite_utils.Database) -> DeliveryReport:

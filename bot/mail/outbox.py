@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
 
-from bot.storage import dumps, to_iso, transaction
+from bot.storage import dumps, record_audit, to_iso, transaction
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -309,21 +309,6 @@ def _enquiry_ref(db: sqlite_utils.Database, enquiry_id: int | None) -> str | Non
     return None
 
 
-def _audit(
-    db: sqlite_utils.Database,
-    at: datetime,
-    event: str,
-    enquiry_id: int | None,
-    ref: str | None,
-    actor: str,
-    detail: dict[str, Any],
-) -> None:
-    db.execute(
-        "INSERT INTO audit (at, event, enquiry_id, ref, actor, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        [to_iso(at), event, enquiry_id, ref, actor, dumps(detail)],
-    )
-
-
 def _record_sent(
     db: sqlite_utils.Database, row: dict[str, Any], at: datetime, note: str | None
 ) -> bool:
@@ -447,7 +432,15 @@ def _report_failure(
     detail = {"outbox": row["id"], "kind": row["kind"], "code": _status_code(error)}
     if partial:
         detail["partial"] = True
-    _audit(db, at, "mail_failed", row["enquiry_id"], ref, "system", detail)
+    record_audit(
+        db,
+        "mail_failed",
+        actor="system",
+        now=at,
+        enquiry_id=row["enquiry_id"],
+        ref=ref,
+        detail=detail,
+    )
     report_row = {**row, "attempts": int(row["attempts"]) + 1}
     if settings.telegram.admin_chat_id != 0:
         text = failure_text(settings, report_row, error, ref)
@@ -768,7 +761,15 @@ def requeue(
                 [to_iso(now), row["id"]],
             )
             ref = _enquiry_ref(db, row["enquiry_id"])
-            _audit(db, now, "requeued", row["enquiry_id"], ref, actor, {"outbox": row["id"]})
+            record_audit(
+                db,
+                "requeued",
+                actor=actor,
+                now=now,
+                enquiry_id=row["enquiry_id"],
+                ref=ref,
+                detail={"outbox": row["id"]},
+            )
     return [int(row["id"]) for row in rows]
 
 
