@@ -36,7 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "telegram-bot-api" / "api.json"
+# A copy of ../shared/telegram-bot-api/api.json lives in the repository, so a clone tested
+# anywhere validates against the same description (a test keeps the two identical).
+SPEC_PATH = Path(__file__).resolve().parent / "data" / "telegram-bot-api" / "api.json"
+SHARED_SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "telegram-bot-api" / "api.json"
 DEFAULT_TOKEN = "123456789:TEST-standin-token_abcdefghijklmnop"
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64

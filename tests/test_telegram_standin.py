@@ -211,3 +211,11 @@ def test_commands_and_scopes(api: BotApiStandIn):
     bad = [{"command": "Start!", "description": "x"}]
     assert call(api, "setMyCommands", {"commands": bad})[0] == 400
     assert call(api, "setMyCommands", {"commands": commands, "language_code": "ita"})[0] == 400
+
+
+def test_the_vendored_api_description_matches_the_shared_one() -> None:
+    from telegram_standin import SHARED_SPEC_PATH, SPEC_PATH
+
+    if not SHARED_SPEC_PATH.exists():
+        pytest.skip("no ../shared checkout beside this clone")
+    assert SPEC_PATH.read_bytes() == SHARED_SPEC_PATH.read_bytes()
