@@ -14,6 +14,8 @@ import yaml
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.formatting import format_day, format_moment, format_money, format_percent
 
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 LANGUAGES = ("it", "en")
 FACT_TYPES = ("text", "list", "integer", "percent", "money", "date", "datetime", "url")
 
@@ -178,7 +180,8 @@ def read_yaml(path: Path) -> Any:
     """Read a YAML file, turning I/O and syntax errors into a KnowledgeError naming the file."""
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            # libyaml's loader, when PyYAML has it, parses ten times faster: `ask` starts sooner.
+            return yaml.load(handle, Loader=_SAFE_LOADER)
     except FileNotFoundError:
         raise KnowledgeError([f"{path}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -204,7 +204,8 @@ def _parse_entry(
                 problems.append(
                     f"{where}: answer.{lang}: unknown fact '{name}' (not in {call.path.name})"
                 )
-        answers[lang] = env.from_string(source)
+        # Compile the tree already parsed for validation instead of parsing the text again.
+        answers[lang] = env.from_string(parsed)
     if problems:
         return None, problems
     entry = FaqEntry(
