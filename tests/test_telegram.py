@@ -383,6 +383,15 @@ async def test_groups_are_declined_and_commands_menus_set(tmp_path: Path, api: B
         assert "chat private" in new[0].text
         new = await h.say(-100777, "hello bot", user_id=7001)
         assert "private" in new[0].text
+        # The menus are set in the background once the bot runs.
+        admin_scope = json.dumps({"chat_id": ADMIN_CHAT, "type": "chat"}, sort_keys=True)
+        await until(
+            lambda: (
+                {lang for (_s, lang) in api.commands} >= {"it", "en", ""}
+                and (admin_scope, "") in api.commands
+            ),
+            what="command menus",
+        )
     languages = {lang for (_scope, lang) in api.commands}
     assert languages >= {"it", "en", ""}
     scopes = [json.loads(scope) for scope, _ in api.commands]
@@ -517,3 +526,352 @@ def test_run_with_a_refused_token_exits_1(
     err = capsys.readouterr().err
     assert "refused the bot token" in err and "@BotFather" in err and "Traceback" not in err
     assert "999:refused" not in err
+
+
+# -- review fixes ---------------------------------------------------------------------------
+
+
+def answered_ids(api: BotApiStandIn) -> list[str]:
+    """callback_query_id of every answerCallbackQuery Telegram accepted."""
+    return [r.params["callback_query_id"] for r in api.calls("answerCallbackQuery") if r.ok]
+
+
+def unanswered_press(api: BotApiStandIn, message: SentMessage, data: str) -> dict[str, object]:
+    """A callback_query the stand-in knows (answerable once) but never queued as an update."""
+    with api._cond:
+        query_id = str(9_500_000 + api._next_callback)
+        api._next_callback += 1
+        api._callbacks[query_id] = False
+    return {
+        "id": query_id,
+        "from": api.user(message.chat_id),
+        "message": message.payload,
+        "chat_instance": str(message.chat_id),
+        "data": data,
+    }
+
+
+def test_rendering_keeps_quotes_and_apostrophes():
+    """Only &, < and > are escaped in text: an Italian apostrophe stays an apostrophe."""
+    chunks = to_html_chunks("L'iscrizione \"entro\" l'ora <x> & co", title="Com'è")
+    assert chunks == ["<b>Com'è</b>\nL'iscrizione \"entro\" l'ora &lt;x&gt; &amp; co"]
+    assert "&#x27;" not in chunks[0] and "&quot;" not in chunks[0]
+    assert parse_html(chunks[0]) == "Com'è\nL'iscrizione \"entro\" l'ora <x> & co"
+
+
+async def test_italian_replies_carry_plain_apostrophes(tmp_path: Path, api: BotApiStandIn):
+    """End to end: no numeric entity for quotes in what the bot sends."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        await h.say(6201, "/start", language_code="it")
+        await h.say(6201, "/help", language_code="it")
+    sent = [r.params["text"] for r in api.calls("sendMessage")]
+    assert sent and not any("&#x27;" in t or "&#39;" in t or "&quot;" in t for t in sent)
+    assert any("'" in t for t in sent)
+
+
+async def test_engine_failure_apologises_and_answers_the_press(
+    tmp_path: Path, api: BotApiStandIn, monkeypatch: pytest.MonkeyPatch
+):
+    """A handler exception: rolled back, handled once, an apology and the callback answer."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        welcome = await h.say(6301, "/start", language_code="it")
+        engine = h.channel.engine
+        real = engine.handle
+
+        def broken(event):
+            if event.kind == "button" or event.text == "boom":
+                h.app.db.execute("INSERT INTO faq_log (faq_id) VALUES ('half-done')")
+                raise RuntimeError("engine bug")
+            return real(event)
+
+        monkeypatch.setattr(engine, "handle", broken)
+        before = h.app.db.execute("SELECT count(*) FROM faq_log").fetchone()[0]
+        new = await h.say(6301, "boom", language_code="it")
+        assert len(new) == 1 and "Ci scusiamo" in new[0].text
+        update_id, query_id = api.press(welcome[0], "faq:deadline", language_code="en")
+        await h.handled(update_id)
+        await until(lambda: query_id in answered_ids(api), what="callback answer")
+        assert "Sorry" in (await h.messages(6301, 3))[-1].text
+        # The half-done write was rolled back with the failed handler's savepoint.
+        assert h.app.db.execute("SELECT count(*) FROM faq_log").fetchone()[0] == before
+        monkeypatch.setattr(engine, "handle", real)
+        assert await h.say(6301, "/help")
+
+
+async def test_replayed_and_redelivered_presses_are_answered(tmp_path: Path, api: BotApiStandIn):
+    """A press replayed long after it arrived, and a handled one delivered again: answered."""
+    from bot.storage import utc_now as now
+
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        welcome = (await h.say(6401, "/start"))[0]
+        # Journaled a minute ago by a previous run, never handled.
+        old = unanswered_press(api, welcome, "faq:deadline")
+        h.channel.journal.record(
+            [(50_001, json.dumps({"update_id": 50_001, "callback_query": old}))],
+            now() - timedelta(minutes=1),
+        )
+        assert h.channel.replay() == 1
+        await h.handled(50_001)
+        await until(lambda: old["id"] in answered_ids(api), what="replayed press answered")
+        # Handled already (its answer lost in a crash), and delivered again.
+        again = unanswered_press(api, welcome, "faq:deadline")
+        payload = {"update_id": 50_002, "callback_query": again}
+        h.channel.journal.record([(50_002, json.dumps(payload))], now())
+        h.channel.journal.mark_handled(50_002, now())
+        h.app.db.conn.commit()
+        h.channel.accept([payload])
+        await until(lambda: again["id"] in answered_ids(api), what="re-delivery answered")
+    assert answered_ids(api).count(old["id"]) == 1
+
+
+async def test_start_not_held_up_by_command_menu_failures(tmp_path: Path, api: BotApiStandIn):
+    """setMyCommands failing with 5xx: the bot answers at once; the menus are retried aside."""
+    api.fail_next("setMyCommands", 100, status=502)
+    settings = make_settings(tmp_path, api)
+    started = asyncio.get_running_loop().time()
+    async with running_bot(settings, api) as h:
+        await h.say(6501, "/help")
+        assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
+    tmp_path: Path, api: BotApiStandIn, monkeypatch: pytest.MonkeyPatch
+):
+    """answerCallbackQuery/typing: one retry at most; a 429 on them pauses no chat."""
+    import bot.channels.telegram as channel
+
+    monkeypatch.setattr(channel, "SLOW_REPLY", timedelta(0))
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        welcome = (await h.say(6601, "/start"))[0]
+        loop = asyncio.get_running_loop()
+
+        # 5xx on both: one retry each, and the reply follows within about a second.
+        api.fail_next("answerCallbackQuery", 10, status=502)
+        api.fail_next("sendChatAction", 10, status=502)
+        answers, typings = len(api.calls("answerCallbackQuery")), len(api.calls("sendChatAction"))
+        started = loop.time()
+        new = await h.press(welcome, "faq:deadline")
+        assert new and loop.time() - started < 4
+        assert len(api.calls("answerCallbackQuery")) - answers <= 2
+        assert len(api.calls("sendChatAction")) - typings <= 2
+
+        # A long 429 on answerCallbackQuery (no chat_id): nobody else waits for it.
+        api._faults.clear()
+        api.fail_next("answerCallbackQuery", 1, status=429, retry_after=14)
+        started = loop.time()
+        await h.press(welcome, "faq:budget")
+        assert await h.say(6602, "/help")
+        assert loop.time() - started < 4
+
+
+async def test_sigterm_during_a_flood_wait_stops_quickly(tmp_path: Path, api: BotApiStandIn):
+    """Stopping while a reply waits out a 429 takes seconds, not the whole wait."""
+    settings = make_settings(tmp_path, api)
+    loop = asyncio.get_running_loop()
+    async with running_bot(settings, api):
+        api.fail_next("sendMessage", 1, status=429, retry_after=30)
+        api.push_message(6701, "/help")
+        await until(lambda: api.calls("sendMessage"), what="the 429")
+        stopping = loop.time()
+    assert loop.time() - stopping < 8
+
+
+async def test_multi_message_rows_resume_after_the_last_accepted_piece(
+    tmp_path: Path, api: BotApiStandIn
+):
+    """Progress is recorded per message: a row resumed after a crash sends only the rest."""
+    from bot.channels.telegram_journal import OutMessage
+    from bot.storage import utc_now as now
+
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        journal = h.channel.journal
+        pieces = [OutMessage(6801, f"piece {i}") for i in range(1, 5)]
+        with h.app.db.conn:
+            row_id = journal.add_replies(6801, pieces, now() - timedelta(minutes=5))
+            journal.mark_progress(row_id, 2)
+        await h.channel.deliver_notifications()
+        await until(lambda: h.idle(), what="row sent")
+        assert [m.text for m in api.bot_messages(6801)] == ["piece 3", "piece 4"]
+        assert journal.get(row_id)["status"] == "sent"
+
+        # A handler's reply of several messages: each piece is committed as it goes.
+        progress: list[tuple[int, bool]] = []
+        original = journal.mark_progress
+
+        def spy(notification_id: int, count: int) -> None:
+            # Recorded inside the transaction; the earlier pieces are on disk already.
+            progress.append((count, h.app.db.conn.in_transaction))
+            original(notification_id, count)
+
+        journal.mark_progress = spy
+        pieces = [OutMessage(6802, f"part {i}") for i in range(1, 4)]
+        with h.app.db.conn:
+            row_id = journal.add_replies(6802, pieces, now())
+        await h.channel._deliver({"id": row_id}, pieces, update_post_of=None)
+        assert [count for count, _ in progress] == [1, 2]
+        assert journal.get(row_id)["status"] == "sent"
+        assert [m.text for m in api.bot_messages(6802)] == ["part 1", "part 2", "part 3"]
+
+
+def test_setwebhook_refused_exits_1_with_one_line(
+    tmp_path: Path, api: BotApiStandIn, capsys: pytest.CaptureFixture[str]
+):
+    """setWebhook failing: one clear line and exit 1, no traceback, no hang."""
+    from smtp_support import free_port
+
+    port = free_port()
+    api.fail_next(
+        "setWebhook",
+        10,
+        status=400,
+        description="Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n[telegram]\ntoken = "{api.token}"\n'
+        f'base_url = "{api.base_url}"\nwebhook_url = "http://127.0.0.1:{port}/hook"\n'
+        f"webhook_port = {port}\n"
+    )
+    assert main(["run", "--config", str(config)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "webhook" in err[0] and "https" in err[0].lower(), err
+
+
+class FailingCommit:
+    """The database, except that the next COMMIT fails."""
+
+    def __init__(self, db: object) -> None:
+        self._db = db
+        self.fail = 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT" and self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+
+async def test_journal_commit_failure_is_not_confirmed(tmp_path: Path, api: BotApiStandIn):
+    """accept() raises when the journal COMMIT fails; polling fetches the update again."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        await h.say(6901, "/help")
+        group = h.channel.group
+        real = group.db
+        group.db = FailingCommit(real)
+        payload = {
+            "update_id": 60_001,
+            "message": {
+                "message_id": 5,
+                "date": 0,
+                "chat": api.chat(6902),
+                "from": api.user(6902),
+                "text": "/help",
+            },
+        }
+        with pytest.raises(RuntimeError):
+            h.channel.accept([payload])
+        journaled = real.execute("SELECT count(*) FROM updates WHERE update_id = 60001")
+        assert journaled.fetchone()[0] == 0
+
+        # Polling: not journaled, so not confirmed; fetched again and handled.
+        group.db = FailingCommit(real)
+        update_id = api.push_message(6903, "/help")
+        await h.handled(update_id, limit=20)
+        assert await h.messages(6903, 1)
+        assert group.db.fail == 0
+
+
+async def test_a_paused_chat_does_not_delay_other_notifications(tmp_path: Path, api: BotApiStandIn):
+    """deliver_notifications works per chat concurrently: a 429 in one chat stalls only it."""
+    from bot.channels.telegram_journal import OutMessage
+    from bot.storage import utc_now as now
+
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        journal = h.channel.journal
+        with h.app.db.conn:
+            journal.add_replies(7101, [OutMessage(7101, "first chat")], now() - timedelta(hours=1))
+            journal.add_replies(7102, [OutMessage(7102, "second chat")], now() - timedelta(hours=1))
+        api.fail_next("sendMessage", 1, status=429, retry_after=5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.create_task(h.channel.deliver_notifications())
+        await h.messages(7102, 1)
+        assert loop.time() - started < 3
+        await task
+        assert await h.messages(7101, 1, limit=10)
+
+
+async def test_a_press_waiting_in_its_queue_is_answered_in_time(
+    tmp_path: Path, api: BotApiStandIn, monkeypatch: pytest.MonkeyPatch
+):
+    """A press stuck behind a slow queue is answered before Telegram's window closes."""
+    import bot.channels.telegram as channel
+
+    monkeypatch.setattr(channel, "EARLY_ANSWER_AFTER", 0.3)
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        welcome = (await h.say(7201, "/start"))[0]
+        h.channel._delay = 2.0
+        update_id, query_id = api.press(welcome, "faq:deadline")
+        await until(lambda: query_id in answered_ids(api), limit=1.5, what="early answer")
+        row = h.app.db.execute("SELECT handled_at FROM updates WHERE update_id = ?", [update_id])
+        assert row.fetchone() in (None, (None,))
+        await h.handled(update_id)
+        h.channel._delay = 0.0
+    assert answered_ids(api).count(query_id) == 1
+
+
+async def test_webhook_answers_500_when_the_journal_commit_fails(
+    tmp_path: Path, api: BotApiStandIn
+):
+    """Not journaled, not acknowledged: Telegram gets a 500 and sends the update again."""
+    from smtp_support import free_port
+
+    port = free_port()
+    settings = make_settings(
+        tmp_path,
+        api,
+        telegram={
+            "webhook_url": f"http://127.0.0.1:{port}/tg/hook",
+            "webhook_port": port,
+            "webhook_secret": "s3cret_token-2",
+        },
+    )
+    async with running_bot(settings, api) as h:
+        message = {
+            "message_id": 7,
+            "date": 0,
+            "chat": api.chat(7301),
+            "from": api.user(7301),
+            "text": "/help",
+        }
+        body = json.dumps({"update_id": 70_001, "message": message}).encode()
+
+        def post() -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/tg/hook", data=body)
+            request.add_header("X-Telegram-Bot-Api-Secret-Token", "s3cret_token-2")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        real = h.channel.group.db
+        h.channel.group.db = FailingCommit(real)
+        assert await asyncio.to_thread(post) == 500
+        journaled = real.execute("SELECT count(*) FROM updates WHERE update_id = 70001")
+        assert journaled.fetchone() == (0,)
+        # Telegram's retry gets through.
+        assert await asyncio.to_thread(post) == 200
+        await h.handled(70_001)
+        assert "/faq" in (await h.messages(7301, 1))[0].text

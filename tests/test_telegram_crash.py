@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from telegram_standin import BotApiStandIn
 
+from bot.channels.telegram_limits import MAX_IN_FLIGHT
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ("What is the total budget?", "When is the deadline?", "/help")
 
@@ -167,5 +169,9 @@ def test_random_sigkills_handle_every_update_exactly_once(tmp_path: Path, api: B
         for user in users:
             # At least one answer per question (a kill between send and "sent" may repeat one).
             assert len(api.bot_messages(user)) >= len(ids) // len(users)
+        # Each message is marked sent as soon as Telegram accepted it: a kill repeats at most
+        # the few that were on the wire (MAX_IN_FLIGHT) when it struck, never whole answers.
+        sent = sum(len(api.bot_messages(user)) for user in users)
+        assert sent <= len(ids) + 3 * MAX_IN_FLIGHT, sent
     finally:
         assert stop(bot) == 0

@@ -115,12 +115,19 @@ NOTIFY_EVERY = timedelta(seconds=5)
 NOTIFY_BACKOFF_FIRST = timedelta(seconds=5)
 NOTIFY_BACKOFF_MAX = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=6)
-# Seconds to let running handlers finish on SIGINT/SIGTERM; the journal covers the rest.
-STOP_GRACE = 10.0
+# Seconds to let running handlers finish on SIGINT/SIGTERM; the journal (unhandled updates
+# are replayed) and the reply rows (unsent messages are resent) cover what is cut off.
+STOP_GRACE = 3.0
 # The applicants' commands are the engine's: one list, so the menu never drifts from it.
 USER_COMMANDS = ENGINE_COMMANDS
-# Telegram refuses answers to button presses older than about 15 seconds.
-CALLBACK_ANSWER_WINDOW = 12.0
+# The longest a cosmetic request (typing, a button's answer) may hold up the real reply.
+COSMETIC_TIMEOUT = 1.5
+# Telegram refuses answers to button presses older than about 15 seconds: a press still
+# waiting in its chat's queue (behind a 429, say) this long after it arrived is answered
+# at once, without a notice, so the button stops spinning.
+EARLY_ANSWER_AFTER = 10.0
+# Button presses answered in this process (to answer each once); forgotten past this size.
+ANSWERED_KEEP = 4096
 # Test hook (crash test): seconds to sleep before handling each update, so a test can
 # SIGKILL the process after updates were fetched and journaled but before they were handled.
 HANDLING_DELAY_ENV = "CLUSTERBOT_TEST_HANDLING_DELAY"
@@ -219,6 +226,14 @@ def update_key(payload: dict[str, Any]) -> object:
     return "other"
 
 
+def callback_query_id(payload: dict[str, Any]) -> str | None:
+    """The id of an update's callback query (a button press), if it is one."""
+    query = payload.get("callback_query")
+    if isinstance(query, dict) and isinstance(query.get("id"), str):
+        return str(query["id"])
+    return None
+
+
 def split_command(text: str) -> tuple[str, str]:
     """'/reply@bot ECCP-1 text' -> ('reply', 'ECCP-1 text'); keeps newlines in the args."""
     head, _, rest = text.strip().partition(" ")
@@ -291,6 +306,10 @@ class TelegramChannel:
         self._received: dict[int, float] = {}
         # When each queued update reached us (wall clock; replayed ones: when journaled).
         self._arrived: dict[int, float] = {}
+        # Updates whose callback query this process answered (or tried to).
+        self._answered: set[int] = set()
+        # Updates whose handler raised (seen by on_error): handled with an apology.
+        self._failed: set[int] = set()
         self._notify_lock = asyncio.Lock()
         # What each admin-chat post shows now, to skip edits that would change nothing.
         self._posts: dict[int, tuple[str, tuple[tuple[tuple[str, str], ...], ...]]] = {}
@@ -322,6 +341,8 @@ class TelegramChannel:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log a handler failure by type and code location only (no message contents)."""
         error = context.error
+        if isinstance(update, Update):
+            self._failed.add(update.update_id)
         if error is None:
             return
         log.error(
@@ -494,16 +515,25 @@ class TelegramChannel:
         query = update.callback_query
         if query is None:
             return
-        arrived = self._arrived.get(update.update_id)
-        if arrived is not None and time.time() - arrived > CALLBACK_ANSWER_WINDOW:
-            # Replayed long after it arrived: Telegram no longer accepts an answer.
+        await self._answer(update.update_id, query.id, text)
+
+    async def _answer(self, update_id: int, query_id: str, text: str | None) -> None:
+        """answerCallbackQuery, once per update in this process; never holds things up."""
+        if update_id in self._answered:
             return
+        if len(self._answered) >= ANSWERED_KEEP:
+            self._answered.clear()
+        self._answered.add(update_id)
         try:
-            await query.answer(text=text[:200] if text else None)
+            async with asyncio.timeout(COSMETIC_TIMEOUT):
+                await self.application.bot.answer_callback_query(
+                    query_id, text=text[:200] if text else None
+                )
         except BadRequest:
-            # Too old (for example replayed after a restart): nothing left to answer.
+            # Too old (for example replayed after a restart) or answered already: nothing
+            # left to answer.
             pass
-        except TelegramError as exc:
+        except (TelegramError, TimeoutError) as exc:
             log.warning("answerCallbackQuery failed: %s", type(exc).__name__)
 
     # -- mapping to the engine --------------------------------------------------------------
@@ -559,9 +589,22 @@ class TelegramChannel:
             if not self.journal.mark_handled(update_id, now) and self.journal.is_handled(update_id):
                 return None
             self._committed = False
-            if watch is not None:
-                before.append(self._fingerprint(watch()))
-            messages = list(work())
+            try:
+                # A savepoint: a failing handler leaves no half-done change behind, and the
+                # update is still handled (once) with an apology instead of silence.
+                with self.db.atomic():
+                    if watch is not None:
+                        before.append(self._fingerprint(watch()))
+                    messages = list(work())
+            except Exception as exc:
+                log.error(
+                    "handling update failed %s:\n%s",
+                    type(exc).__name__,
+                    "".join(traceback.format_tb(exc.__traceback__)),
+                )
+                self._committed = False
+                before.clear()
+                messages = self._apology(update, chat_id)
             committed = self._committed
             reply = self.journal.add_replies(chat_id, messages, now) if messages else None
             return reply, messages, committed
@@ -583,16 +626,25 @@ class TelegramChannel:
             if (slow or len(messages) > TYPING_FROM) and chat_id:
                 await self._typing(chat_id)
             await self._deliver({"id": reply_id, "attempts": 0}, messages, update_post_of=None)
-        if watch is not None:
+        if watch is not None and before:
             enquiry_id = watch()
             # Only a real change: Telegram refuses an edit that changes nothing.
             if enquiry_id is not None and self._fingerprint(enquiry_id) != before[0]:
                 await self.refresh_post(enquiry_id)
 
+    def _apology(self, update: Update, chat_id: int) -> list[OutMessage]:
+        """A short apology for a failed handler, in the user's language (none in groups)."""
+        chat = update.effective_chat
+        if not chat_id or chat is None or chat.type != ChatType.PRIVATE:
+            return []
+        return plain(chat_id, self.texts.get(self._lang(update), "handler_error"))
+
     async def _typing(self, chat_id: int) -> None:
+        # Cosmetic: at most COSMETIC_TIMEOUT before the real reply, whatever Telegram does.
         try:
-            await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
-        except TelegramError as exc:
+            async with asyncio.timeout(COSMETIC_TIMEOUT):
+                await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except (TelegramError, TimeoutError) as exc:
             log.info("typing action failed: %s", type(exc).__name__)
 
     # -- sending --------------------------------------------------------------------------
@@ -630,14 +682,25 @@ class TelegramChannel:
         *,
         update_post_of: int | None,
     ) -> None:
-        """Send a row's messages; mark it sent only once Telegram accepted all of them."""
+        """Send a row's messages not sent yet, recording each one as soon as Telegram took it.
+
+        Progress is committed after every message (not lazily), so a restart resends only
+        the pieces Telegram had not accepted; the row is marked sent with its last piece.
+        """
         row_id = int(row["id"])
         last: int | None = None
         admin_chat = self.settings.telegram.admin_chat_id
         to_admins = bool(messages) and admin_chat != 0 and messages[0].chat_id == admin_chat
+        done = min(Journal.progress(row), len(messages))
         try:
-            for message in messages:
-                last = await self.send(message)
+            for index in range(done, len(messages)):
+                last = await self.send(messages[index])
+                if index + 1 < len(messages):
+                    pieces = index + 1
+                    await self.group.run(
+                        functools.partial(self.journal.mark_progress, row_id, pieces),
+                        savepoint=False,
+                    )
         except (Forbidden, BadRequest, ChatMigrated) as exc:
             missing = isinstance(exc, Forbidden) or "chat not found" in exc.message.lower()
             if to_admins and missing:
@@ -669,8 +732,8 @@ class TelegramChannel:
                 )
             self.journal.mark_sent(row_id, now, message_id)
 
-        # Joins the next group commit: a crash just before it repeats this one message.
-        self.group.add(mark, savepoint=post_of is not None)
+        # Committed before anything else is sent: only a crash in between repeats it.
+        await self.group.run(mark, savepoint=post_of is not None)
 
     def _retry(self, row: dict[str, Any], error: str) -> None:
         attempts = int(row.get("attempts") or 0) + 1
@@ -704,19 +767,27 @@ class TelegramChannel:
             while True:
                 self._notify_again = False
                 rows = self.journal.due(self.clock())
+                # One chat's rows in order, different chats at the same time: a chat paused by
+                # a 429 (or a slow one) delays nobody else's notifications.
+                per_chat: dict[object, list[dict[str, Any]]] = {}
                 for row in rows:
                     key = int(row["chat_id"]) if row.get("chat_id") else "notifications"
-                    try:
-                        await self.queues.run(
-                            key, functools.partial(self._deliver_notification, row)
-                        )
-                    except Exception as exc:
-                        # A bug must not turn into a retry every few seconds: back off.
-                        log.error("notification %s failed: %s", row["id"], type(exc).__name__)
-                        self._retry(row, type(exc).__name__)
-                    handled += 1
+                    per_chat.setdefault(key, []).append(row)
+                await asyncio.gather(
+                    *(self._deliver_chat(key, chat_rows) for key, chat_rows in per_chat.items())
+                )
+                handled += len(rows)
                 if not self._notify_again and len(rows) < 50:
                     return handled
+
+    async def _deliver_chat(self, key: object, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            try:
+                await self.queues.run(key, functools.partial(self._deliver_notification, row))
+            except Exception as exc:
+                # A bug must not turn into a retry every few seconds: back off.
+                log.error("notification %s failed: %s", row["id"], type(exc).__name__)
+                self._retry(row, type(exc).__name__)
 
     async def _deliver_notification(self, row: dict[str, Any]) -> None:
         # Re-read inside the chat's queue: a handler may have sent it meanwhile.
@@ -809,8 +880,11 @@ class TelegramChannel:
             (uid, json.dumps(p, ensure_ascii=False)) for uid, p in zip(ids, payloads, strict=True)
         ]
         self.group.add(lambda: self.journal.record(rows, now))
-        # On disk now, before the caller confirms the offset or answers the webhook.
-        self.group.flush()
+        # On disk now, before the caller confirms the offset or answers the webhook. If the
+        # COMMIT fails, raise: the webhook answers 500 (Telegram sends it again) and polling
+        # does not confirm the offset.
+        if not self.group.flush():
+            raise RuntimeError("could not journal the updates")
         marks = ",".join("?" * len(ids))
         unhandled = {
             row[0]
@@ -824,6 +898,16 @@ class TelegramChannel:
         for uid, payload in zip(ids, payloads, strict=True):
             if uid in unhandled:
                 self._queue(uid, payload, arrived)
+                continue
+            query_id = callback_query_id(payload)
+            if query_id is not None and uid not in self._answered:
+                # Handled before (a re-delivery): its answer may never have gone out.
+                self._spawn(self._answer(uid, query_id, None))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _queue(self, update_id: int, payload: dict[str, Any], arrived: float) -> None:
         if update_id in self._queued:
@@ -831,27 +915,60 @@ class TelegramChannel:
         self._queued.add(update_id)
         self._arrived[update_id] = arrived
         self.queues.submit(update_key(payload), lambda: self._process(update_id, payload))
+        query_id = callback_query_id(payload)
+        if query_id is not None:
+            delay = max(0.0, arrived + EARLY_ANSWER_AFTER - time.time())
+            asyncio.get_running_loop().call_later(
+                delay, self._answer_if_waiting, update_id, query_id
+            )
+
+    def _answer_if_waiting(self, update_id: int, query_id: str) -> None:
+        waiting = update_id in self._queued and update_id not in self._answered
+        if waiting and not self._stop.is_set():
+            self._spawn(self._answer(update_id, query_id, None))
 
     async def _process(self, update_id: int, payload: dict[str, Any]) -> None:
+        query_id = callback_query_id(payload)
         try:
             if self._delay:
                 await asyncio.sleep(self._delay)
             # "Slow" counts from here: time spent waiting in a busy queue is not the reply's.
             self._received[update_id] = time.monotonic()
-            update = Update.de_json(payload, self.application.bot)
-            await self.application.process_update(update)
+            update: Update | None = None
+            try:
+                update = Update.de_json(payload, self.application.bot)
+                await self.application.process_update(update)
+            except Exception as exc:
+                log.error("update could not be processed: %s", type(exc).__name__)
+                self._failed.add(update_id)
             if update_id not in self._settled:
                 # No handler, or a failing one: handled once all the same, never retried
-                # forever (the error handler has logged it).
+                # forever (the error handler has logged it). A failure gets an apology.
                 now = self.clock()
-                await self.group.run(
-                    lambda: self.journal.mark_handled(update_id, now), savepoint=False
-                )
+                failed = update_id in self._failed
+                chat_id = update.effective_chat.id if update and update.effective_chat else 0
+                apology = self._apology(update, chat_id) if failed and update else []
+
+                def mark() -> int | None:
+                    if not self.journal.mark_handled(update_id, now) or not apology:
+                        return None
+                    return self.journal.add_replies(chat_id, apology, now)
+
+                reply_id = await self.group.run(mark, savepoint=False)
+                if query_id is not None:
+                    await self._answer(update_id, query_id, None)
+                if reply_id is not None:
+                    await self._deliver({"id": reply_id}, apology, update_post_of=None)
         finally:
             self._queued.discard(update_id)
             self._settled.discard(update_id)
+            self._failed.discard(update_id)
             self._received.pop(update_id, None)
             self._arrived.pop(update_id, None)
+            if query_id is not None and update_id not in self._answered:
+                # Every button press is answered once, whatever happened above (a handled
+                # re-delivery, a failure, a shutdown): without it the button keeps spinning.
+                self._spawn(self._answer(update_id, query_id, None))
 
     def replay(self) -> int:
         """Queue journaled updates that a previous run fetched but did not handle."""
@@ -887,7 +1004,14 @@ class TelegramChannel:
             failures = 0
             if not updates:
                 continue
-            self.accept(updates)
+            try:
+                self.accept(updates)
+            except Exception as exc:
+                # Not journaled: do not confirm the offset; Telegram sends them again.
+                log.error("journaling updates failed (%s); fetching them again", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), POLL_BACKOFF_MAX)
+                continue
             offset = int(updates[-1]["update_id"]) + 1
 
     async def _fetch(self, offset: int | None) -> list[dict[str, Any]]:
@@ -907,6 +1031,14 @@ class TelegramChannel:
         return [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
 
     # -- start-up and shutdown ------------------------------------------------------------
+
+    async def _set_commands_in_background(self) -> None:
+        try:
+            await self.set_commands()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not set the command menu: %s", type(exc).__name__)
 
     async def set_commands(self) -> None:
         """The command menus: it, en and the default; admin commands for the secretariat."""
@@ -1002,7 +1134,6 @@ class TelegramChannel:
         if not await self.initialize():
             return
         try:
-            await self.set_commands()
             self.journal.release_leases(self.clock())
             self.add_jobs(self.app.scheduler)
             self.replay()
@@ -1013,6 +1144,8 @@ class TelegramChannel:
             else:
                 await self._drop_webhook()
                 receiver = asyncio.create_task(self.poll(), name="telegram-polling")
+            # Cosmetic, and retried on 5xx: never in the way of replay and polling.
+            self._spawn(self._set_commands_in_background())
             if ready is not None:
                 ready()
             stopper = asyncio.create_task(self._stop.wait())
@@ -1028,6 +1161,11 @@ class TelegramChannel:
                 raise TelegramSetupError(
                     "Telegram refused the bot token while polling; get a new one from @BotFather"
                 )
+        finally:
+            await self._wind_down()
+
+    async def _wind_down(self) -> None:
+        try:
             await self._stop_webhook()
             if not await self.queues.drain(STOP_GRACE):
                 log.warning("stopping with updates still being handled; they will be replayed")
@@ -1071,11 +1209,18 @@ class TelegramChannel:
         self.webhook_server = start_server(
             self, path, self.settings.telegram.webhook_listen, self.settings.telegram.webhook_port
         )
-        await self.application.bot.set_webhook(
-            url,
-            secret_token=self.webhook_secret(),
-            allowed_updates=list(ALLOWED_UPDATES),
-        )
+        try:
+            await self.application.bot.set_webhook(
+                url,
+                secret_token=self.webhook_secret(),
+                allowed_updates=list(ALLOWED_UPDATES),
+            )
+        except TelegramError as exc:
+            # Retried already (5xx, 429) or refused (a bad URL): the operator must look.
+            detail = getattr(exc, "message", "") or type(exc).__name__
+            raise TelegramSetupError(
+                f"could not set the webhook {url!r} (telegram.webhook_url): {detail}"
+            ) from exc
 
     async def _stop_webhook(self) -> None:
         if self.webhook_server is not None:

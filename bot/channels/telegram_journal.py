@@ -127,10 +127,13 @@ class GroupCommit:
         await future
         return result
 
-    def flush(self) -> None:
-        """COMMIT now (also called before anything that must see the data on disk)."""
+    def flush(self) -> bool:
+        """COMMIT now (also called before anything that must see the data on disk).
+
+        False when the COMMIT failed (everything since the last one is rolled back).
+        """
         if not self._open:
-            return
+            return True
         self._due = 0.0
         waiters, self._waiters = self._waiters, []
         self._open = False
@@ -143,10 +146,11 @@ class GroupCommit:
             for future in waiters:
                 if not future.done():
                     future.set_exception(RuntimeError("the transaction could not be committed"))
-            return
+            return False
         for future in waiters:
             if not future.done():
                 future.set_result(None)
+        return True
 
 
 class Journal:
@@ -251,6 +255,22 @@ class Journal:
         if row is None:
             return None
         return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+    def mark_progress(self, notification_id: int, pieces_sent: int) -> None:
+        """How many of a pending row's messages Telegram accepted (inside the caller's
+        transaction). While a row is pending, `sent_message_id` holds this count, so a
+        restart sends only the rest; mark_sent() replaces it with the last message's id."""
+        self.db.conn.execute(
+            "UPDATE notifications SET sent_message_id = ? WHERE id = ? AND status = 'pending'",
+            (pieces_sent, notification_id),
+        )
+
+    @staticmethod
+    def progress(row: dict[str, Any]) -> int:
+        """Messages of a pending row already accepted by Telegram (see mark_progress)."""
+        if row.get("status", "pending") != "pending":
+            return 0
+        return int(row.get("sent_message_id") or 0)
 
     def mark_sent(self, notification_id: int, now: datetime, message_id: int | None) -> None:
         """Telegram accepted it (inside the caller's transaction). Replies drop their text."""

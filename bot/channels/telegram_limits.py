@@ -3,8 +3,10 @@
 PTB's AIORateLimiter limits overall and per group, retries only on 429 (max_retries=0 by
 default) and never on 5xx or timeouts. This limiter keeps Telegram's documented limits
 (about 30 messages/s overall, 1/s sustained per chat with a small burst, 20/min per group),
-waits `retry_after` on 429 for that chat only (one user's flood never delays the others),
-and retries 5xx, network errors and timeouts with exponential backoff.
+waits `retry_after` on 429 for that chat only (one user's flood never delays the others;
+a request without a chat pauses only its own method), and retries 5xx, network errors and
+timeouts with exponential backoff. Cosmetic requests (typing, a button's answer) are retried
+at most once and never wait long, so they cannot hold up the reply that follows them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ BACKOFF_MAX = 16.0
 LIMITED = frozenset(
     {"sendMessage", "editMessageText", "editMessageReplyMarkup", "sendChatAction", "copyMessage"}
 )
+# Cosmetic requests (the "typing" action, a button's answer): retried at most once, and never
+# waiting long for a pause or a backoff, so they cannot hold up the real reply behind them.
+COSMETIC = frozenset({"sendChatAction", "answerCallbackQuery"})
+COSMETIC_RETRIES = 1
+COSMETIC_MAX_WAIT = 1.0
 MAX_BUCKETS = 4096
 # Requests on the wire at once: 4 carry 40 messages/s at a 100 ms round trip, above
 # Telegram's 30/s; more only make httpx's connection pool slower (measured with
@@ -49,6 +56,12 @@ def retry_after_seconds(exc: RetryAfter) -> float:
         warnings.simplefilter("ignore")
         delay = exc.retry_after
     return float(delay if isinstance(delay, int | float) else delay.total_seconds())
+
+
+def _retry_after(seconds: float) -> RetryAfter:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return RetryAfter(max(1, round(seconds)))
 
 
 class TokenBucket:
@@ -126,10 +139,13 @@ class FloodControl(BaseRateLimiter[int]):
             self._buckets[chat] = bucket
         return bucket
 
+    def paused_for(self, key: int | str) -> float:
+        """Seconds until requests under `key` (a chat, or "method:<name>") may go again."""
+        return max(0.0, self._paused_until.get(key, 0.0) - time.monotonic())
+
     async def _wait_pause(self, key: int | str) -> None:
         while True:
-            until = max(self._paused_until.get(key, 0.0), self._paused_until.get("*", 0.0))
-            delay = until - time.monotonic()
+            delay = self.paused_for(key)
             if delay <= 0:
                 return
             await asyncio.sleep(delay)
@@ -150,10 +166,16 @@ class FloodControl(BaseRateLimiter[int]):
             chat = int(raw_chat) if raw_chat is not None else None
         except (TypeError, ValueError):
             chat = str(raw_chat)
-        key: int | str = chat if chat is not None else "*"
+        # A 429 pauses what it was about: that chat, or (no chat: answerCallbackQuery,
+        # setMyCommands...) that method only, never every chat.
+        key: int | str = chat if chat is not None else f"method:{endpoint}"
         limited = endpoint in LIMITED and chat is not None
+        cosmetic = endpoint in COSMETIC
         retry_after_count = network_count = 0
         while True:
+            if cosmetic and self.paused_for(key) > COSMETIC_MAX_WAIT:
+                # Not worth holding the reply back for: give up on this one.
+                raise _retry_after(self.paused_for(key))
             await self._wait_pause(key)
             if limited and chat is not None:
                 bucket = self._bucket(chat)
@@ -167,11 +189,17 @@ class FloodControl(BaseRateLimiter[int]):
                     return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 retry_after_count += 1
+                seconds = retry_after_seconds(exc)
+                self._paused_until[key] = max(
+                    self._paused_until.get(key, 0.0), time.monotonic() + float(seconds) + 0.05
+                )
                 if retry_after_count > self.max_retry_after:
                     raise
-                seconds = retry_after_seconds(exc)
+                if cosmetic and (
+                    retry_after_count > COSMETIC_RETRIES or seconds > COSMETIC_MAX_WAIT
+                ):
+                    raise
                 log.warning("flood limit on %s: waiting %.1fs", endpoint, seconds)
-                self._paused_until[key] = time.monotonic() + float(seconds) + 0.05
             except BadRequest:
                 # The request itself is wrong; sending it again changes nothing.
                 raise
@@ -179,7 +207,7 @@ class FloodControl(BaseRateLimiter[int]):
                 # 5xx, disconnects and timeouts: the message may or may not have arrived;
                 # at-least-once beats losing it.
                 network_count += 1
-                if network_count > self.max_network_retries:
+                if network_count > (COSMETIC_RETRIES if cosmetic else self.max_network_retries):
                     raise
                 delay_s = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (network_count - 1))
                 delay_s *= 0.75 + random.random() / 2

@@ -59,7 +59,16 @@ def utf16_len(text: str) -> int:
 
 
 def escape(text: str) -> str:
-    """HTML-escape cleaned text for parse_mode HTML (&, <, > and quotes)."""
+    """HTML-escape cleaned text for parse_mode HTML: only &, < and > (Telegram's list).
+
+    Quotes stay as they are in text (an Italian apostrophe must not become &#x27;); use
+    escape_attribute() for attribute values.
+    """
+    return html.escape(clean(text), quote=False)
+
+
+def escape_attribute(text: str) -> str:
+    """HTML-escape cleaned text for a double-quoted attribute value (href): quotes too."""
     return html.escape(clean(text), quote=True)
 
 
@@ -108,9 +117,9 @@ def to_html_chunks(text: str, title: str | None = None, limit: int = MAX_MESSAGE
     body = clean(text).strip("\n")
     head = clean(title).strip() if title else ""
     chunks = split_text(body, limit - (utf16_len(head) + 2 if head else 0)) if body else []
-    out = [html.escape(chunk, quote=True) for chunk in chunks]
+    out = [html.escape(chunk, quote=False) for chunk in chunks]
     if head:
-        bold = f"<b>{html.escape(head, quote=True)}</b>"
+        bold = f"<b>{html.escape(head, quote=False)}</b>"
         if out:
             out[0] = f"{bold}\n{out[0]}"
         else:

@@ -45,6 +45,8 @@ def _quiet_libraries() -> None:
 
 async def serve(settings: Any) -> int:
     """Run the app and the Telegram channel until SIGINT/SIGTERM; returns the exit code."""
+    from telegram.error import TelegramError
+
     from bot.app import App
     from bot.channels.telegram import TelegramChannel, TelegramSetupError, describe
 
@@ -62,6 +64,10 @@ async def serve(settings: Any) -> int:
             await channel.run(ready=lambda: log.info("bot running; Ctrl-C stops it"))
         except TelegramSetupError as exc:
             return fail(str(exc))
+        except TelegramError as exc:
+            # Telegram kept refusing a start-up request beyond the retries: one clear line.
+            detail = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            return fail(f"Telegram refused a start-up request: {detail}")
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
