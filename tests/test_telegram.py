@@ -607,6 +607,8 @@ async def test_replayed_and_redelivered_presses_are_answered(tmp_path: Path, api
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         welcome = (await h.say(6401, "/start"))[0]
+        # Sent marks commit lazily: settle them before writing to the database directly.
+        h.channel.group.flush()
         # Journaled a minute ago by a previous run, never handled.
         old = unanswered_press(api, welcome, "faq:deadline")
         h.channel.journal.record(
@@ -621,6 +623,7 @@ async def test_replayed_and_redelivered_presses_are_answered(tmp_path: Path, api
         payload = {"update_id": 50_002, "callback_query": again}
         h.channel.journal.record([(50_002, json.dumps(payload))], now())
         h.channel.journal.mark_handled(50_002, now())
+        h.channel.group.flush()
         h.app.db.conn.commit()
         h.channel.accept([payload])
         await until(lambda: again["id"] in answered_ids(api), what="re-delivery answered")
@@ -765,6 +768,8 @@ async def test_journal_commit_failure_is_not_confirmed(tmp_path: Path, api: BotA
     async with running_bot(settings, api) as h:
         await h.say(6901, "/help")
         group = h.channel.group
+        # Sent marks commit lazily: settle them before the COMMIT starts failing.
+        group.flush()
         real = group.db
         group.db = FailingCommit(real)
         payload = {

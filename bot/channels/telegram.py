@@ -732,8 +732,10 @@ class TelegramChannel:
                 )
             self.journal.mark_sent(row_id, now, message_id)
 
-        # Committed before anything else is sent: only a crash in between repeats it.
-        await self.group.run(mark, savepoint=post_of is not None)
+        # Joins the next group commit (at most LAZY_WINDOW away): waiting for a commit of its
+        # own per message would halve throughput, and a crash in that window only repeats
+        # this one message (the update itself is never handled twice).
+        self.group.add(mark, savepoint=post_of is not None)
 
     def _retry(self, row: dict[str, Any], error: str) -> None:
         attempts = int(row.get("attempts") or 0) + 1
