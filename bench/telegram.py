@@ -9,7 +9,7 @@ once; the stand-in timestamps every pushed update and every sendMessage, so late
 push to the last reply. Our bot does everything it does in production: journal each update
 (SQLite, synchronous=FULL), the engine (FAQ matching, session), the durable reply row, HTML.
 
-With --rounds N (default 3) the bots run alternately N times each and the best round of each
+With --rounds N (default 5) the bots run alternately N times each and the best round of each
 is compared (the machine may be shared).
 
 Telegram's flood limits (30 messages/s overall) would cap both bots alike and measure only
@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--limits", action="store_true", help="keep our flood limits on")
     parser.add_argument("--latency", type=float, default=0.0, help="ms added to each answer")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating runs per bot; the best one counts"
+        "--rounds", type=int, default=5, help="alternating runs per bot; the best one counts"
     )
     args = parser.parse_args()
     runs: dict[str, list[Result]] = {"clusterbot": [], "ptb-echo": []}
