@@ -18,11 +18,14 @@ class UserError(Exception):
     """An error the user can fix; printed as one line, exit code 1."""
 
 
-def add_config_option(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
     """The --config option every command that reads settings accepts."""
+    # Nested (an action under a command): SUPPRESS, so the action's own default does not
+    # erase a --config given before the action name.
     parser.add_argument(
         "--config",
         metavar="FILE",
+        default=argparse.SUPPRESS if nested else None,
         help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
     )
 

@@ -23,16 +23,6 @@ from bot.settings import Settings
 QUESTION_PREVIEW = 50
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: an action's own default must not erase a --config given before the action.
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
-    )
-
-
 def add_parser(subparsers: Any) -> None:
     """Add `enquiries` with its list/show/close/export sub-commands."""
     parser = subparsers.add_parser(
@@ -56,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
         help="which enquiries to list (default: open)",
     )
     listing.add_argument("--json", action="store_true", help="print a JSON array")
-    _config_option(listing)
+    add_config_option(listing, nested=True)
     listing.set_defaults(func=run, handler=_list)
 
     show = actions.add_parser(
@@ -66,7 +56,7 @@ def add_parser(subparsers: Any) -> None:
     )
     show.add_argument("ref", metavar="REF", help="the reference, e.g. ECCP-0042")
     show.add_argument("--json", action="store_true", help="print a JSON object")
-    _config_option(show)
+    add_config_option(show, nested=True)
     show.set_defaults(func=run, handler=_show)
 
     close = actions.add_parser(
@@ -76,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
     )
     close.add_argument("ref", metavar="REF", help="the reference, e.g. ECCP-0042")
     close.add_argument("--note", metavar="T", help="an internal note kept with the enquiry")
-    _config_option(close)
+    add_config_option(close, nested=True)
     close.set_defaults(func=run, handler=_close)
 
     export = actions.add_parser(
@@ -90,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
     export.add_argument(
         "-o", "--output", metavar="F", help="write to this file (default: standard output)"
     )
-    _config_option(export)
+    add_config_option(export, nested=True)
     export.set_defaults(func=run, handler=_export)
 
 

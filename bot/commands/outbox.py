@@ -26,16 +26,6 @@ if TYPE_CHECKING:
 STATUSES = ("pending", "sent", "failed", "all")
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: the action's own default must not erase a --config given before the action.
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
-    )
-
-
 def add_parser(subparsers: Any) -> None:
     """Add `outbox` with its list/retry actions."""
     parser = subparsers.add_parser(
@@ -60,7 +50,7 @@ def add_parser(subparsers: Any) -> None:
         "--status", choices=STATUSES, default="all", help="which e-mails to list (default: all)"
     )
     listing.add_argument("--json", action="store_true", help="print a JSON array")
-    _config_option(listing)
+    add_config_option(listing, nested=True)
     listing.set_defaults(func=run, handler=_list)
 
     retry = actions.add_parser(
@@ -75,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
     which.add_argument("id", nargs="?", type=int, metavar="ID", help="the outbox id to re-queue")
     which.add_argument("--all-failed", action="store_true", help="re-queue every failed e-mail")
     retry.add_argument("--send", action="store_true", help="also deliver the due e-mails now")
-    _config_option(retry)
+    add_config_option(retry, nested=True)
     retry.set_defaults(func=run, handler=_retry)
 
 
