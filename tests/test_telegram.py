@@ -637,7 +637,8 @@ async def test_start_not_held_up_by_command_menu_failures(tmp_path: Path, api: B
     started = asyncio.get_running_loop().time()
     async with running_bot(settings, api) as h:
         await h.say(6501, "/help")
-        assert asyncio.get_running_loop().time() - started < 5
+        # Generous: the old behaviour waited about 34 s of retries before polling started.
+        assert asyncio.get_running_loop().time() - started < 20
 
 
 async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
@@ -658,17 +659,19 @@ async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
         answers, typings = len(api.calls("answerCallbackQuery")), len(api.calls("sendChatAction"))
         started = loop.time()
         new = await h.press(welcome, "faq:deadline")
-        assert new and loop.time() - started < 4
+        # Six retries with backoff took about 30 s; one retry each stays far below that.
+        assert new and loop.time() - started < 15
         assert len(api.calls("answerCallbackQuery")) - answers <= 2
         assert len(api.calls("sendChatAction")) - typings <= 2
 
         # A long 429 on answerCallbackQuery (no chat_id): nobody else waits for it.
         api._faults.clear()
-        api.fail_next("answerCallbackQuery", 1, status=429, retry_after=14)
+        api.fail_next("answerCallbackQuery", 1, status=429, retry_after=60)
         started = loop.time()
         await h.press(welcome, "faq:budget")
         assert await h.say(6602, "/help")
-        assert loop.time() - started < 4
+        # A global pause would hold this reply for the whole minute.
+        assert loop.time() - started < 30
 
 
 async def test_sigterm_during_a_flood_wait_stops_quickly(tmp_path: Path, api: BotApiStandIn):
@@ -676,11 +679,12 @@ async def test_sigterm_during_a_flood_wait_stops_quickly(tmp_path: Path, api: Bo
     settings = make_settings(tmp_path, api)
     loop = asyncio.get_running_loop()
     async with running_bot(settings, api):
-        api.fail_next("sendMessage", 1, status=429, retry_after=30)
+        api.fail_next("sendMessage", 1, status=429, retry_after=90)
         api.push_message(6701, "/help")
         await until(lambda: api.calls("sendMessage"), what="the 429")
         stopping = loop.time()
-    assert loop.time() - stopping < 8
+    # Far below the 90 s wait: the stop does not sit out the flood wait.
+    assert loop.time() - stopping < 30
 
 
 async def test_multi_message_rows_resume_after_the_last_accepted_piece(
@@ -806,14 +810,13 @@ async def test_a_paused_chat_does_not_delay_other_notifications(tmp_path: Path, 
         with h.app.db.conn:
             journal.add_replies(7101, [OutMessage(7101, "first chat")], now() - timedelta(hours=1))
             journal.add_replies(7102, [OutMessage(7102, "second chat")], now() - timedelta(hours=1))
-        api.fail_next("sendMessage", 1, status=429, retry_after=5)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        api.fail_next("sendMessage", 1, status=429, retry_after=12)
         task = asyncio.create_task(h.channel.deliver_notifications())
-        await h.messages(7102, 1)
-        assert loop.time() - started < 3
+        await h.messages(7102, 1, limit=30)
+        # Order, not timing: the second chat got its message while the first still waits.
+        assert api.bot_messages(7101) == []
         await task
-        assert await h.messages(7101, 1, limit=10)
+        assert await h.messages(7101, 1, limit=30)
 
 
 async def test_a_press_waiting_in_its_queue_is_answered_in_time(
