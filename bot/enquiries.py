@@ -223,6 +223,27 @@ def _require(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
     return row
 
 
+def _record_answer(
+    db: sqlite_utils.Database,
+    row: Mapping[str, Any],
+    answer: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    detail: Mapping[str, Any],
+) -> dict[str, Any]:
+    # One place sets the answered state, so both ways of answering audit it alike.
+    db.conn.execute(
+        "UPDATE enquiries SET status = 'answered', answered_at = ?, answered_by = ?, "
+        "answer = COALESCE(?, answer) WHERE id = ?",
+        (to_iso(now), actor, answer, row["id"]),
+    )
+    record_audit(
+        db, "answered", actor=actor, now=now, enquiry_id=row["id"], ref=row["ref"], detail=detail
+    )
+    return _enquiry_by_id(db, row["id"])
+
+
 def answer_enquiry(
     db: sqlite_utils.Database, ref: str, text: str, *, actor: str, now: datetime
 ) -> dict[str, Any]:
@@ -236,20 +257,6 @@ def answer_enquiry(
             raise EnquiryError(f"{row['ref']} is already closed")
         if row["erased_at"] is not None:
             raise EnquiryError(f"{row['ref']} was erased at the applicant's request")
-        db.conn.execute(
-            "UPDATE enquiries SET status = 'answered', answered_at = ?, answered_by = ?, "
-            "answer = ? WHERE id = ?",
-            (to_iso(now), actor, answer, row["id"]),
-        )
-        record_audit(
-            db,
-            "answered",
-            actor=actor,
-            now=now,
-            enquiry_id=row["id"],
-            ref=row["ref"],
-            detail={"from": row["status"]},
-        )
         if row["chat_id"]:
             _notification(
                 db,
@@ -260,7 +267,7 @@ def answer_enquiry(
                 text=answer,
                 now=now,
             )
-        return _enquiry_by_id(db, row["id"])
+        return _record_answer(db, row, answer, actor=actor, now=now, detail={"from": row["status"]})
 
 
 def mark_answered(
@@ -271,21 +278,9 @@ def mark_answered(
         row = _require(db, ref)
         if row["status"] != "open":
             raise EnquiryError(f"{row['ref']} is already {row['status']}")
-        db.conn.execute(
-            "UPDATE enquiries SET status = 'answered', answered_at = ?, answered_by = ? "
-            "WHERE id = ?",
-            (to_iso(now), actor, row["id"]),
+        return _record_answer(
+            db, row, None, actor=actor, now=now, detail={"from": "open", "relayed": False}
         )
-        record_audit(
-            db,
-            "answered",
-            actor=actor,
-            now=now,
-            enquiry_id=row["id"],
-            ref=row["ref"],
-            detail={"from": "open", "relayed": False},
-        )
-        return _enquiry_by_id(db, row["id"])
 
 
 def close_enquiry(

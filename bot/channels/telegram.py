@@ -1095,24 +1095,20 @@ class TelegramChannel:
 
     def add_jobs(self, scheduler: Any) -> None:
         """The notification worker and journal pruning on the app's scheduler."""
-        scheduler.add_job(
-            self.deliver_notifications,
-            "interval",
-            seconds=NOTIFY_EVERY.total_seconds(),
-            id="telegram-notifications",
-            max_instances=1,
-            coalesce=True,
-            replace_existing=True,
+        jobs = (
+            (self.deliver_notifications, NOTIFY_EVERY, "telegram-notifications"),
+            (self._prune, PRUNE_EVERY, "telegram-journal-prune"),
         )
-        scheduler.add_job(
-            self._prune,
-            "interval",
-            seconds=PRUNE_EVERY.total_seconds(),
-            id="telegram-journal-prune",
-            max_instances=1,
-            coalesce=True,
-            replace_existing=True,
-        )
+        for job, every, job_id in jobs:
+            scheduler.add_job(
+                job,
+                "interval",
+                seconds=every.total_seconds(),
+                id=job_id,
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+            )
 
     async def _remove_jobs(self) -> None:
         # The app closes the database after us: no job of ours may still be running then.
