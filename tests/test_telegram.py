@@ -304,12 +304,12 @@ async def test_telegram_down_longer_than_retries_loses_nothing(
     tmp_path: Path, api: BotApiStandIn, monkeypatch
 ):
     """When every retry fails the reply stays stored and the worker delivers it later."""
-    import bot.channels.telegram as channel
     import bot.channels.telegram_limits as limits
+    import bot.channels.telegram_notifications as notifications
 
     monkeypatch.setattr(limits, "BACKOFF_FIRST", 0.01)
-    monkeypatch.setattr(channel, "NOTIFY_EVERY", timedelta(seconds=0.2))
-    monkeypatch.setattr(channel, "NOTIFY_BACKOFF_FIRST", timedelta(seconds=0.1))
+    monkeypatch.setattr(notifications, "NOTIFY_EVERY", timedelta(seconds=0.2))
+    monkeypatch.setattr(notifications, "NOTIFY_BACKOFF_FIRST", timedelta(seconds=0.1))
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         api.fail_next("sendMessage", limits.MAX_NETWORK_RETRIES + 3, status=502)
@@ -701,7 +701,7 @@ async def test_multi_message_rows_resume_after_the_last_accepted_piece(
         with h.app.db.conn:
             row_id = journal.add_replies(6801, pieces, now() - timedelta(minutes=5))
             journal.mark_progress(row_id, 2)
-        await h.channel.deliver_notifications()
+        await h.channel.notifications.deliver_notifications()
         await until(lambda: h.idle(), what="row sent")
         assert [m.text for m in api.bot_messages(6801)] == ["piece 3", "piece 4"]
         assert journal.get(row_id)["status"] == "sent"
@@ -719,7 +719,7 @@ async def test_multi_message_rows_resume_after_the_last_accepted_piece(
         pieces = [OutMessage(6802, f"part {i}") for i in range(1, 4)]
         with h.app.db.conn:
             row_id = journal.add_replies(6802, pieces, now())
-        await h.channel._deliver({"id": row_id}, pieces, update_post_of=None)
+        await h.channel.notifications._deliver({"id": row_id}, pieces, update_post_of=None)
         assert [count for count, _ in progress] == [1, 2]
         assert journal.get(row_id)["status"] == "sent"
         assert [m.text for m in api.bot_messages(6802)] == ["part 1", "part 2", "part 3"]
@@ -811,7 +811,7 @@ async def test_a_paused_chat_does_not_delay_other_notifications(tmp_path: Path, 
             journal.add_replies(7101, [OutMessage(7101, "first chat")], now() - timedelta(hours=1))
             journal.add_replies(7102, [OutMessage(7102, "second chat")], now() - timedelta(hours=1))
         api.fail_next("sendMessage", 1, status=429, retry_after=12)
-        task = asyncio.create_task(h.channel.deliver_notifications())
+        task = asyncio.create_task(h.channel.notifications.deliver_notifications())
         await h.messages(7102, 1, limit=30)
         # Order, not timing: the second chat got its message while the first still waits.
         assert api.bot_messages(7101) == []

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import hmac
 import importlib.util
@@ -40,15 +39,11 @@ import sqlite_utils
 from telegram import (
     BotCommand,
     BotCommandScopeChat,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     Update,
 )
-from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.constants import ChatAction, ChatType
 from telegram.error import (
     BadRequest,
-    ChatMigrated,
-    Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
@@ -66,20 +61,17 @@ from telegram.ext import (
 from bot.channels.telegram_admin import (
     ADMIN_COMMANDS,
     AdminCommands,
-    answer_messages,
     is_admin,
-    mail_failed_messages,
     plain,
-    post_messages,
 )
 from bot.channels.telegram_journal import (
     CHANNEL,
-    KIND_REPLY,
     GroupCommit,
     Journal,
     OutMessage,
 )
 from bot.channels.telegram_limits import MAX_IN_FLIGHT, FloodControl, retry_after_seconds
+from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_render import (
     BOTFATHER_HELP,
     ChannelTexts,
@@ -110,11 +102,8 @@ CONNECTION_POOL = MAX_IN_FLIGHT
 # answers of more than TYPING_FROM messages (long texts split, paced per chat).
 SLOW_REPLY = timedelta(seconds=1)
 TYPING_FROM = 2
-# How often the notification worker looks for due rows (kick() runs it at once).
-NOTIFY_EVERY = timedelta(seconds=5)
-NOTIFY_BACKOFF_FIRST = timedelta(seconds=5)
-NOTIFY_BACKOFF_MAX = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=6)
+PRUNE_JOB = "telegram-journal-prune"
 # Seconds to let running handlers finish on SIGINT/SIGTERM; the journal (unhandled updates
 # are replayed) and the reply rows (unsent messages are resent) cover what is cut off.
 STOP_GRACE = 3.0
@@ -310,19 +299,21 @@ class TelegramChannel:
         self._answered: set[int] = set()
         # Updates whose handler raised (seen by on_error): handled with an apology.
         self._failed: set[int] = set()
-        self._notify_lock = asyncio.Lock()
-        # What each admin-chat post shows now, to skip edits that would change nothing.
-        self._posts: dict[int, tuple[str, tuple[tuple[tuple[str, str], ...], ...]]] = {}
-        self._notify_again = False
         self._background: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._delay = float(os.environ.get(HANDLING_DELAY_ENV) or 0)
         self.webhook_server: Any = None
+        self.notifications = TelegramNotifications(
+            settings,
+            app,
+            self.application.bot,
+            texts=self.texts,
+            journal=self.journal,
+            group=self.group,
+            queues=self.queues,
+            clock=clock,
+        )
         self._add_handlers()
-        add_listener = getattr(app, "add_kick_listener", None)
-        self._listening = add_listener is not None
-        if add_listener is not None:
-            add_listener(self._kick_notifications)
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -619,18 +610,18 @@ class TelegramChannel:
             await self._answer_query(update, answer or None)
         reply_id, messages, committed = outcome
         if committed or watch is not None:
-            self.kick()
+            self.notifications.kick()
         if reply_id is not None:
             received = self._received.get(update_id)
             slow = received is not None and time.monotonic() - received > SLOW_REPLY.total_seconds()
             if (slow or len(messages) > TYPING_FROM) and chat_id:
                 await self._typing(chat_id)
-            await self._deliver({"id": reply_id, "attempts": 0}, messages, update_post_of=None)
+            await self.notifications.deliver_reply(reply_id, messages)
         if watch is not None and before:
             enquiry_id = watch()
             # Only a real change: Telegram refuses an edit that changes nothing.
             if enquiry_id is not None and self._fingerprint(enquiry_id) != before[0]:
-                await self.refresh_post(enquiry_id)
+                await self.notifications.refresh_post(enquiry_id)
 
     def _apology(self, update: Update, chat_id: int) -> list[OutMessage]:
         """A short apology for a failed handler, in the user's language (none in groups)."""
@@ -647,188 +638,6 @@ class TelegramChannel:
         except (TelegramError, TimeoutError) as exc:
             log.info("typing action failed: %s", type(exc).__name__)
 
-    # -- sending --------------------------------------------------------------------------
-
-    async def send(self, message: OutMessage) -> int:
-        """Send one stored message (HTML, inline keyboard, optional reply); its message_id."""
-        data: dict[str, Any] = {
-            "chat_id": message.chat_id,
-            "text": message.html,
-            "parse_mode": ParseMode.HTML.value,
-        }
-        if message.buttons:
-            data["reply_markup"] = {
-                "inline_keyboard": [
-                    [{"text": label, "callback_data": cb} for cb, label in row]
-                    for row in message.buttons
-                ]
-            }
-        if message.reply_to is not None:
-            data["reply_parameters"] = {
-                "message_id": message.reply_to,
-                "allow_sending_without_reply": True,
-            }
-        # Bot.send_message would build a Message object from the answer only for its id;
-        # _post is the request it makes (rate limiter, timeouts and error mapping included).
-        result = await self.application.bot._post("sendMessage", data)
-        if not isinstance(result, dict) or not isinstance(result.get("message_id"), int):
-            raise NetworkError("unexpected answer to sendMessage")
-        return int(result["message_id"])
-
-    async def _deliver(
-        self,
-        row: dict[str, Any],
-        messages: Sequence[OutMessage],
-        *,
-        update_post_of: int | None,
-    ) -> None:
-        """Send a row's messages not sent yet, recording each one as soon as Telegram took it.
-
-        Progress is committed after every message (not lazily), so a restart resends only
-        the pieces Telegram had not accepted; the row is marked sent with its last piece.
-        """
-        row_id = int(row["id"])
-        last: int | None = None
-        admin_chat = self.settings.telegram.admin_chat_id
-        to_admins = bool(messages) and admin_chat != 0 and messages[0].chat_id == admin_chat
-        done = min(Journal.progress(row), len(messages))
-        try:
-            for index in range(done, len(messages)):
-                last = await self.send(messages[index])
-                if index + 1 < len(messages):
-                    pieces = index + 1
-                    await self.group.run(
-                        functools.partial(self.journal.mark_progress, row_id, pieces),
-                        savepoint=False,
-                    )
-        except (Forbidden, BadRequest, ChatMigrated) as exc:
-            missing = isinstance(exc, Forbidden) or "chat not found" in exc.message.lower()
-            if to_admins and missing:
-                # The bot is not (yet) in the admin chat: a setting to fix, not a reason to
-                # drop the secretariat's post. Keep it and try again later.
-                log.warning("cannot post in the admin chat (%s): add the bot to it", exc.message)
-                self._retry(row, type(exc).__name__)
-            elif isinstance(exc, Forbidden):
-                # The user blocked the bot or left: nothing will ever get through.
-                log.warning("notification %d refused: %s", row_id, type(exc).__name__)
-                self.journal.mark_failed(row_id, "failed", f"forbidden: {exc.message}")
-            else:
-                log.error("notification %d rejected by Telegram: %s", row_id, exc.message)
-                self.journal.mark_failed(row_id, "failed", f"bad request: {exc.message}")
-            return
-        except (RetryAfter, NetworkError) as exc:
-            log.warning("notification %d delayed: %s", row_id, type(exc).__name__)
-            self._retry(row, type(exc).__name__)
-            return
-        message_id = last
-        now = self.clock()
-        post_of = update_post_of if message_id is not None else None
-
-        def mark() -> None:
-            if post_of is not None:
-                self.db.execute(
-                    "UPDATE enquiries SET admin_message_id = ? WHERE id = ?",
-                    [message_id, post_of],
-                )
-            self.journal.mark_sent(row_id, now, message_id)
-
-        # Joins the next group commit (at most LAZY_WINDOW away): waiting for a commit of its
-        # own per message would halve throughput, and a crash in that window only repeats
-        # this one message (the update itself is never handled twice).
-        self.group.add(mark, savepoint=post_of is not None)
-
-    def _retry(self, row: dict[str, Any], error: str) -> None:
-        attempts = int(row.get("attempts") or 0) + 1
-        delay = min(NOTIFY_BACKOFF_MAX, NOTIFY_BACKOFF_FIRST * 2 ** min(attempts - 1, 12))
-        self.journal.mark_retry(int(row["id"]), self.clock(), error, delay)
-
-    # -- notification worker (scheduler job) --------------------------------------------------
-
-    def kick(self) -> None:
-        """Deliver the outbox and due notifications now, without waiting for the jobs."""
-        try:
-            self.app.kick()
-        except Exception as exc:  # the app's own delivery must not break handling
-            log.warning("app.kick failed: %s", type(exc).__name__)
-        if not self._listening:
-            self._kick_notifications()
-
-    def _kick_notifications(self) -> None:
-        task = asyncio.create_task(self.deliver_notifications())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def deliver_notifications(self) -> int:
-        """Send the due `notifications` rows of this channel; returns how many were handled."""
-        if self._notify_lock.locked():
-            # A run is going on: make it look again when it ends instead of queueing up.
-            self._notify_again = True
-            return 0
-        handled = 0
-        async with self._notify_lock:
-            while True:
-                self._notify_again = False
-                rows = self.journal.due(self.clock())
-                # One chat's rows in order, different chats at the same time: a chat paused by
-                # a 429 (or a slow one) delays nobody else's notifications.
-                per_chat: dict[object, list[dict[str, Any]]] = {}
-                for row in rows:
-                    key = int(row["chat_id"]) if row.get("chat_id") else "notifications"
-                    per_chat.setdefault(key, []).append(row)
-                await asyncio.gather(
-                    *(self._deliver_chat(key, chat_rows) for key, chat_rows in per_chat.items())
-                )
-                handled += len(rows)
-                if not self._notify_again and len(rows) < 50:
-                    return handled
-
-    async def _deliver_chat(self, key: object, rows: Sequence[dict[str, Any]]) -> None:
-        for row in rows:
-            try:
-                await self.queues.run(key, functools.partial(self._deliver_notification, row))
-            except Exception as exc:
-                # A bug must not turn into a retry every few seconds: back off.
-                log.error("notification %s failed: %s", row["id"], type(exc).__name__)
-                self._retry(row, type(exc).__name__)
-
-    async def _deliver_notification(self, row: dict[str, Any]) -> None:
-        # Re-read inside the chat's queue: a handler may have sent it meanwhile.
-        current = self.journal.get(int(row["id"]))
-        if current is None or current["status"] != "pending":
-            return
-        row = current
-        kind = row["kind"]
-        admin_chat = self.settings.telegram.admin_chat_id
-        chat_id = int(row["chat_id"]) if row.get("chat_id") else admin_chat
-        if not chat_id:
-            self.journal.mark_failed(int(row["id"]), "skipped", "no chat to send to")
-            return
-        if kind == KIND_REPLY:
-            messages = [OutMessage.from_json(item) for item in json.loads(row["text"] or "[]")]
-            await self._deliver(row, messages, update_post_of=None)
-        elif kind == "enquiry_posted":
-            enquiry = self._enquiry(row.get("enquiry_id"))
-            if enquiry is None or enquiry.get("erased_at"):
-                self.journal.mark_failed(int(row["id"]), "skipped", "enquiry gone or erased")
-                return
-            post = post_messages(self.settings, self.texts, enquiry, chat_id)
-            await self._deliver(row, [post], update_post_of=int(enquiry["id"]))
-            self._posts[int(enquiry["id"])] = (post.html, post.buttons)
-        elif kind == "answer":
-            enquiry = self._enquiry(row.get("enquiry_id"))
-            data = {"ref": enquiry["ref"] if enquiry else "", "lang": (enquiry or {}).get("lang")}
-            data["text"] = row.get("text") or ""
-            await self._deliver(
-                row, answer_messages(self.texts, data, chat_id), update_post_of=None
-            )
-        elif kind == "mail_failed":
-            messages = mail_failed_messages(
-                self.settings, self.texts, row.get("text") or "", chat_id
-            )
-            await self._deliver(row, messages, update_post_of=None)
-        else:
-            self.journal.mark_failed(int(row["id"]), "skipped", f"unknown kind {kind}")
-
     def _enquiry(self, enquiry_id: Any) -> dict[str, Any] | None:
         if enquiry_id is None:
             return None
@@ -837,38 +646,6 @@ class TelegramChannel:
         if row is None:
             return None
         return dict(zip([c[0] for c in cursor.description], row, strict=True))
-
-    async def refresh_post(self, enquiry_id: int) -> None:
-        """Show an enquiry's new status (and the buttons that still apply) on its post."""
-        enquiry = self._enquiry(enquiry_id)
-        admin_chat = self.settings.telegram.admin_chat_id
-        if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
-            return
-        post = post_messages(self.settings, self.texts, enquiry, admin_chat)
-        shown = (post.html, post.buttons)
-        if self._posts.get(enquiry_id) == shown:
-            # Telegram refuses an edit that changes nothing ("message is not modified").
-            return
-        markup = InlineKeyboardMarkup(
-            [
-                [InlineKeyboardButton(label, callback_data=data) for data, label in row]
-                for row in post.buttons
-            ]
-        )
-        try:
-            await self.application.bot.edit_message_text(
-                post.html,
-                chat_id=admin_chat,
-                message_id=int(enquiry["admin_message_id"]),
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup if post.buttons else None,
-            )
-            self._posts[enquiry_id] = shown
-        except BadRequest as exc:
-            # "message is not modified" (already current) or deleted by staff: fine either way.
-            log.info("post refresh skipped: %s", exc.message[:80])
-        except TelegramError as exc:
-            log.warning("post refresh failed: %s", type(exc).__name__)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -960,7 +737,7 @@ class TelegramChannel:
                 if query_id is not None:
                     await self._answer(update_id, query_id, None)
                 if reply_id is not None:
-                    await self._deliver({"id": reply_id}, apology, update_post_of=None)
+                    await self.notifications.deliver_reply(reply_id, apology)
         finally:
             self._queued.discard(update_id)
             self._settled.discard(update_id)
@@ -1095,30 +872,22 @@ class TelegramChannel:
 
     def add_jobs(self, scheduler: Any) -> None:
         """The notification worker and journal pruning on the app's scheduler."""
-        jobs = (
-            (self.deliver_notifications, NOTIFY_EVERY, "telegram-notifications"),
-            (self._prune, PRUNE_EVERY, "telegram-journal-prune"),
+        self.notifications.add_jobs(scheduler)
+        scheduler.add_job(
+            self._prune,
+            "interval",
+            seconds=PRUNE_EVERY.total_seconds(),
+            id=PRUNE_JOB,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
         )
-        for job, every, job_id in jobs:
-            scheduler.add_job(
-                job,
-                "interval",
-                seconds=every.total_seconds(),
-                id=job_id,
-                max_instances=1,
-                coalesce=True,
-                replace_existing=True,
-            )
 
     async def _remove_jobs(self) -> None:
         # The app closes the database after us: no job of ours may still be running then.
-        for job_id in ("telegram-notifications", "telegram-journal-prune"):
-            with contextlib.suppress(Exception):
-                self.app.scheduler.remove_job(job_id)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_GRACE):
-                async with self._notify_lock:
-                    pass
+        with contextlib.suppress(Exception):
+            self.app.scheduler.remove_job(PRUNE_JOB)
+        await self.notifications.close()
 
     async def _prune(self) -> None:
         self.journal.prune(self.clock())
@@ -1135,7 +904,7 @@ class TelegramChannel:
             self.journal.release_leases(self.clock())
             self.add_jobs(self.app.scheduler)
             self.replay()
-            self.kick()
+            self.notifications.kick()
             if self.settings.telegram.webhook_url:
                 await self._start_webhook()
                 receiver: asyncio.Task[None] | None = None
