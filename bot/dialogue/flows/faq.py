@@ -1,0 +1,118 @@
+"""FAQ answers: free text matched against the knowledge base, topic buttons, small talk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.dialogue.form import LIMITS, FieldError, validate_field
+from bot.dialogue.session import HISTORY_SIZE, MATCH_CHARS
+from bot.dialogue.smalltalk import fold, small_talk
+from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn
+
+# How much of each FAQ question the enquiry's faq_history keeps.
+HISTORY_CHARS = 300
+# FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
+# ("Write to the secretariat"); its answer is still found by free text and /start contact.
+MENU_HIDDEN = frozenset({"contact"})
+
+
+def topic_buttons(turn: Turn) -> list[Button]:
+    """One button per FAQ topic, then the button that opens the form."""
+    buttons = [
+        Button(f"faq:{faq_id}", label)
+        for faq_id, label in turn.services.kb.topics(turn.lang)
+        if faq_id not in MENU_HIDDEN and len(f"faq:{faq_id}".encode()) <= MAX_BUTTON_ID_BYTES
+    ]
+    buttons.append(Button("contact", turn.t("btn_contact")))
+    return buttons
+
+
+def show_topics(turn: Turn) -> None:
+    """The topic menu (/faq, the "topics" button): a side trip."""
+    turn.say(turn.t("faq_menu"), *topic_buttons(turn))
+    turn.side_trip = True
+
+
+def answer_topic(turn: Turn, faq_id: str) -> None:
+    """The answer of one topic (a topic button, /start <faq-id>): a side trip."""
+    kb = turn.services.kb
+    turn.say(
+        kb.render(faq_id, turn.lang, turn.now),
+        Button("topics", turn.t("btn_topics")),
+        Button("contact", turn.t("btn_contact")),
+        title=kb.by_id[faq_id].topic.get(turn.lang),
+    )
+    turn.side_trip = True
+
+
+def press(turn: Turn, button_id: str) -> bool:
+    """A topic button or the topics menu button; False if `button_id` is neither."""
+    kind, _, value = button_id.partition(":")
+    if kind == "faq" and value in turn.services.kb.by_id:
+        answer_topic(turn, value)
+        return True
+    if button_id == "topics":
+        show_topics(turn)
+        return True
+    return False
+
+
+def free_text(turn: Turn, text: str) -> None:
+    """Text outside the form: small talk, an answer from the FAQ, or an offer to forward it."""
+    question = text.strip()
+    topics = Button("topics", turn.t("btn_topics"))
+    if not fold(question[:200]):
+        turn.say(turn.t("empty"), topics)
+        return
+    chat = small_talk(question)
+    if chat.kind is not None:
+        # Courtesy is not a question: no FAQ look-up, nothing for the enquiry's history.
+        if chat.kind == "greeting":
+            turn.say(turn.t("greeting"), topics)
+        elif chat.kind == "how_are_you":
+            turn.say(turn.t("greeting_how"), topics)
+        elif chat.kind == "thanks":
+            turn.say(turn.t("thanks"))
+        else:
+            turn.say(turn.t("farewell"))
+        return
+    # "Ciao, qual è il budget?": the question wins, matched without its greeting.
+    kb = turn.services.kb
+    answer = kb.answer(chat.rest[:MATCH_CHARS], lang=turn.lang, now=turn.now)
+    turn.faq_log.append((turn.lang, answer.faq_id, float(answer.score)))
+    history = list(turn.state.get("faq", []))
+    history.append(question[:HISTORY_CHARS])
+    turn.state["faq"] = history[-HISTORY_SIZE:]
+    if answer.faq_id is not None:
+        turn.state.pop("pending", None)
+        turn.say(
+            answer.text,
+            topics,
+            Button("contact", turn.t("btn_contact")),
+            title=kb.by_id[answer.faq_id].topic.get(turn.lang),
+        )
+        return
+    too_long = _too_long(question)
+    if too_long is not None:
+        # Too long to forward: say so now, rather than drop it silently in the form.
+        turn.state.pop("pending", None)
+        turn.say(turn.t("fallback_too_long", **too_long), topics)
+        return
+    turn.state["pending"] = question
+    turn.say(
+        turn.t("fallback") + "\n" + turn.t("fallback_retry"),
+        Button("fwd", turn.t("btn_forward")),
+        topics,
+    )
+
+
+def _too_long(question: str) -> dict[str, Any] | None:
+    longest = LIMITS["question"][1]
+    try:
+        validate_field("question", question)
+    except FieldError as exc:
+        if exc.code == "too_long":
+            return dict(exc.params)
+        if len(question) > longest:
+            return {"length": len(question), "max": longest}
+    return None

@@ -1,0 +1,118 @@
+"""The persisted conversation: one `sessions` row per (channel, user), and its language."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from bot.dialogue.form import FIELDS
+from bot.dialogue.smalltalk import small_talk
+from bot.dialogue.texts import LANGUAGES
+from bot.dialogue.turn import FORGET_STEP, FORM_STEPS, STEPS, Event
+from bot.knowledge.match import detect_language
+from bot.storage import dumps, to_iso
+
+# Free text is matched on its beginning only: a 10 000-character paste is not a question.
+MATCH_CHARS = 1000
+# Recent FAQ questions kept for the enquiry's faq_history.
+HISTORY_SIZE = 10
+
+
+def clean_state(raw: Any) -> dict[str, Any]:
+    """A session state with every field of the expected type (old or damaged rows included)."""
+    state: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    clean: dict[str, Any] = {}
+    if state.get("chosen") in LANGUAGES:
+        clean["chosen"] = state["chosen"]
+    for key in ("seen", "last"):
+        if state.get(key) in LANGUAGES:
+            clean[key] = state[key]
+    if state.get("step") in STEPS:
+        clean["step"] = state["step"]
+    draft = state.get("draft")
+    if isinstance(draft, dict):
+        clean["draft"] = {
+            key: value for key, value in draft.items() if key in FIELDS and isinstance(value, str)
+        }
+    if state.get("consent") is True:
+        clean["consent"] = True
+    if state.get("back") == "confirm":
+        clean["back"] = "confirm"
+    # The form step a /forget question interrupted, resumed when the user keeps the data.
+    if state.get("resume") in FORM_STEPS and clean.get("step") == FORGET_STEP:
+        clean["resume"] = state["resume"]
+    if isinstance(state.get("pending"), str):
+        clean["pending"] = state["pending"]
+    faq = state.get("faq")
+    if isinstance(faq, list):
+        clean["faq"] = [item for item in faq if isinstance(item, str)][-HISTORY_SIZE:]
+    times = state.get("times")
+    if isinstance(times, list):
+        clean["times"] = [float(t) for t in times if isinstance(t, int | float)]
+    return clean
+
+
+def load(db: sqlite_utils.Database, event: Event) -> dict[str, Any]:
+    """The user's session state, cleaned; empty for a new user or an unreadable row."""
+    row = db.conn.execute(
+        "SELECT state FROM sessions WHERE channel = ? AND user_id = ?",
+        (event.channel, event.user_id),
+    ).fetchone()
+    if row is None:
+        return {}
+    try:
+        return clean_state(json.loads(row[0]))
+    except (TypeError, ValueError):
+        return {}
+
+
+def save(
+    db: sqlite_utils.Database, event: Event, state: dict[str, Any], lang: str, now: datetime
+) -> None:
+    """Write the session back (inside the caller's transaction)."""
+    db.conn.execute(
+        "INSERT INTO sessions (channel, user_id, lang, state, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, user_id) DO UPDATE SET "
+        "lang = excluded.lang, state = excluded.state, updated_at = excluded.updated_at",
+        (event.channel, event.user_id, lang, dumps(state), to_iso(now)),
+    )
+
+
+def normalize_lang(value: str | None) -> str | None:
+    """'en-GB', 'EN_us', 'it' -> a supported language code, else None."""
+    if not value:
+        return None
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else None
+
+
+def reply_language(state: dict[str, Any], event: Event, default: str) -> str:
+    """Choice, else the message's clear language, else the last clear one, else the hint,
+    else the language last used, else the configured default."""
+    chosen = state.get("chosen")
+    if isinstance(chosen, str):
+        return chosen
+    # Form answers (names, organisations) say nothing reliable about the language.
+    if event.kind == "text" and state.get("step") not in STEPS:
+        detected = _detect(event.text)
+        if detected:
+            state["seen"] = detected
+            return detected
+    seen = state.get("seen")
+    if isinstance(seen, str):
+        return seen
+    last = state.get("last")
+    # The language this conversation last used keeps a channel without hints consistent.
+    fallback = last if isinstance(last, str) else default
+    return normalize_lang(event.lang_hint) or fallback
+
+
+def _detect(text: str) -> str | None:
+    chat = small_talk(text)
+    if chat.kind is not None and chat.lang in LANGUAGES:
+        return chat.lang
+    detected = detect_language(text[:MATCH_CHARS])
+    return detected if detected in LANGUAGES else None
