@@ -9,7 +9,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.mail.compose import Digest, DigestItem, digest_mail, outbox_row, reminder_mail
+from bot.mail.compose import (
+    AnsweredItem,
+    Digest,
+    DigestItem,
+    digest_mail,
+    outbox_row,
+    reminder_mail,
+)
 from bot.mail.outbox import insert_outbox
 from bot.storage import from_iso, record_audit, to_iso, transaction
 
@@ -179,6 +186,8 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -
     """The digest as of `now`: open enquiries, and what happened since the last digest."""
     last = get_meta(db, DIGEST_LAST_RUN)
     since = from_iso(last) if last else None
+    # Waiting longer than this before a first answer is overdue: reminders start then too.
+    overdue_after = settings.reminders.first_after
     items = [
         DigestItem(
             ref=str(row["ref"]),
@@ -188,6 +197,10 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -
             created_at=from_iso(row["created_at"]),
             age=now - from_iso(row["created_at"]),
             reminder_count=int(row["reminder_count"] or 0),
+            question=str(row["question"] or ""),
+            lang=str(row["lang"] or ""),
+            overdue=now - from_iso(row["created_at"]) >= overdue_after,
+            forwarded=row["forwarded_at"] is not None,
         )
         for row in db.query(
             "SELECT * FROM enquiries WHERE status = 'open' AND erased_at IS NULL "
@@ -198,8 +211,9 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -
     upper = to_iso(now)
     answered = list(
         db.query(
-            "SELECT created_at, answered_at FROM enquiries "
-            "WHERE answered_at IS NOT NULL AND answered_at > ? AND answered_at <= ?",
+            "SELECT ref, question, answered_by, created_at, answered_at, erased_at FROM enquiries "
+            "WHERE answered_at IS NOT NULL AND answered_at > ? AND answered_at <= ? "
+            "ORDER BY answered_at, id",
             [lower, upper],
         )
     )
@@ -221,6 +235,17 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -
         answered_count=len(answered),
         closed_count=int(closed),
         median_answer=median,
+        # Erased ones are counted above but not listed: their question is gone.
+        answered=tuple(
+            AnsweredItem(
+                ref=str(r["ref"]),
+                question=str(r["question"] or ""),
+                answered_by=str(r["answered_by"] or ""),
+                waited=from_iso(r["answered_at"]) - from_iso(r["created_at"]),
+            )
+            for r in answered
+            if r["erased_at"] is None and r["question"]
+        ),
     )
 
 

@@ -10,9 +10,10 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import charset as email_charset
 from email import policy
 from email.errors import HeaderParseError
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UniqueUnstructuredHeader
 from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
 from functools import cache, lru_cache
@@ -28,9 +29,30 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 LANGUAGES = ("it", "en")
-KINDS = ("enquiry", "reminder", "digest", "failure")
+KINDS = ("enquiry", "reminder", "reminders", "digest", "failure", "acknowledgement")
 # Header values from users are kept short: a subject line stays readable in every client.
 MAX_HEADER_FIELD = 200
+# A subject names the question by its first words and the organisation, both cut short.
+SUBJECT_QUESTION_CHARS = 50
+SUBJECT_ORGANISATION_CHARS = 48
+# Values of the enquiry context that go into the Subject: each is checked like a header.
+HEADER_KEYS = (
+    "ref",
+    "organisation",
+    "country",
+    "question_start",
+    "organisation_short",
+    "country_code",
+)
+# The enquiry mail's transcript: the last turns, each side cut short.
+TRANSCRIPT_TURNS = 10
+TRANSCRIPT_QUESTION_CHARS = 300
+TRANSCRIPT_ANSWER_CHARS = 600
+# A stale menu choice ("14", "3.") is not a question.
+_MENU_NUMBER = re.compile(r"^\s*\d{1,3}\s*[.)]?\s*$")
+_EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]{2,}")
+# Seven or more digits, spaces, dots or dashes between them: a phone number, not a year.
+_PHONE_LIKE = re.compile(r"\+?\d(?:[\s./-]?\d){6,}")
 
 _LANGUAGE_NAMES = {
     "it": {"it": "italiano", "en": "inglese"},
@@ -40,6 +62,16 @@ _CHANNEL_NAMES = {
     "it": {"telegram": "Telegram", "console": "terminale (clusterbot chat)"},
     "en": {"telegram": "Telegram", "console": "terminal (clusterbot chat)"},
 }
+_ACTOR_NAMES = {
+    "it": {"cli": "riga di comando", "system": "il bot", "applicant": "il richiedente"},
+    "en": {"cli": "command line", "system": "the bot", "applicant": "the applicant"},
+}
+# The digest shows each question by its beginning.
+DIGEST_QUESTION_CHARS = 90
+# A grouped reminder's subject lists the references up to this length ("… and 12 more").
+GROUPED_SUBJECT_REFS_CHARS = 120
+# At most this many original Message-IDs in a grouped reminder's References header.
+MAX_REFERENCES = 20
 _TELEGRAM_USERNAME = re.compile(r"^[A-Za-z0-9_]{3,64}$")
 _IDSTRING = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 
@@ -72,9 +104,89 @@ class _HeaderRegistry(HeaderRegistry):
         return found
 
 
+# Encoded words in subjects are quoted-printable: "Citt=C3=A0" stays readable in raw mail.
+_QP_UTF8 = email_charset.Charset("utf-8")
+_QP_UTF8.header_encoding = email_charset.QP
+# RFC 2047: an encoded word is at most 75 characters long.
+_ENCODED_WORD_MAX = 75
+
+
+def _plain_word(word: str) -> bool:
+    """A word a Subject can carry as it is: printable ASCII, not like an encoded word."""
+    return word.isascii() and word.isprintable() and "=?" not in word
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 encoded words, each at most 75 characters, split between characters."""
+    words: list[str] = []
+    chunk = ""
+    for char in text:
+        if chunk and len(_QP_UTF8.header_encode(chunk + char)) > _ENCODED_WORD_MAX:
+            words.append(_QP_UTF8.header_encode(chunk))
+            chunk = ""
+        chunk += char
+    if chunk:
+        words.append(_QP_UTF8.header_encode(chunk))
+    return words
+
+
+def subject_atoms(value: str) -> list[str]:
+    """The Subject's words as they travel: plain ASCII words, or encoded words for the rest.
+
+    A space between two encoded words is dropped by every reader, so the space before a
+    non-ASCII word that follows another one travels inside its encoded word.
+    """
+    atoms: list[str] = []
+    previous_encoded = False
+    for word in value.split():
+        if _plain_word(word):
+            atoms.append(word)
+            previous_encoded = False
+        else:
+            atoms.extend(_encoded_words(f" {word}" if previous_encoded else word))
+            previous_encoded = True
+    return atoms
+
+
+def fold_subject(name: str, value: str, linesep: str = "\r\n", width: int = 78) -> str:
+    """`name: value` folded at spaces only after its first word, lines of at most `width`.
+
+    The stdlib folder may break right after "Subject:" (a long organisation name, an
+    encoded word) and so defeat mail filters such as `^\\[ECCP`: here the first word (the
+    reference, "[ECCP-0042]") always stays on the first line with the header name.
+    """
+    atoms = subject_atoms(value)
+    if not atoms:
+        return f"{name}:{linesep}"
+    lines: list[str] = []
+    line = f"{name}: {atoms[0]}"
+    for atom in atoms[1:]:
+        if len(line) + 1 + len(atom) <= width:
+            line = f"{line} {atom}"
+        else:
+            lines.append(line)
+            line = f" {atom}"
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
+class SubjectHeader(UniqueUnstructuredHeader):
+    """The stdlib Subject header, folded by fold_subject (the reference stays on line one)."""
+
+    def fold(self, *, policy: policy.Policy) -> str:  # type: ignore[override]
+        return fold_subject(self.name, str(self), policy.linesep, policy.max_line_length or 78)
+
+
+def _header_registry() -> _HeaderRegistry:
+    registry = _HeaderRegistry()
+    registry.map_to_type("subject", SubjectHeader)
+    return registry
+
+
 # The default policy (and the SMTP one: the same with CRLF line ends), with the memoising
-# registry above. Messages, headers and bytes are those of policy.default / policy.SMTP.
-POLICY = policy.default.clone(header_factory=_HeaderRegistry())
+# registry above. Messages, headers and bytes are those of policy.default / policy.SMTP,
+# except that the Subject is folded by fold_subject.
+POLICY = policy.default.clone(header_factory=_header_registry())
 SMTP_POLICY = POLICY.clone(linesep="\r\n")
 
 
@@ -89,6 +201,22 @@ class DigestItem:
     created_at: datetime
     age: timedelta
     reminder_count: int
+    question: str = ""
+    lang: str = ""
+    # Waiting longer than the secretariat should let an applicant wait (reminders.first_after).
+    overdue: bool = False
+    # False while the enquiry's e-mail to the secretariat is still queued (not yet delivered).
+    forwarded: bool = True
+
+
+@dataclass(frozen=True)
+class AnsweredItem:
+    """One enquiry answered since the previous digest."""
+
+    ref: str
+    question: str
+    answered_by: str
+    waited: timedelta
 
 
 @dataclass(frozen=True)
@@ -101,6 +229,7 @@ class Digest:
     answered_count: int = 0
     closed_count: int = 0
     median_answer: timedelta | None = None
+    answered: Sequence[AnsweredItem] = field(default_factory=tuple)
 
     @property
     def is_empty(self) -> bool:
@@ -253,14 +382,19 @@ def _boundary() -> str:
 
 
 def _base_message(
-    settings: Settings, subject: str, text: str, html: str, date: datetime
+    settings: Settings,
+    subject: str,
+    text: str,
+    html: str,
+    date: datetime,
+    to: Address | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative message From the bot To the secretariat with a fixed Message-ID."""
+    """A multipart/alternative message From the bot To the secretariat (or `to`)."""
     fixed = _fixed(settings)
     message = EmailMessage(policy=POLICY)
     message["Subject"] = _header_text(subject, "subject") if subject else "(no subject)"
     message["From"] = fixed.from_header
-    message["To"] = fixed.to_header
+    message["To"] = fixed.to_header if to is None else to
     message["Date"] = date.astimezone(UTC)
     # Quoted-printable keeps the raw message 7-bit clean, so any server accepts it unchanged.
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
@@ -287,13 +421,63 @@ def _moment(value: object) -> datetime:
     return from_iso(str(value))
 
 
-def _faq_history(value: object) -> list[str]:
+def _history_items(value: object) -> list[Any]:
     if value is None or value == "":
         return []
-    items = json.loads(value) if isinstance(value, str | bytes) else value
-    if not isinstance(items, list):
+    try:
+        items = json.loads(value) if isinstance(value, str | bytes) else value
+    except ValueError:
         return []
-    return [str(item) for item in items if str(item).strip()]
+    return items if isinstance(items, list) else []
+
+
+def _folded(text: str) -> str:
+    return _one_line(text).casefold()
+
+
+def _private(question: str, enquiry: Mapping[str, Any]) -> bool:
+    """Whether a line typed to the bot is form input or personal data, not a question."""
+    if _EMAIL_LIKE.search(question) or _PHONE_LIKE.search(question):
+        return True
+    folded = _folded(question)
+    # A form answer typed before the form opened: the name, the organisation, the country.
+    for key in ("name", "email", "organisation", "country", "question"):
+        value = _folded(str(enquiry.get(key) or ""))
+        if value and (folded == value or (key in ("name", "email") and value in folded)):
+            return True
+    return False
+
+
+def transcript(enquiry: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What the applicant asked the bot before the enquiry, and what the bot replied.
+
+    `faq_history` holds the current conversation's FAQ turns, `{"q", "a", "faq_id"}` each
+    (`a` None when the FAQ had no sure answer); rows from older releases hold only the
+    questions. Menu numbers, e-mail addresses, phone numbers and form answers typed outside
+    the form are left out: the mail shows questions, never personal data.
+    """
+    turns: list[dict[str, str]] = []
+    for item in _history_items(enquiry.get("faq_history")):
+        if isinstance(item, Mapping):
+            question, answer, faq_id = item.get("q"), item.get("a"), item.get("faq_id")
+        else:
+            question, answer, faq_id = item, None, None
+        question = _one_line(str(question or ""))
+        if not question or _MENU_NUMBER.match(question) or _private(question, enquiry):
+            continue
+        answer_text = str(answer or "").strip()
+        if len(answer_text) > TRANSCRIPT_ANSWER_CHARS:
+            answer_text = answer_text[: TRANSCRIPT_ANSWER_CHARS - 1].rstrip() + "…"
+        turns.append(
+            {
+                "q": first_words(question, TRANSCRIPT_QUESTION_CHARS),
+                "a": answer_text,
+                "faq_id": str(faq_id) if isinstance(faq_id, str) else "",
+                # True for turns recorded with their reply; old rows know only the question.
+                "recorded": "yes" if isinstance(item, Mapping) else "",
+            }
+        )
+    return turns[-TRANSCRIPT_TURNS:]
 
 
 @cache
@@ -325,8 +509,46 @@ def country_name(stored: str, lang: str) -> str:
     return country.label(lang) if country is not None else stored
 
 
-def _enquiry_context(settings: Settings, enquiry: Mapping[str, Any]) -> dict[str, Any]:
-    lang = settings.secretariat.language
+@lru_cache(maxsize=512)
+def country_code(stored: str) -> str:
+    """A stored country as its ISO code ('Italy' -> 'IT') for subjects; else as stored."""
+    if not stored or not stored.isprintable():
+        return stored
+    from bot.dialogue.countries import OTHER_CODE, find_country
+
+    country = find_country(stored)
+    if country is None or country.code == OTHER_CODE:
+        return stored
+    return country.code
+
+
+def _one_line(text: str) -> str:
+    """Text on one line: whitespace collapsed, control and format characters dropped."""
+    kept = "".join(
+        " " if char.isspace() else char
+        for char in text
+        if char.isspace() or unicodedata.category(char)[0] != "C"
+    )
+    return " ".join(kept.split())
+
+
+def first_words(text: object, limit: int) -> str:
+    """The first words of `text` on one line, at most `limit` characters, '…' when cut."""
+    line = _one_line("" if text is None else str(text))
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if " " in cut and not line[limit - 1].isspace():
+        # Whole words only, unless a single word fills the whole limit.
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-–—&(") + "…"
+
+
+def _enquiry_context(
+    settings: Settings, enquiry: Mapping[str, Any], lang: str | None = None
+) -> dict[str, Any]:
+    """What the templates show of an enquiry, in `lang` (default: the secretariat's)."""
+    lang = lang or settings.secretariat.language
     created = _moment(enquiry["created_at"])
     username = enquiry.get("username") or ""
     username = username.lstrip("@") if isinstance(username, str) else ""
@@ -339,7 +561,11 @@ def _enquiry_context(settings: Settings, enquiry: Mapping[str, Any]) -> dict[str
         "organisation": str(enquiry.get("organisation") or ""),
         "country": country_name(str(enquiry.get("country") or ""), lang),
         "question": str(enquiry.get("question") or ""),
-        "faq_history": _faq_history(enquiry.get("faq_history")),
+        # For subjects: what is asked, and who asks, short enough to read in a mail list.
+        "question_start": first_words(enquiry.get("question"), SUBJECT_QUESTION_CHARS),
+        "organisation_short": first_words(enquiry.get("organisation"), SUBJECT_ORGANISATION_CHARS),
+        "country_code": country_code(_one_line(str(enquiry.get("country") or ""))),
+        "transcript": transcript(enquiry),
         "language": _LANGUAGE_NAMES[lang].get(applicant_lang, applicant_lang),
         "channel": channel,
         "channel_name": _CHANNEL_NAMES[lang].get(channel, channel),
@@ -361,7 +587,7 @@ def enquiry_mail(settings: Settings, enquiry: Mapping[str, Any]) -> EmailMessage
     lang = settings.secretariat.language
     context = _enquiry_context(settings, enquiry)
     # Validate every header-bound value first, so a bad field never reaches the message.
-    for key in ("ref", "organisation", "country"):
+    for key in HEADER_KEYS:
         context[key] = _header_text(context[key], key)
     reply_to = _address(context["name"], context["email"], "applicant")
     subject, text, html = _render_pair(lang, "enquiry", context)
@@ -384,7 +610,7 @@ def reminder_mail(
     lang = settings.secretariat.language
     moment = now or datetime.now(UTC)
     context = _enquiry_context(settings, enquiry)
-    for key in ("ref", "organisation", "country"):
+    for key in HEADER_KEYS:
         context[key] = _header_text(context[key], key)
     forwarded = enquiry.get("forwarded_at") or enquiry["created_at"]
     context.update(
@@ -408,23 +634,126 @@ def reminder_mail(
     return message
 
 
+def grouped_reminder_mail(
+    settings: Settings,
+    reminders: Sequence[tuple[Mapping[str, Any], int]],
+    now: datetime,
+    original_message_ids: Sequence[str] = (),
+) -> EmailMessage:
+    """One reminder for every enquiry due in one round: (enquiry row, its reminder number).
+
+    The subject, the X-Clusterbot-Refs header and the body name each reference, so each
+    enquiry's reminders can still be counted in the mailbox.
+    """
+    if not reminders:
+        raise ValueError("a grouped reminder needs at least one enquiry")
+    lang = settings.secretariat.language
+    items = []
+    for enquiry, count in sorted(reminders, key=lambda pair: str(pair[0]["created_at"])):
+        context = _enquiry_context(settings, enquiry)
+        context["ref"] = _header_text(context["ref"], "ref")
+        forwarded = enquiry.get("forwarded_at") or enquiry["created_at"]
+        context.update(
+            count=count,
+            question_start=first_words(enquiry.get("question"), DIGEST_QUESTION_CHARS),
+            age=_format_age(now - _moment(enquiry["created_at"]), lang),
+            forwarded_local=_local_time(_moment(forwarded), settings, lang),
+        )
+        items.append(context)
+    refs = [item["ref"] for item in items]
+    shown, hidden = _refs_within(refs, GROUPED_SUBJECT_REFS_CHARS)
+    context = {
+        "items": items,
+        "refs": refs,
+        "refs_shown": ", ".join(shown),
+        "refs_hidden": hidden,
+        "prefix": settings.enquiries.reference_prefix,
+        "max_count": settings.reminders.max_count,
+        "admin_chat": settings.telegram.admin_chat_id != 0,
+    }
+    subject, text, html = _render_pair(lang, "reminders", context)
+    message = _base_message(settings, subject, text, html, now)
+    message["Message-ID"] = _message_id(settings, "reminders")
+    originals = [_header_text(value, "original Message-ID") for value in original_message_ids]
+    if originals:
+        message["References"] = " ".join(originals[:MAX_REFERENCES])
+    message["X-Clusterbot-Refs"] = ", ".join(refs)
+    message["X-Clusterbot-Kind"] = "reminders"
+    message["Auto-Submitted"] = "auto-generated"
+    return message
+
+
+def _refs_within(refs: Sequence[str], limit: int) -> tuple[list[str], int]:
+    """The references that fit in `limit` characters (joined by ', '), and how many do not."""
+    shown: list[str] = []
+    length = 0
+    for ref in refs:
+        length += len(ref) + (2 if shown else 0)
+        if length > limit:
+            break
+        shown.append(ref)
+    return shown, len(refs) - len(shown)
+
+
+def acknowledgement_mail(settings: Settings, enquiry: Mapping[str, Any]) -> EmailMessage:
+    """The confirmation to the applicant, in their language: reference, question, next steps.
+
+    Replies go to the secretariat (Reply-To), so "reply to this e-mail" is a way to follow up.
+    """
+    lang = str(enquiry.get("lang") or "")
+    lang = lang if lang in LANGUAGES else settings.language
+    context = _enquiry_context(settings, enquiry, lang)
+    context["ref"] = _header_text(context["ref"], "ref")
+    applicant = _address(context["name"], context["email"], "applicant")
+    context.update(
+        created_local=_local_time(_moment(enquiry["created_at"]), settings, lang),
+        secretariat=settings.secretariat.email,
+        telegram=context["channel"] == "telegram",
+    )
+    subject, text, html = _render_pair(lang, "acknowledgement", context)
+    message = _base_message(
+        settings, subject, text, html, _moment(enquiry["created_at"]), to=applicant
+    )
+    message["Reply-To"] = _fixed(settings).to_header
+    message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-ack")
+    message["X-Clusterbot-Ref"] = context["ref"]
+    message["X-Clusterbot-Kind"] = "acknowledgement"
+    message["Auto-Submitted"] = "auto-generated"
+    return message
+
+
 def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
     """The daily digest of open enquiries and recent answers."""
     lang = settings.secretariat.language
     zone = ZoneInfo(settings.digest.timezone)
+    # The overdue first, then the oldest first: what needs an answer most heads the list.
+    ordered = sorted(digest.open, key=lambda item: (not item.overdue, item.created_at, item.ref))
     items = [
         {
             "ref": item.ref,
+            "question": first_words(item.question, DIGEST_QUESTION_CHARS),
             "organisation": item.organisation,
             "country": country_name(item.country, lang),
+            "language": _LANGUAGE_NAMES[lang].get(item.lang, item.lang),
             "channel": _CHANNEL_NAMES[lang].get(item.channel, item.channel),
             "created_local": babel_datetime(
                 item.created_at, "d MMM y, HH:mm", tzinfo=zone, locale=lang
             ),
             "age": _format_age(item.age, lang),
             "reminder_count": item.reminder_count,
+            "overdue": item.overdue,
+            "forwarded": item.forwarded,
         }
-        for item in digest.open
+        for item in ordered
+    ]
+    answered = [
+        {
+            "ref": item.ref,
+            "question": first_words(item.question, DIGEST_QUESTION_CHARS),
+            "answered_by": _actor_name(item.answered_by, lang),
+            "waited": _format_age(item.waited, lang),
+        }
+        for item in digest.answered
     ]
     context = {
         "date_local": babel_datetime(digest.generated_at, "d MMMM y", tzinfo=zone, locale=lang),
@@ -435,6 +764,10 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
         ),
         "open": items,
         "open_count": len(items),
+        "overdue": [item for item in items if item["overdue"]],
+        "waiting": [item for item in items if not item["overdue"]],
+        "queued_count": sum(1 for item in items if not item["forwarded"]),
+        "answered": answered,
         "answered_count": digest.answered_count,
         "closed_count": digest.closed_count,
         "median_answer": _format_age(digest.median_answer, lang) if digest.median_answer else "",
@@ -446,6 +779,14 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
     message["X-Clusterbot-Kind"] = "digest"
     message["Auto-Submitted"] = "auto-generated"
     return message
+
+
+def _actor_name(actor: str, lang: str) -> str:
+    """Who answered, as the audit names them: 'admin:42' -> 'Telegram 42', 'cli' -> 'CLI'."""
+    if actor.startswith("admin:"):
+        return f"Telegram {actor.partition(':')[2]}"
+    names = _ACTOR_NAMES[lang]
+    return names.get(actor, actor)
 
 
 def failure_context(
@@ -551,6 +892,8 @@ def warm_up(settings: Settings) -> list[str]:
         message = enquiry_mail(settings, sample_enquiry())
         outbox_row(message, "enquiry", None, now)
         reminder_mail(settings, sample_enquiry(), str(message["Message-ID"]), 1, now)
+        grouped_reminder_mail(settings, [(sample_enquiry(), 1)], now)
+        acknowledgement_mail(settings, sample_enquiry())
     except (jinja2.TemplateError, ValueError, KeyError) as exc:
         return [f"mail templates: {exc}"]
     return []
@@ -574,7 +917,18 @@ def sample_enquiry() -> dict[str, Any]:
         "organisation": "Cluster Lombardo <Meccatronica> & Partners",
         "country": "Italia",
         "question": "Possiamo partecipare?\n<script>alert(1)</script> & altro",
-        "faq_history": dumps(["Qual è la scadenza?", "Chi può partecipare?"]),
+        "faq_history": dumps(
+            [
+                {
+                    "q": "Qual è la scadenza?",
+                    "a": "Il bando si è chiuso il 2 febbraio 2021 alle 17:00 (ora di Bruxelles).",
+                    "faq_id": "deadline",
+                },
+                {"q": "14", "a": None, "faq_id": None},
+                {"q": "maria.rossi@example.org", "a": None, "faq_id": None},
+                {"q": "Possiamo partecipare con due regioni?", "a": None, "faq_id": None},
+            ]
+        ),
         "status": "open",
         "created_at": "2026-01-15T08:30:00.000000+00:00",
         "forwarded_at": "2026-01-15T08:30:05.000000+00:00",
@@ -613,6 +967,12 @@ def check_templates() -> list[str]:
         builders: dict[str, Any] = {
             "enquiry": lambda s=settings: enquiry_mail(s, enquiry),
             "reminder": lambda s=settings: reminder_mail(s, enquiry, "<x@example.org>", 1, now),
+            "reminders": lambda s=settings: grouped_reminder_mail(
+                s, [(enquiry, 1), ({**enquiry, "ref": "ECCP-0002"}, 2)], now, ["<x@example.org>"]
+            ),
+            "acknowledgement": lambda s=settings, lang=lang: acknowledgement_mail(
+                s, {**enquiry, "lang": lang}
+            ),
             "digest": lambda s=settings: digest_mail(s, digest),
             "failure": lambda s=settings: failure_mail(s, outbox, "550 unknown", "ECCP-1", now),
             "failure notice": lambda s=settings: failure_text(s, outbox, "550 no", "ECCP-1"),
