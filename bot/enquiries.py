@@ -58,7 +58,16 @@ _REF = re.compile(r"^([A-Z][A-Z0-9]{0,9})-0*(\d{1,9})$")
 
 
 class EnquiryError(Exception):
-    """An error the user (applicant, admin or operator) caused; the message says what."""
+    """An error the user (applicant, admin or operator) caused; the message says what.
+
+    `code` and `params` let a channel say the same in the reader's language (the admin
+    chat's texts are keyed `error_<code>`); the message is the English wording.
+    """
+
+    def __init__(self, message: str, code: str = "", **params: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
 
 
 class EnquiryLimitError(EnquiryError):
@@ -134,7 +143,7 @@ def submit_enquiry(
     chat_id: str | None,
     username: str | None,
     lang: str,
-    faq_history: Sequence[str],
+    faq_history: Sequence[Any],
     now: datetime,
 ) -> dict[str, Any]:
     """Store a confirmed enquiry with its secretariat e-mail, admin post and audit, atomically."""
@@ -219,7 +228,9 @@ def get_enquiry(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
 def _require(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
     row = get_enquiry(db, ref)
     if row is None:
-        raise EnquiryError(f"no enquiry with reference {ref.strip()!r}")
+        raise EnquiryError(
+            f"no enquiry with reference {ref.strip()!r}", "unknown_ref", ref=ref.strip()
+        )
     return row
 
 
@@ -250,13 +261,15 @@ def answer_enquiry(
     """Record the secretariat's answer and queue it for the applicant's chat."""
     answer = text.strip()
     if not answer:
-        raise EnquiryError("the answer is empty")
+        raise EnquiryError("the answer is empty", "empty_answer")
     with transaction(db):
         row = _require(db, ref)
         if row["status"] == "closed":
-            raise EnquiryError(f"{row['ref']} is already closed")
+            raise EnquiryError(f"{row['ref']} is already closed", "already_closed", ref=row["ref"])
         if row["erased_at"] is not None:
-            raise EnquiryError(f"{row['ref']} was erased at the applicant's request")
+            raise EnquiryError(
+                f"{row['ref']} was erased at the applicant's request", "erased", ref=row["ref"]
+            )
         if row["chat_id"]:
             _notification(
                 db,
@@ -277,7 +290,11 @@ def mark_answered(
     with transaction(db):
         row = _require(db, ref)
         if row["status"] != "open":
-            raise EnquiryError(f"{row['ref']} is already {row['status']}")
+            raise EnquiryError(
+                f"{row['ref']} is already {row['status']}",
+                f"already_{row['status']}",
+                ref=row["ref"],
+            )
         return _record_answer(
             db, row, None, actor=actor, now=now, detail={"from": "open", "relayed": False}
         )
@@ -295,7 +312,7 @@ def close_enquiry(
     with transaction(db):
         row = _require(db, ref)
         if row["status"] == "closed":
-            raise EnquiryError(f"{row['ref']} is already closed")
+            raise EnquiryError(f"{row['ref']} is already closed", "already_closed", ref=row["ref"])
         db.conn.execute(
             "UPDATE enquiries SET status = 'closed', closed_at = ?, closed_by = ?, "
             "close_note = ? WHERE id = ?",

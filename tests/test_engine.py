@@ -257,7 +257,7 @@ def test_small_talk_stays_out_of_the_enquiry_history(env: Env) -> None:
     fill_form(chat)
     chat.press("send")
     (enquiry,) = rows(env.db, "enquiries")
-    assert json.loads(enquiry["faq_history"]) == ["What is the budget?"]
+    assert [turn["q"] for turn in json.loads(enquiry["faq_history"])] == ["What is the budget?"]
 
 
 @pytest.mark.parametrize(
@@ -276,7 +276,7 @@ def test_a_greeting_with_a_question_is_answered_from_the_faq(
     chat.say(text)
     assert chat.last[0].title == title
     assert [r["faq_id"] is not None for r in rows(env.db, "faq_log")] == [True]
-    assert _session(env)["faq"] == [text]
+    assert [turn["q"] for turn in _session(env)["faq"]] == [text]
 
 
 def test_the_real_matcher_gets_the_question_without_the_greeting(tmp_path: Path) -> None:
@@ -330,7 +330,10 @@ def test_previous_questions_go_with_the_enquiry(env: Env) -> None:
     fill_form(chat)
     chat.press("send")
     (enquiry,) = rows(env.db, "enquiries")
-    assert json.loads(enquiry["faq_history"]) == ["What is the budget?", "When is the deadline?"]
+    history = json.loads(enquiry["faq_history"])
+    assert [turn["q"] for turn in history] == ["What is the budget?", "When is the deadline?"]
+    # Both sides: the bot's answers are recorded with their FAQ ids.
+    assert all(turn["faq_id"] and turn["a"] for turn in history)
 
 
 # ---------------------------------------------------------------- languages

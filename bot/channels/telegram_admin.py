@@ -15,6 +15,7 @@ import sqlite_utils
 from bot import enquiries, stats
 from bot.channels.telegram_journal import OutMessage
 from bot.channels.telegram_render import ChannelTexts, admin_data, lines, to_html_chunks
+from bot.mail.compose import country_name, language_name
 from bot.settings import Settings
 from bot.storage import from_iso
 
@@ -69,8 +70,8 @@ def post_messages(
             name=row.get("name") or "-",
             email=row.get("email") or "-",
             organisation=row.get("organisation") or "-",
-            country=row.get("country") or "-",
-            language=row.get("lang") or "-",
+            country=country_name(row.get("country") or "", lang) or "-",
+            language=language_name(row.get("lang") or "", lang) or "-",
             username=row.get("username") or "",
             created=_short_time(settings, row.get("created_at")),
             question=question,
@@ -154,6 +155,13 @@ class AdminCommands:
         """One admin text."""
         return self.texts.get(self.lang, key, **values)
 
+    def error_text(self, ref: str, exc: enquiries.EnquiryError) -> str:
+        """What went wrong, in the secretariat's language when the error has a known code."""
+        key = f"error_{exc.code}"
+        if exc.code and self.texts.has(self.lang, key):
+            return self.t(key, **{"ref": ref, **exc.params})
+        return self.t("admin_error", ref=ref, message=str(exc))
+
     def command(
         self, name: str, args: str, *, user_id: int, chat_id: int, now: datetime
     ) -> list[OutMessage]:
@@ -185,7 +193,7 @@ class AdminCommands:
         try:
             row = enquiries.answer_enquiry(self.db, ref, text, actor=actor, now=now)
         except enquiries.EnquiryError as exc:
-            return plain(chat_id, self.t("admin_error", ref=ref, message=str(exc)))
+            return plain(chat_id, self.error_text(ref, exc))
         return plain(chat_id, self.t("relay_done", ref=row["ref"]))
 
     def close(
@@ -195,7 +203,7 @@ class AdminCommands:
         try:
             row = enquiries.close_enquiry(self.db, ref, actor=actor, now=now, note=note)
         except enquiries.EnquiryError as exc:
-            return plain(chat_id, self.t("admin_error", ref=ref, message=str(exc)))
+            return plain(chat_id, self.error_text(ref, exc))
         return plain(chat_id, self.t("closed_done", ref=row["ref"]))
 
     def mark_answered(
@@ -213,7 +221,7 @@ class AdminCommands:
         try:
             done = enquiries.answer_enquiry(self.db, ref, notice, actor=actor, now=now)
         except enquiries.EnquiryError as exc:
-            return plain(chat_id, self.t("admin_error", ref=ref, message=str(exc)))
+            return plain(chat_id, self.error_text(ref, exc))
         return plain(chat_id, self.t("answered_done", ref=done["ref"]))
 
     def enquiry_for_post(self, message_id: int) -> dict[str, Any] | None:
@@ -238,7 +246,7 @@ class AdminCommands:
                 ref=row["ref"],
                 age=_age(now, row["created_at"]),
                 organisation=row.get("organisation") or "-",
-                country=row.get("country") or "-",
+                country=country_name(row.get("country") or "", self.lang) or "-",
             )
             for row in rows[:OPEN_LIST_MAX]
         ]

@@ -185,6 +185,10 @@ class ChannelTexts:
         templates = self._templates.get(lang) or self._templates["en"]
         return templates[key].render(**values)
 
+    def has(self, lang: str, key: str) -> bool:
+        """Whether `key` is a text in `lang` (or in English, the fallback)."""
+        return key in (self._templates.get(lang) or self._templates["en"])
+
     def menu(self, lang: str, key: str) -> dict[str, str]:
         """A mapping section (the command menus)."""
         section = (self._raw.get(lang) or self._raw["en"])[key]

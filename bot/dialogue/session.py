@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -13,12 +14,16 @@ from bot.dialogue.smalltalk import small_talk
 from bot.dialogue.texts import LANGUAGES
 from bot.dialogue.turn import FORGET_STEP, FORM_STEPS, STEPS, Event
 from bot.knowledge.match import detect_language
-from bot.storage import dumps, to_iso
+from bot.storage import dumps, from_iso, to_iso
 
 # Free text is matched on its beginning only: a 10 000-character paste is not a question.
 MATCH_CHARS = 1000
-# Recent FAQ questions kept for the enquiry's faq_history.
+# The FAQ turns kept for an enquiry's transcript (faq_history): the last ones, each side cut.
 HISTORY_SIZE = 10
+HISTORY_CHARS = 300
+HISTORY_ANSWER_CHARS = 600
+# A pause this long ends a conversation: its turns stay out of a later enquiry's transcript.
+CONVERSATION_GAP = timedelta(hours=2)
 
 
 def clean_state(raw: Any) -> dict[str, Any]:
@@ -48,11 +53,49 @@ def clean_state(raw: Any) -> dict[str, Any]:
         clean["pending"] = state["pending"]
     faq = state.get("faq")
     if isinstance(faq, list):
-        clean["faq"] = [item for item in faq if isinstance(item, str)][-HISTORY_SIZE:]
+        clean["faq"] = [item for item in faq if _is_turn(item)][-HISTORY_SIZE:]
     times = state.get("times")
     if isinstance(times, list):
         clean["times"] = [float(t) for t in times if isinstance(t, int | float)]
     return clean
+
+
+def _is_turn(item: Any) -> bool:
+    """A recorded FAQ turn; rows from older releases (bare questions, no time) are dropped."""
+    if not isinstance(item, dict) or not isinstance(item.get("q"), str):
+        return False
+    if not isinstance(item.get("a"), str | None) or not isinstance(item.get("faq_id"), str | None):
+        return False
+    at = item.get("at")
+    try:
+        return isinstance(at, str) and from_iso(at).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def current_turns(turns: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The turns of the conversation going on at `now`: those after the last long pause."""
+    kept: list[dict[str, Any]] = []
+    later = now
+    for item in reversed(turns):
+        at = from_iso(item["at"])
+        if later - at > CONVERSATION_GAP:
+            break
+        kept.append(item)
+        later = at
+    kept.reverse()
+    return kept
+
+
+def record_turn(
+    state: dict[str, Any], now: datetime, question: str, answer: str | None, faq_id: str | None
+) -> None:
+    """Remember one FAQ turn (what was asked, what the bot answered) for the transcript."""
+    if answer is not None and len(answer) > HISTORY_ANSWER_CHARS:
+        answer = answer[: HISTORY_ANSWER_CHARS - 1].rstrip() + "…"
+    turn = {"q": question[:HISTORY_CHARS], "a": answer, "faq_id": faq_id, "at": to_iso(now)}
+    turns = current_turns(state.get("faq", []), now)
+    state["faq"] = [*turns, turn][-HISTORY_SIZE:]
 
 
 def load(db: sqlite_utils.Database, event: Event) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry, UniqueUnst
 from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -171,15 +171,19 @@ def fold_subject(name: str, value: str, linesep: str = "\r\n", width: int = 78) 
 
 
 class SubjectHeader(UniqueUnstructuredHeader):
-    """The stdlib Subject header, folded by fold_subject (the reference stays on line one)."""
+    """The stdlib Subject header, folded by fold_subject (the reference stays on line one).
 
-    def fold(self, *, policy: policy.Policy) -> str:  # type: ignore[override]
-        return fold_subject(self.name, str(self), policy.linesep, policy.max_line_length or 78)
+    The registry combines it with BaseHeader (which supplies `name`), as for every header.
+    """
+
+    def fold(self, *, policy: policy.Policy) -> str:
+        name = str(getattr(self, "name", "Subject"))
+        return fold_subject(name, str(self), policy.linesep, policy.max_line_length or 78)
 
 
 def _header_registry() -> _HeaderRegistry:
     registry = _HeaderRegistry()
-    registry.map_to_type("subject", SubjectHeader)
+    registry.map_to_type("subject", cast("type[BaseHeader]", SubjectHeader))
     return registry
 
 
@@ -507,6 +511,11 @@ def country_name(stored: str, lang: str) -> str:
 
     country = find_country(stored)
     return country.label(lang) if country is not None else stored
+
+
+def language_name(code: str, lang: str) -> str:
+    """A language code ('it') by its name in `lang` ('italiano', 'Italian'); else as given."""
+    return _LANGUAGE_NAMES.get(lang, _LANGUAGE_NAMES["en"]).get(code, code)
 
 
 @lru_cache(maxsize=512)

@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.dialogue import countries
 from bot.dialogue.flows import form_questions as questions
 from bot.dialogue.form import FIELDS, FieldError, validate_field
+from bot.dialogue.session import current_turns
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text
 from bot.enquiries import EnquiryError, EnquiryLimitError, count_created_since, submit_enquiry
@@ -226,10 +228,15 @@ def _field_value(turn: Turn, name: str, text: str) -> None:
 # ----------------------------------------------------------------- submission
 
 
-def _history(turn: Turn) -> list[str]:
-    """The questions asked before, without the one being forwarded (it is the question)."""
+def _history(turn: Turn) -> list[dict[str, Any]]:
+    """This conversation's FAQ turns before the enquiry, without the question being forwarded
+    (it is the enquiry's question, unless the bot answered it)."""
     question = turn.draft.get("question", "")[:HISTORY_CHARS].strip()
-    return [item for item in turn.state.get("faq", []) if item.strip() != question]
+    return [
+        {key: item[key] for key in ("q", "a", "faq_id")}
+        for item in current_turns(turn.state.get("faq", []), turn.now)
+        if item["faq_id"] is not None or item["q"].strip() != question
+    ]
 
 
 def _submit(turn: Turn) -> None:

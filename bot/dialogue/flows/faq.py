@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dialogue.form import LIMITS, FieldError, validate_field
-from bot.dialogue.session import HISTORY_SIZE, MATCH_CHARS
+from bot.dialogue.session import MATCH_CHARS, record_turn
 from bot.dialogue.smalltalk import fold, small_talk
 from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn
 
-# How much of each FAQ question the enquiry's faq_history keeps.
-HISTORY_CHARS = 300
 # FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
 # ("Write to the secretariat"); its answer is still found by free text and /start contact.
 MENU_HIDDEN = frozenset({"contact"})
@@ -36,12 +34,16 @@ def show_topics(turn: Turn) -> None:
 def answer_topic(turn: Turn, faq_id: str) -> None:
     """The answer of one topic (a topic button, /start <faq-id>): a side trip."""
     kb = turn.services.kb
+    title = kb.by_id[faq_id].topic.get(turn.lang)
+    text = kb.render(faq_id, turn.lang, turn.now)
     turn.say(
-        kb.render(faq_id, turn.lang, turn.now),
+        text,
         Button("topics", turn.t("btn_topics")),
         Button("contact", turn.t("btn_contact")),
-        title=kb.by_id[faq_id].topic.get(turn.lang),
+        title=title,
     )
+    # A topic chosen from the menu is asked too: the transcript shows it by its label.
+    record_turn(turn.state, turn.now, title or faq_id, text, faq_id)
     turn.side_trip = True
 
 
@@ -80,9 +82,9 @@ def free_text(turn: Turn, text: str) -> None:
     kb = turn.services.kb
     answer = kb.answer(chat.rest[:MATCH_CHARS], lang=turn.lang, now=turn.now)
     turn.faq_log.append((turn.lang, answer.faq_id, float(answer.score)))
-    history = list(turn.state.get("faq", []))
-    history.append(question[:HISTORY_CHARS])
-    turn.state["faq"] = history[-HISTORY_SIZE:]
+    record_turn(
+        turn.state, turn.now, question, answer.text if answer.faq_id else None, answer.faq_id
+    )
     if answer.faq_id is not None:
         turn.state.pop("pending", None)
         turn.say(

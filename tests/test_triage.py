@@ -1,0 +1,302 @@
+"""Secretariat triage (issue 14): subjects, the digest, the transcript, admin-chat texts,
+the grouped reminder and the acknowledgement, through the real SMTP test server."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.channels.telegram_admin import AdminCommands
+from bot.channels.telegram_render import ChannelTexts
+from bot.dialogue.engine import Engine
+from bot.jobs import build_digest
+from bot.mail import compose
+from bot.mail.compose import (
+    acknowledgement_mail,
+    digest_mail,
+    enquiry_mail,
+    grouped_reminder_mail,
+    outbox_row,
+)
+from bot.mail.outbox import deliver_due, insert_outbox
+from bot.settings import Settings
+from bot.storage import dumps, open_database, to_iso
+from tests import dialogue_support
+from tests.smtp_support import T0, Received, SmtpServer, insert_enquiry, make_settings
+
+LONG_ORGANISATION = (
+    "Distretto Tecnologico Regionale per la Meccatronica e le Città Intelligenti della Lombardia"
+)
+QUESTION = "Our members are in two regions, does that count as one cluster for the call?"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Any]:
+    database = open_database(tmp_path / "db.sqlite3")
+    yield database
+    database.close()
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _html(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def _send(
+    db: Any, settings: Settings, messages: list[tuple[EmailMessage, str]]
+) -> list[Received]:
+    """Queue the messages and deliver them to a real SMTP server; what it received."""
+    for message, kind in messages:
+        insert_outbox(db, outbox_row(message, kind, None, T0))
+    async with SmtpServer() as server:
+        live = settings.model_copy(
+            update={"smtp": settings.smtp.model_copy(update={"port": server.port})}
+        )
+        report = await deliver_due(db, live, T0)
+    assert report.sent == len(messages), report.errors
+    return server.handler.received
+
+
+# ---------------------------------------------------------------- subjects
+
+
+async def test_subject_bytes_for_a_long_organisation(tmp_path: Path, db: Any) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    enquiry = insert_enquiry(
+        db, ref="ECCP-0042", question=QUESTION, organisation=LONG_ORGANISATION, country="Italy"
+    )
+    [received] = await _send(db, settings, [(enquiry_mail(settings, enquiry), "enquiry")])
+    head = received.data.split(b"\r\n\r\n", 1)[0]
+    subject = head[head.index(b"Subject:") : head.index(b"\r\nFrom:")]
+    assert subject == (
+        b"Subject: [ECCP-0042] Our members are in two regions, does that\r\n"
+        b" =?utf-8?q?count=E2=80=A6?= (Distretto Tecnologico Regionale per\r\n"
+        b" =?utf-8?q?la=E2=80=A6=2C?= IT)"
+    )
+    assert str(received.message["Subject"]) == (
+        "[ECCP-0042] Our members are in two regions, does that count… "
+        "(Distretto Tecnologico Regionale per la…, IT)"
+    )
+
+
+_LINE = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=200
+).filter(lambda text: text.strip() != "")
+
+
+@given(organisation=_LINE, question=st.text(min_size=1, max_size=600))
+def test_the_reference_always_opens_the_first_subject_line(
+    organisation: str, question: str
+) -> None:
+    settings = make_settings(Path("/nonexistent"))
+    enquiry = {**compose.sample_enquiry(), "organisation": organisation, "question": question}
+    message = enquiry_mail(settings, enquiry)
+    raw = outbox_row(message, "enquiry", 1, T0)["raw"]
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    # The reference is never alone on a "Subject:" line of its own.
+    assert re.match(rb"^Subject: \[ECCP-0001\](?: |\r\n )", head)
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert re.match(r"^\[ECCP-0001\] ", str(parsed["Subject"]))
+    assert str(parsed["Subject"]) == str(message["Subject"])
+
+
+def test_user_text_with_a_line_break_never_reaches_the_subject(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    bad = {**compose.sample_enquiry(), "organisation": "Org\r\nBcc: victim@example.org"}
+    with pytest.raises(compose.ComposeError):
+        enquiry_mail(settings, bad)
+    # A question may span lines: its first words reach the subject on one line.
+    message = enquiry_mail(settings, {**compose.sample_enquiry(), "question": "One\r\nTwo"})
+    assert str(message["Subject"]).startswith("[ECCP-0001] One Two (")
+
+
+# ---------------------------------------------------------------- the digest
+
+
+async def test_digest_lists_overdue_first_with_question_language_and_channel(
+    tmp_path: Path, db: Any
+) -> None:
+    settings = make_settings(
+        tmp_path, secretariat={"language": "en"}, reminders={"first_after": "48h"}
+    )
+    now = T0 + timedelta(days=5)
+    fresh = insert_enquiry(
+        db, now=now - timedelta(hours=3), question="Fresh question about travel costs", lang="en"
+    )
+    old = insert_enquiry(
+        db,
+        now=now - timedelta(days=4),
+        question="Oldest question on regions",
+        channel="console",
+        forwarded_at=to_iso(now - timedelta(days=4)),
+    )
+    older = insert_enquiry(
+        db, now=now - timedelta(days=3), question="Second oldest on partners", lang="en"
+    )
+    insert_enquiry(
+        db,
+        now=now - timedelta(days=2),
+        question="Answered one about the budget",
+        status="answered",
+        answered_at=to_iso(now - timedelta(hours=20)),
+        answered_by="admin:42",
+    )
+    message = digest_mail(settings, build_digest(db, settings, now))
+    [received] = await _send(db, settings, [(message, "digest")])
+    text = _text(received.message)
+    overdue = text.index("OVERDUE (2)")
+    assert overdue < text.index(old["ref"]) < text.index(older["ref"])
+    assert (
+        text.index(older["ref"]) < text.index("Other open enquiries (1)") < text.index(fresh["ref"])
+    )
+    assert "Oldest question on regions" in text and "Fresh question about travel costs" in text
+    assert "Italian · terminal" in text and "English · Telegram" in text
+    assert "waiting for 4 d 0 h" in text
+    answered = text.index("Answered:")
+    assert text.index("Answered one about the budget") > answered
+    assert "answered by Telegram 42 after 1 d 4 h" in text
+    # Not yet forwarded by e-mail: said per enquiry and in total.
+    assert "e-mail still queued" in text and "2 enquiries have not been delivered" in text
+    assert str(received.message["Subject"]).startswith("Enquiry digest for")
+    assert "overdue 2" in str(received.message["Subject"])
+    page = _html(received.message)
+    assert page.index(old["ref"]) < page.index(older["ref"]) < page.index(fresh["ref"])
+
+
+# ---------------------------------------------------------------- the transcript
+
+
+async def test_the_enquiry_mail_shows_this_conversation_both_sides(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    database = dialogue_support.open_db(settings.database_path)
+    clock = dialogue_support.Clock()
+    engine = Engine(database, dialogue_support.load_kb(), settings, clock=clock)
+    chat = dialogue_support.Chat(engine, lang_hint="en", clock=clock)
+    chat.say("When is the deadline?")  # an earlier conversation: stays out
+    clock.advance(hours=5)
+    chat.say("What is the budget?")
+    budget_answer = chat.last[0].text
+    chat.say("14")  # a stale menu number
+    chat.say("mario.rossi@example.org")  # personal data typed outside the form
+    chat.say("Can two regions apply together as one cluster?")
+    chat.press("fwd")
+    chat.say("Mario Rossi")
+    chat.say("mario.rossi@example.org")
+    chat.say("Cluster Lombardia")
+    chat.press("c:IT")
+    chat.press("consent:yes")
+    chat.press("send")
+    [enquiry] = dialogue_support.rows(database, "enquiries")
+    assert enquiry["question"] == "Can two regions apply together as one cluster?"
+    turns = json.loads(enquiry["faq_history"])
+    assert turns[0] == {"q": "What is the budget?", "a": budget_answer, "faq_id": "budget"}
+    assert "When is the deadline?" not in [turn["q"] for turn in turns]
+
+    message = enquiry_mail(settings, enquiry)
+    [received] = await _send(database, settings, [(message, "enquiry")])
+    text = _text(received.message)
+    start = text.index("The conversation with the bot")
+    transcript = text[start : text.index("How to answer")]
+    assert "Applicant: What is the budget?" in transcript
+    assert f"Bot (budget): {budget_answer.splitlines()[0]}" in transcript
+    assert "deadline" not in transcript.lower()
+    assert "14" not in transcript and "@" not in transcript
+    # The forwarded question is the enquiry's question, not repeated as a turn.
+    assert transcript.count("Applicant:") == 1
+    page = _html(received.message)
+    assert "What is the budget?" in page and "When is the deadline?" not in page
+    database.close()
+
+
+def test_old_rows_with_bare_questions_still_show(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    enquiry = {
+        **compose.sample_enquiry(),
+        "faq_history": dumps(["What is the budget?", "3", "Maria Rossi & <Co>"]),
+    }
+    text = _text(enquiry_mail(settings, enquiry))
+    assert "Applicant: What is the budget?" in text
+    assert "Applicant: 3" not in text and "Applicant: Maria" not in text
+
+
+# ---------------------------------------------------------------- admin chat texts
+
+
+@pytest.mark.parametrize(
+    ("lang", "closed", "unknown"),
+    [
+        ("it", "ECCP-0001 è già chiusa", "Non esiste la richiesta ECCP-0999"),
+        ("en", "ECCP-0001 is already closed", "There is no enquiry ECCP-0999"),
+    ],
+)
+def test_admin_errors_speak_the_secretariats_language(
+    tmp_path: Path, db: Any, lang: str, closed: str, unknown: str
+) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": lang})
+    insert_enquiry(db, status="closed", closed_at=to_iso(T0))
+    admin = AdminCommands(db, settings, ChannelTexts.load())
+    [reply] = admin.command("reply", "ECCP-0001 Yes you can", user_id=1, chat_id=-5, now=T0)
+    assert closed in html.unescape(reply.html)
+    [reply] = admin.command("close", "ECCP-0999", user_id=1, chat_id=-5, now=T0)
+    assert unknown in html.unescape(reply.html)
+
+
+# ---------------------------------------------------------------- grouped reminder, acknowledgement
+
+
+async def test_a_grouped_reminder_names_each_reference(tmp_path: Path, db: Any) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "it"})
+    first = insert_enquiry(db, now=T0 - timedelta(days=3), question="Prima domanda sui partner")
+    second = insert_enquiry(db, now=T0 - timedelta(days=2), question="Seconda domanda sul budget")
+    message = grouped_reminder_mail(settings, [(second, 1), (first, 2)], T0, ["<a@example.org>"])
+    [received] = await _send(db, settings, [(message, "reminders")])
+    subject = str(received.message["Subject"])
+    assert subject == "[ECCP] Promemoria: 2 richieste senza risposta: ECCP-0001, ECCP-0002"
+    assert received.message["X-Clusterbot-Refs"] == "ECCP-0001, ECCP-0002"
+    text = _text(received.message)
+    assert "ECCP-0001 – promemoria 2 di 3" in text and "ECCP-0002 – promemoria 1 di 3" in text
+    assert "Prima domanda sui partner" in text and "Seconda domanda sul budget" in text
+    assert received.rcpt_tos == ["segreteria@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "subject", "words"),
+    [
+        ("it", "[ECCP-0001] Abbiamo ricevuto la tua domanda", ("Cosa succede ora", "/status")),
+        ("en", "[ECCP-0001] We have received your question", ("What happens next", "/status")),
+    ],
+)
+async def test_the_acknowledgement_goes_to_the_applicant_in_their_language(
+    tmp_path: Path, db: Any, lang: str, subject: str, words: tuple[str, ...]
+) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "it"})
+    enquiry = insert_enquiry(db, lang=lang, question="Possiamo partecipare?\nGrazie")
+    [received] = await _send(
+        db, settings, [(acknowledgement_mail(settings, enquiry), "acknowledgement")]
+    )
+    assert received.rcpt_tos == ["maria@example.org"]
+    assert str(received.message["Subject"]) == subject
+    assert received.message["Reply-To"] == "segreteria@example.org"
+    assert received.message["Auto-Submitted"] == "auto-generated"
+    text = _text(received.message)
+    assert "ECCP-0001" in text and "Possiamo partecipare?\r\nGrazie" in text
+    for word in words:
+        assert word in text
