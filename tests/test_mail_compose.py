@@ -37,7 +37,7 @@ def _parts(message: object) -> tuple[str, str]:
 @pytest.mark.parametrize(
     ("lang", "words"),
     [
-        ("it", ("Nuova richiesta", "Organizzazione", "Come rispondere", "La conversazione con il bot")),
+        ("it", ("Nuova richiesta", "Organizzazione", "Come rispondere", "La conversazione con")),
         ("en", ("New enquiry", "Organisation", "How to answer", "The conversation with the bot")),
     ],
 )
