@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chat test lint format bench check clean venv
+.PHONY: chat test lint format bench check clean venv mail-screenshots
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	@for b in dialogue outbox telegram; do \
 	  if [ -f bench/$$b.py ]; then $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
+
+# Pictures of the mails in docs/mail/ (needs Debian's chromium: apt-get install -y chromium).
+mail-screenshots: $(STAMP)
+	$(BIN)/python docs/mail/render.py
 
 check: $(STAMP)
 	$(BIN)/clusterbot check $(ARGS)
