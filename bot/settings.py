@@ -101,6 +101,9 @@ class TelegramSettings(_Section):
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_secret: str = ""
+    # Telegram's flood limits; 0 = no limit (a local Bot API server, a paid allowance).
+    max_messages_per_second: float = Field(default=30, ge=0)
+    max_messages_per_chat_per_second: float = Field(default=1, ge=0)
 
     @field_validator("base_url")
     @classmethod

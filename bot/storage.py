@@ -163,6 +163,15 @@ def _initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX faq_log_at ON faq_log (at)")
 
 
+@migrations(name="0002_update_quarantine")
+def _update_quarantine(db: sqlite_utils.Database) -> None:
+    # An update that keeps failing is set aside: kept in the journal, reported, skipped.
+    # `attempts` counts handling runs that began after a restart or ended in an error.
+    db.execute("ALTER TABLE updates ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE updates ADD COLUMN quarantined_at TEXT")
+    db.execute("ALTER TABLE updates ADD COLUMN last_error TEXT")
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)

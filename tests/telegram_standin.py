@@ -400,6 +400,13 @@ class BotApiStandIn:
         self._callbacks: dict[str, bool] = {}
         self._next_callback = 1
         self._faults: dict[str, list[_Fault]] = {}
+        # Methods whose calls wait unanswered (see hold()); calls caught by a hold that ended
+        # with drop=True are never answered or recorded (the bot may be gone by then).
+        self._held: dict[str, int] = {}
+        self._dropped: set[tuple[str, int]] = set()
+        self._hold_generation = 0
+        # Calls waiting in a hold right now, per method.
+        self.waiting: dict[str, int] = {}
         self._poll_generation = 0
         # getUpdates calls begun (recorded requests appear only once they are answered).
         self.polls_started = 0
@@ -559,6 +566,47 @@ class BotApiStandIn:
             self._faults.setdefault(method.lower(), []).append(
                 _Fault(status, retry_after, count, description)
             )
+
+    @contextmanager
+    def hold(self, method: str, *, drop: bool = False) -> Iterator[None]:
+        """Leave every `method` call unanswered while the block runs, like a Telegram that
+        stalls; then answer them normally, or (drop=True) never, as for a killed client."""
+        key = method.lower()
+        with self._cond:
+            self._hold_generation += 1
+            generation = self._hold_generation
+            self._held[key] = generation
+        try:
+            yield
+        finally:
+            with self._cond:
+                if drop:
+                    self._dropped.add((key, generation))
+                self._held.pop(key, None)
+                self._cond.notify_all()
+
+    def wait_held(self, method: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Block until `count` calls of `method` wait in a hold."""
+        self.wait_until(lambda: self.waiting.get(method.lower(), 0) >= count, timeout)
+
+    async def _wait_if_held(self, method: str) -> bool:
+        """In the server: wait while `method` is held; False when the call must be dropped."""
+        key = method.lower()
+        with self._cond:
+            generation = self._held.get(key)
+            if generation is None:
+                return True
+            self.waiting[key] = self.waiting.get(key, 0) + 1
+        try:
+            while not self._stopping.is_set():
+                with self._cond:
+                    if self._held.get(key) != generation:
+                        return (key, generation) not in self._dropped
+                await asyncio.sleep(0.01)
+            return False
+        finally:
+            with self._cond:
+                self.waiting[key] -= 1
 
     def _take_fault(self, method: str) -> _Fault | None:
         faults = self._faults.get(method.lower())
@@ -1078,6 +1126,9 @@ class _AsyncServer:
                     Recorded(url.path.rsplit("/", 1)[-1], {}, 400, answer, time.monotonic())
                 )
             return 400, answer
+        if not await api._wait_if_held(url.path.rsplit("/", 1)[-1]):
+            # Never answered: the client sees the connection close.
+            raise ConnectionResetError("held call dropped")
         if url.path.lower().endswith("/getupdates") and str(params.get("timeout", "0")) != "0":
             # A long poll waits on a condition: keep it off the loop.
             result = await asyncio.get_running_loop().run_in_executor(

@@ -364,7 +364,7 @@ async def test_one_users_flood_does_not_delay_others(tmp_path: Path, api: BotApi
 
 async def test_typing_before_slow_replies(tmp_path: Path, api: BotApiStandIn, monkeypatch):
     """A reply that took long to produce is preceded by the "typing" action."""
-    import bot.channels.telegram as channel
+    import bot.channels.telegram_handling as channel
 
     monkeypatch.setattr(channel, "SLOW_REPLY", timedelta(0))
     settings = make_settings(tmp_path, api)
@@ -459,22 +459,28 @@ async def test_webhook_mode_checks_secret_and_serves_healthz(tmp_path: Path, api
             h.app.db.execute("SELECT count(*) FROM updates WHERE update_id = 1").fetchone()[0] == 0
         )
 
-        # A genuine delivery is journaled before the 200, and handled after it.
-        h.channel._delay = 1.0
-        message = {
-            "message_id": 99,
-            "date": 0,
-            "chat": api.chat(9002),
-            "from": api.user(9002),
-            "text": "/help",
-        }
-        genuine = json.dumps({"update_id": 777, "message": message}).encode()
-        status = await asyncio.to_thread(get, f"{base}/tg/hook", genuine, "s3cret_token-1")
-        assert status == 200
-        row = h.app.db.execute("SELECT handled_at FROM updates WHERE update_id = 777").fetchone()
-        assert row == (None,)
+        # A genuine delivery is journaled before the 200, and handled after it: the chat's
+        # queue is busy sending the reply to an earlier update, which Telegram holds up.
+        def genuine(update_id: int) -> bytes:
+            message = {
+                "message_id": update_id,
+                "date": 0,
+                "chat": api.chat(9002),
+                "from": api.user(9002),
+                "text": "/help",
+            }
+            return json.dumps({"update_id": update_id, "message": message}).encode()
+
+        with api.hold("sendMessage"):
+            first = await asyncio.to_thread(get, f"{base}/tg/hook", genuine(776), "s3cret_token-1")
+            assert first == 200
+            await asyncio.to_thread(api.wait_held, "sendMessage")
+            status = await asyncio.to_thread(get, f"{base}/tg/hook", genuine(777), "s3cret_token-1")
+            assert status == 200
+            row = h.app.db.execute("SELECT handled_at FROM updates WHERE update_id = 777")
+            assert row.fetchone() == (None,)
         await h.handled(777)
-        assert "/faq" in (await h.messages(9002, 1))[0].text
+        assert "/faq" in (await h.messages(9002, 2))[1].text
 
 
 def test_run_without_token_points_to_botfather(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -645,7 +651,7 @@ async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
     tmp_path: Path, api: BotApiStandIn, monkeypatch: pytest.MonkeyPatch
 ):
     """answerCallbackQuery/typing: one retry at most; a 429 on them pauses no chat."""
-    import bot.channels.telegram as channel
+    import bot.channels.telegram_handling as channel
 
     monkeypatch.setattr(channel, "SLOW_REPLY", timedelta(0))
     settings = make_settings(tmp_path, api)
@@ -823,19 +829,23 @@ async def test_a_press_waiting_in_its_queue_is_answered_in_time(
     tmp_path: Path, api: BotApiStandIn, monkeypatch: pytest.MonkeyPatch
 ):
     """A press stuck behind a slow queue is answered before Telegram's window closes."""
-    import bot.channels.telegram as channel
+    import bot.channels.telegram_updates as updates
 
-    monkeypatch.setattr(channel, "EARLY_ANSWER_AFTER", 0.3)
+    monkeypatch.setattr(updates, "EARLY_ANSWER_AFTER", 0.3)
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         welcome = (await h.say(7201, "/start"))[0]
-        h.channel._delay = 2.0
-        update_id, query_id = api.press(welcome, "faq:deadline")
-        await until(lambda: query_id in answered_ids(api), limit=1.5, what="early answer")
-        row = h.app.db.execute("SELECT handled_at FROM updates WHERE update_id = ?", [update_id])
-        assert row.fetchone() in (None, (None,))
+        with api.hold("sendMessage"):
+            # The chat's queue is busy: Telegram holds up the reply to a message.
+            api.push_message(7201, "When is the deadline?")
+            await asyncio.to_thread(api.wait_held, "sendMessage")
+            update_id, query_id = api.press(welcome, "faq:deadline")
+            await until(lambda: query_id in answered_ids(api), what="early answer")
+            row = h.app.db.execute(
+                "SELECT handled_at FROM updates WHERE update_id = ?", [update_id]
+            )
+            assert row.fetchone() in (None, (None,))
         await h.handled(update_id)
-        h.channel._delay = 0.0
     assert answered_ids(api).count(query_id) == 1
 
 

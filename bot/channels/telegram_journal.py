@@ -153,6 +153,19 @@ class GroupCommit:
         return True
 
 
+def quarantine_problems(db: sqlite_utils.Database) -> list[str]:
+    """`clusterbot check`: one line per quarantined Telegram update."""
+    columns = {c.name for c in db["updates"].columns} if db["updates"].exists() else set()
+    if "quarantined_at" not in columns:
+        return []
+    return [
+        f"Telegram update {update_id} failed repeatedly and was set aside on "
+        f"{at:%Y-%m-%d %H:%M} UTC ({error or 'no detail'}); it stays in the journal "
+        "(table `updates`) and the bot skips it"
+        for update_id, at, error in Journal(db).quarantined()
+    ]
+
+
 class Journal:
     """The `updates` journal and the channel's durable outgoing messages."""
 
@@ -176,7 +189,7 @@ class Journal:
         """Journaled updates not handled yet (id, payload, when received), oldest first."""
         cursor = self.db.execute(
             "SELECT update_id, payload, received_at FROM updates WHERE handled_at IS NULL "
-            "ORDER BY update_id"
+            "AND quarantined_at IS NULL ORDER BY update_id"
         )
         return [
             (int(uid), json.loads(payload), from_iso(received))
@@ -200,6 +213,34 @@ class Journal:
             (to_iso(now), update_id),
         )
         return bool(cursor.rowcount)
+
+    def count_attempt(self, update_id: int, error: str | None = None) -> int:
+        """One more handling run of this update began or failed (inside the caller's
+        transaction); returns the count."""
+        row = self.db.conn.execute(
+            "UPDATE updates SET attempts = attempts + 1, "
+            "last_error = coalesce(?, last_error) WHERE update_id = ? RETURNING attempts",
+            (error[:200] if error else None, update_id),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def quarantine(self, update_id: int, now: datetime, error: str) -> bool:
+        """Set a failing update aside, kept but never handled (inside the caller's
+        transaction); False if it was handled or set aside already."""
+        cursor = self.db.conn.execute(
+            "UPDATE updates SET quarantined_at = ?, last_error = ? "
+            "WHERE update_id = ? AND handled_at IS NULL AND quarantined_at IS NULL",
+            (to_iso(now), error[:200], update_id),
+        )
+        return bool(cursor.rowcount)
+
+    def quarantined(self) -> list[tuple[int, datetime, str]]:
+        """Updates set aside: (update_id, when, why), oldest first."""
+        cursor = self.db.execute(
+            "SELECT update_id, quarantined_at, coalesce(last_error, '') FROM updates "
+            "WHERE quarantined_at IS NOT NULL ORDER BY update_id"
+        )
+        return [(int(uid), from_iso(at), str(error)) for uid, at, error in cursor.fetchall()]
 
     def prune(self, now: datetime) -> int:
         """Forget handled updates older than JOURNAL_KEEP (Telegram re-delivers for 24 h)."""

@@ -1,12 +1,15 @@
 """Flood control for outgoing Telegram requests, with retries: nothing is dropped.
 
-PTB's AIORateLimiter limits overall and per group, retries only on 429 (max_retries=0 by
-default) and never on 5xx or timeouts. This limiter keeps Telegram's documented limits
-(about 30 messages/s overall, 1/s sustained per chat with a small burst, 20/min per group),
-waits `retry_after` on 429 for that chat only (one user's flood never delays the others;
-a request without a chat pauses only its own method), and retries 5xx, network errors and
-timeouts with exponential backoff. Cosmetic requests (typing, a button's answer) are retried
-at most once and never wait long, so they cannot hold up the reply that follows them.
+The pace comes from aiolimiter (the leaky bucket PTB's own AIORateLimiter uses) and from
+the settings: `[telegram] max_messages_per_second` overall and
+`max_messages_per_chat_per_second` per private chat (0 switches either off), plus
+Telegram's 20 messages a minute per group. PTB's AIORateLimiter is not used as is: it has
+no per-chat pace for private chats, pauses every chat on one 429 and never retries 5xx or
+timeouts. This limiter waits `retry_after` on 429 for that chat only (one user's flood
+never delays the others; a request without a chat pauses only its own method), and
+retries 5xx, network errors and timeouts with exponential backoff. Cosmetic requests
+(typing, a button's answer) are retried at most once and never wait long, so they cannot
+hold up the reply that follows them.
 """
 
 from __future__ import annotations
@@ -19,16 +22,23 @@ import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.settings import TelegramSettings
+
 log = logging.getLogger(__name__)
 
+# Defaults of the settings (Telegram's documented limits).
 OVERALL_PER_SECOND = 30.0
 CHAT_PER_SECOND = 1.0
-# A private chat may burst a few messages (a split answer) before the 1/s pace applies.
+# A private chat may burst a few messages (a split answer) before its pace applies.
 CHAT_BURST = 8.0
 GROUP_PER_MINUTE = 20.0
+# The overall pace is kept this much under the setting: requests leave in bursts of up to
+# MAX_IN_FLIGHT, so a few milliseconds of jitter must not push a second over the limit.
+OVERALL_MARGIN = 1.03
 MAX_RETRY_AFTER = 10
 MAX_NETWORK_RETRIES = 6
 BACKOFF_FIRST = 0.5
@@ -42,7 +52,7 @@ LIMITED = frozenset(
 COSMETIC = frozenset({"sendChatAction", "answerCallbackQuery"})
 COSMETIC_RETRIES = 1
 COSMETIC_MAX_WAIT = 1.0
-MAX_BUCKETS = 4096
+MAX_LIMITERS = 4096
 # Requests on the wire at once: 4 carry 40 messages/s at a 100 ms round trip, above
 # Telegram's 30/s; more only make httpx's connection pool slower (measured with
 # bench/telegram.py), not the bot faster.
@@ -64,60 +74,34 @@ def _retry_after(seconds: float) -> RetryAfter:
         return RetryAfter(max(1, round(seconds)))
 
 
-class TokenBucket:
-    """`rate` tokens per second, holding at most `capacity`."""
-
-    def __init__(self, rate: float, capacity: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.stamp = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    @property
-    def full(self) -> bool:
-        """True when unused long enough to be forgotten."""
-        self._refill()
-        return self.tokens >= self.capacity
-
-    async def acquire(self) -> None:
-        """Wait for one token."""
-        while True:
-            self._refill()
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-
-
 class FloodControl(BaseRateLimiter[int]):
     """A PTB rate limiter: Telegram's flood limits plus retries on 429, 5xx and timeouts."""
 
     def __init__(
         self,
-        overall_per_second: float | None = None,
-        chat_per_second: float | None = None,
-        group_per_minute: float | None = None,
+        overall_per_second: float = OVERALL_PER_SECOND,
+        chat_per_second: float = CHAT_PER_SECOND,
+        group_per_minute: float = GROUP_PER_MINUTE,
         max_retry_after: int = MAX_RETRY_AFTER,
         max_network_retries: int = MAX_NETWORK_RETRIES,
     ) -> None:
-        # None takes the module constant (read now, so a benchmark may change it); 0 is off.
-        overall = OVERALL_PER_SECOND if overall_per_second is None else overall_per_second
-        per_chat = CHAT_PER_SECOND if chat_per_second is None else chat_per_second
-        per_group = GROUP_PER_MINUTE if group_per_minute is None else group_per_minute
-        self._overall = TokenBucket(overall, overall) if overall else None
-        self._chat_rate = per_chat
-        self._group_rate = per_group / 60 if per_group else None
-        self._group_burst = per_group or 0.0
-        self._buckets: dict[int | str, TokenBucket] = {}
+        # 0 switches a limit off. Overall: one request at a time, evenly spaced (no burst),
+        # so no second ever holds more than the setting.
+        self._overall = (
+            AsyncLimiter(1, OVERALL_MARGIN / overall_per_second) if overall_per_second else None
+        )
+        self._chat_rate = chat_per_second
+        self._group_per_minute = group_per_minute
+        self._limiters: dict[int | str, AsyncLimiter] = {}
         self._paused_until: dict[int | str, float] = {}
         self.max_retry_after = max_retry_after
         self.max_network_retries = max_network_retries
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    @classmethod
+    def from_settings(cls, telegram: TelegramSettings) -> FloodControl:
+        """The limits of `[telegram] max_messages_per_second` and `..._per_chat_per_second`."""
+        return cls(telegram.max_messages_per_second, telegram.max_messages_per_chat_per_second)
 
     async def initialize(self) -> None:
         """Nothing to set up."""
@@ -125,19 +109,24 @@ class FloodControl(BaseRateLimiter[int]):
     async def shutdown(self) -> None:
         """Nothing to release."""
 
-    def _bucket(self, chat: int | str) -> TokenBucket | None:
+    def _chat_limiter(self, chat: int | str) -> AsyncLimiter | None:
+        """The chat's pace: a burst, then the sustained rate (None when switched off)."""
         is_group = isinstance(chat, str) or chat < 0
-        rate = self._group_rate if is_group else self._chat_rate
-        if not rate:
+        if not (self._group_per_minute if is_group else self._chat_rate):
             return None
-        bucket = self._buckets.get(chat)
-        if bucket is None:
-            if len(self._buckets) > MAX_BUCKETS:
-                for key in [k for k, b in self._buckets.items() if b.full]:
-                    del self._buckets[key]
-            bucket = TokenBucket(rate, self._group_burst if is_group else CHAT_BURST)
-            self._buckets[chat] = bucket
-        return bucket
+        limiter = self._limiters.get(chat)
+        if limiter is None:
+            if len(self._limiters) > MAX_LIMITERS:
+                # Forget chats whose bucket has drained: they start afresh anyway.
+                idle = [k for k, lim in self._limiters.items() if lim.has_capacity(lim.max_rate)]
+                for key in idle:
+                    del self._limiters[key]
+            if is_group:
+                limiter = AsyncLimiter(self._group_per_minute, 60)
+            else:
+                limiter = AsyncLimiter(CHAT_BURST, CHAT_BURST / self._chat_rate)
+            self._limiters[chat] = limiter
+        return limiter
 
     def paused_for(self, key: int | str) -> float:
         """Seconds until requests under `key` (a chat, or "method:<name>") may go again."""
@@ -178,9 +167,9 @@ class FloodControl(BaseRateLimiter[int]):
                 raise _retry_after(self.paused_for(key))
             await self._wait_pause(key)
             if limited and chat is not None:
-                bucket = self._bucket(chat)
-                if bucket is not None:
-                    await bucket.acquire()
+                chat_limiter = self._chat_limiter(chat)
+                if chat_limiter is not None:
+                    await chat_limiter.acquire()
                 if self._overall is not None:
                     await self._overall.acquire()
             try:

@@ -60,17 +60,25 @@ def _optional_check(module_name: str, function: str) -> Callable[..., list[str]]
     return check
 
 
-def _check_outbox(settings: Settings) -> list[str]:
+# (module, function) pairs taking the database: what failed for good and needs a person.
+DATABASE_CHECKS = (
+    ("bot.mail.outbox", "failed_problems"),
+    ("bot.channels.telegram_journal", "quarantine_problems"),
+)
+
+
+def _check_database(settings: Settings) -> list[str]:
     if not settings.database_path.exists():
         return []
-    check = _optional_check("bot.mail.outbox", "failed_problems")
-    if check is None:
-        return []
+    checks = [_optional_check(module, function) for module, function in DATABASE_CHECKS]
     from bot.storage import open_database
 
     db = open_database(settings.database_path)
+    problems: list[str] = []
     try:
-        problems = check(db)
+        for check in checks:
+            if check is not None:
+                problems.extend(check(db))
     finally:
         db.close()
     return problems
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check = _optional_check(module_name, function)
         if check is not None:
             problems.extend(check())
-    problems.extend(_check_outbox(settings))
+    problems.extend(_check_database(settings))
     smtp_line = ""
     # Only a valid configuration is worth a login attempt.
     if args.smtp and not problems:

@@ -1,0 +1,364 @@
+"""Receiving Telegram updates: journal first, then run each once in its chat's queue.
+
+1. Every update (long polling or webhook) is journaled in `updates` before its offset is
+   confirmed to Telegram (the next getUpdates call) or before the webhook answers 200.
+2. A per-chat queue runs it: one chat's updates in order, different chats concurrently.
+3. PTB's handlers (applicant or admin) commit its effects, replies and handled mark.
+4. An update that keeps failing is quarantined: kept in the journal, reported in the log,
+   the admin chat and `clusterbot check`, and skipped, so one bad update never stops the
+   bot. "Keeps failing" counts runs that raised past the handlers and runs that began
+   after a restart without finishing (the process died while handling it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+from telegram import Update
+from telegram.error import EndPointNotFound, InvalidToken, RetryAfter, TelegramError
+from telegram.ext import Application
+from telegram.warnings import PTBUserWarning
+
+from bot.channels.telegram_admin import plain
+from bot.channels.telegram_handling import Handling
+from bot.channels.telegram_journal import GroupCommit, Journal
+from bot.channels.telegram_limits import retry_after_seconds
+from bot.channels.telegram_notifications import TelegramNotifications
+from bot.channels.telegram_queues import ChatQueues
+from bot.channels.telegram_render import ChannelTexts
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ("message", "callback_query")
+# Long-poll length; the HTTP read timeout is a little longer.
+POLL_TIMEOUT = 25
+POLL_READ_MARGIN = 10
+POLL_BACKOFF_MAX = 5.0
+# Telegram refuses answers to button presses older than about 15 seconds: a press still
+# waiting in its chat's queue (behind a 429, say) this long after it arrived is answered
+# at once, without a notice, so the button stops spinning.
+EARLY_ANSWER_AFTER = 10.0
+# Runs of one update that may fail (or die with the process) before it is set aside.
+MAX_ATTEMPTS = 3
+# Pause before running a failed update again (times its attempts so far).
+RETRY_PAUSE = 0.5
+
+
+def update_key(payload: dict[str, Any]) -> object:
+    """The chat an update belongs to (its ordering key)."""
+    for kind in ("message", "edited_message", "channel_post"):
+        message = payload.get(kind)
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            return message["chat"].get("id")
+    query = payload.get("callback_query")
+    if isinstance(query, dict):
+        message = query.get("message")
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            return message["chat"].get("id")
+        if isinstance(query.get("from"), dict):
+            return query["from"].get("id")
+    return "other"
+
+
+def callback_query_id(payload: dict[str, Any]) -> str | None:
+    """The id of an update's callback query (a button press), if it is one."""
+    query = payload.get("callback_query")
+    if isinstance(query, dict) and isinstance(query.get("id"), str):
+        return str(query["id"])
+    return None
+
+
+def _hashable(key: object) -> object:
+    # A chat id from a malformed update may be a list or a dict: still one queue per value.
+    try:
+        hash(key)
+    except TypeError:
+        return json.dumps(key, sort_keys=True, default=str)
+    return key
+
+
+class UpdateIntake:
+    """The journal, the per-chat queues and long polling; the webhook calls `accept`."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        settings: Settings,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        *,
+        texts: ChannelTexts,
+        journal: Journal,
+        group: GroupCommit,
+        queues: ChatQueues,
+        handling: Handling,
+        notifications: TelegramNotifications,
+        clock: Callable[[], datetime],
+        stop: asyncio.Event,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.application = application
+        self.texts = texts
+        self.journal = journal
+        self.group = group
+        self.queues = queues
+        self.handling = handling
+        self.notifications = notifications
+        self.clock = clock
+        self._stop = stop
+        self._queued: set[int] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        # getUpdates is fetched as JSON (journaled verbatim, parsed once, later) through
+        # Bot.do_api_request, which suggests Bot.get_updates for it: that one would parse
+        # every update at once, and a single malformed one would stop polling for good.
+        warnings.filterwarnings(
+            "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
+        )
+
+    # -- accepting ----------------------------------------------------------------------------
+
+    def accept(self, payloads: Sequence[dict[str, Any]]) -> None:
+        """Journal fetched updates (committed before return), then queue the unhandled ones."""
+        if not payloads:
+            return
+        now = self.clock()
+        ids = [int(p["update_id"]) for p in payloads]
+        rows = [
+            (uid, json.dumps(p, ensure_ascii=False)) for uid, p in zip(ids, payloads, strict=True)
+        ]
+        self.group.add(lambda: self.journal.record(rows, now))
+        # On disk now, before the caller confirms the offset or answers the webhook. If the
+        # COMMIT fails, raise: the webhook answers 500 (Telegram sends it again) and polling
+        # does not confirm the offset.
+        if not self.group.flush():
+            raise RuntimeError("could not journal the updates")
+        marks = ",".join("?" * len(ids))
+        unhandled = {
+            row[0]
+            for row in self.db.execute(
+                "SELECT update_id FROM updates WHERE handled_at IS NULL "
+                f"AND quarantined_at IS NULL AND update_id IN ({marks})",
+                ids,
+            ).fetchall()
+        }
+        arrived = time.time()
+        for uid, payload in zip(ids, payloads, strict=True):
+            if uid in unhandled:
+                self._queue(uid, payload, arrived, replayed=False)
+                continue
+            query_id = callback_query_id(payload)
+            if query_id is not None and uid not in self.handling.answered:
+                # Handled before (a re-delivery): its answer may never have gone out.
+                self.spawn(self.handling.answer(uid, query_id, None))
+
+    def replay(self) -> int:
+        """Queue journaled updates that a previous run fetched but did not handle."""
+        pending = self.journal.unhandled()
+        for update_id, payload, received_at in pending:
+            self._queue(update_id, payload, received_at.timestamp(), replayed=True)
+        if pending:
+            log.info("replaying %d journaled updates", len(pending))
+        return len(pending)
+
+    def unhandled_count(self) -> int:
+        """Journaled updates waiting to be handled (quarantined ones not included)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM updates WHERE handled_at IS NULL AND quarantined_at IS NULL"
+        ).fetchone()
+        return int(row[0])
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a cosmetic side task (cancelled by close())."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Cancel the side tasks."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _queue(self, update_id: int, payload: Any, arrived: float, *, replayed: bool) -> None:
+        if update_id in self._queued:
+            return
+        self._queued.add(update_id)
+        if not isinstance(payload, dict):
+            payload = {}
+        self.queues.submit(
+            _hashable(update_key(payload)),
+            lambda: self._run(update_id, payload, replayed=replayed),
+        )
+        query_id = callback_query_id(payload)
+        if query_id is not None:
+            delay = max(0.0, arrived + EARLY_ANSWER_AFTER - time.time())
+            asyncio.get_running_loop().call_later(
+                delay, self._answer_if_waiting, update_id, query_id
+            )
+
+    def _answer_if_waiting(self, update_id: int, query_id: str) -> None:
+        waiting = update_id in self._queued and update_id not in self.handling.answered
+        if waiting and not self._stop.is_set():
+            self.spawn(self.handling.answer(update_id, query_id, None))
+
+    # -- handling -----------------------------------------------------------------------------
+
+    async def _run(self, update_id: int, payload: dict[str, Any], *, replayed: bool) -> None:
+        """Handle one update; a run that raises is repeated, then the update set aside."""
+        query_id = callback_query_id(payload)
+        try:
+            while True:
+                if replayed:
+                    # Counted on disk before handling: a run that takes the process down
+                    # with it is counted all the same.
+                    attempts = await self.group.run(
+                        lambda: self.journal.count_attempt(update_id), savepoint=False
+                    )
+                    if attempts > MAX_ATTEMPTS:
+                        await self._quarantine(update_id, "the bot stopped while handling it")
+                        return
+                try:
+                    await self._process(update_id, payload)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__} while handling it"
+                    log.error("update %d could not be handled: %s", update_id, error)
+                    attempts = await self.group.run(
+                        functools.partial(self.journal.count_attempt, update_id, error),
+                        savepoint=False,
+                    )
+                    if attempts >= MAX_ATTEMPTS:
+                        await self._quarantine(update_id, error)
+                        return
+                replayed = False
+                await asyncio.sleep(RETRY_PAUSE * attempts)
+        finally:
+            self._queued.discard(update_id)
+            self.handling.forget(update_id)
+            if query_id is not None and update_id not in self.handling.answered:
+                # Every button press is answered once, whatever happened above (a handled
+                # re-delivery, a failure, a shutdown): without it the button keeps spinning.
+                self.spawn(self.handling.answer(update_id, query_id, None))
+
+    async def _process(self, update_id: int, payload: dict[str, Any]) -> None:
+        handling = self.handling
+        # "Slow" counts from here: time spent waiting in a busy queue is not the reply's.
+        handling.started[update_id] = time.monotonic()
+        update: Update | None = None
+        try:
+            update = Update.de_json(payload, self.application.bot)
+            await self.application.process_update(update)
+        except Exception as exc:
+            log.error("update could not be processed: %s", type(exc).__name__)
+            handling.failed.add(update_id)
+        if update_id in handling.settled:
+            return
+        # No handler, or a failing one: handled once all the same, never retried forever
+        # (the error handler has logged it). A failure gets an apology.
+        now = self.clock()
+        failed = update_id in handling.failed
+        chat = update.effective_chat if update is not None else None
+        chat_id = chat.id if chat is not None else 0
+        apology = handling.apology(update, chat_id) if failed and update else []
+
+        def mark() -> int | None:
+            if not self.journal.mark_handled(update_id, now) or not apology:
+                return None
+            return self.journal.add_replies(chat_id, apology, now)
+
+        reply_id = await self.group.run(mark, savepoint=True)
+        query_id = callback_query_id(payload)
+        if query_id is not None:
+            await handling.answer(update_id, query_id, None)
+        if reply_id is not None:
+            await self.notifications.deliver_reply(reply_id, apology)
+
+    async def _quarantine(self, update_id: int, error: str) -> None:
+        """Set the update aside and tell the log and the secretariat (no message content)."""
+        now = self.clock()
+        admin_chat = self.settings.telegram.admin_chat_id
+        report = self.texts.get(
+            self.settings.secretariat.language, "update_quarantined", update_id=update_id
+        )
+
+        def set_aside() -> bool:
+            if not self.journal.quarantine(update_id, now, error):
+                return False
+            if admin_chat:
+                self.journal.add_replies(admin_chat, plain(admin_chat, report), now)
+            return True
+
+        if await self.group.run(set_aside):
+            log.error(
+                "update %d set aside after repeated failures (%s); it stays in the journal, "
+                "`clusterbot check` lists it",
+                update_id,
+                error,
+            )
+            self.notifications.kick()
+
+    # -- long polling -------------------------------------------------------------------------
+
+    async def poll(self) -> None:
+        """Long polling: fetch, journal, then confirm (by asking for the next offset)."""
+        offset: int | None = None
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                updates = await self._fetch(offset)
+            except asyncio.CancelledError:
+                raise
+            except (InvalidToken, EndPointNotFound):
+                # After getMe succeeded a refused token shows as "endpoint not found".
+                log.error("Telegram refused the bot token; stopping")
+                self._stop.set()
+                raise
+            except TelegramError as exc:
+                failures += 1
+                delay = min(POLL_BACKOFF_MAX, 0.5 * 2**failures)
+                if isinstance(exc, RetryAfter):
+                    delay = retry_after_seconds(exc)
+                log.warning("getUpdates failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                continue
+            failures = 0
+            if not updates:
+                continue
+            try:
+                self.accept(updates)
+            except Exception as exc:
+                # Not journaled: do not confirm the offset; Telegram sends them again.
+                log.error("journaling updates failed (%s); fetching them again", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), POLL_BACKOFF_MAX)
+                continue
+            offset = int(updates[-1]["update_id"]) + 1
+
+    async def _fetch(self, offset: int | None) -> list[dict[str, Any]]:
+        """getUpdates as Telegram's JSON: journaled verbatim, parsed once, later."""
+        data: dict[str, Any] = {
+            "timeout": POLL_TIMEOUT,
+            "allowed_updates": list(ALLOWED_UPDATES),
+        }
+        if offset is not None:
+            data["offset"] = offset
+        result = await self.application.bot.do_api_request(
+            "getUpdates", api_kwargs=data, read_timeout=POLL_TIMEOUT + POLL_READ_MARGIN
+        )
+        if not isinstance(result, list):
+            return []
+        return [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
