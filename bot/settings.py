@@ -217,8 +217,44 @@ class FaqSettings(_Section):
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
+# A privacy value starting with this (as in the example settings file) is not set yet.
+PLACEHOLDER_MARK = "CHANGE ME"
+
+
+def _privacy_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be one line")
+    if len(value) > 300:
+        raise ValueError(f"must be at most 300 characters, got {len(value)}")
+    return value.strip()
+
+
+PrivacyLine = Annotated[str, AfterValidator(_privacy_line)]
+
+
 class PrivacySettings(_Section):
     retention: PositiveDuration = timedelta(days=365)
+    # GDPR art. 13: who is responsible for the data and how to reach them, the data
+    # protection officer (if any), and the authority applicants may complain to.
+    controller: PrivacyLine = ""
+    contact: PrivacyLine = ""
+    dpo: PrivacyLine = ""
+    supervisory_authority: PrivacyLine = ""
+
+    def value(self, key: str) -> str:
+        """A notice value, or '' while it is unset or still a placeholder."""
+        value = str(getattr(self, key))
+        return "" if value.upper().startswith(PLACEHOLDER_MARK) else value
+
+    def placeholders(self) -> list[str]:
+        """The keys the privacy notice needs that are still unset or placeholders."""
+        required = ("controller", "contact")
+        return [
+            key
+            for key in ("controller", "contact", "dpo", "supervisory_authority")
+            if (key in required and not self.value(key))
+            or str(getattr(self, key)).upper().startswith(PLACEHOLDER_MARK)
+        ]
 
 
 class Settings(_Section):

@@ -483,9 +483,12 @@ def test_country_more_and_other_buttons(env: Env) -> None:
     for value in ("Maria Rossi", "maria@example.org", "Cluster"):
         chat.say(value)
     chat.press("c:OTHER")
+    # "Outside the list" asks which country: "Other" never reaches the secretariat.
+    assert "type its name" in chat.text and chat.button_ids() == []
+    chat.say("Norvegia")
     chat.say("Is a cluster from Norway eligible?")
     chat.press("consent:yes")
-    assert "Country: Other" in chat.text
+    assert "Country: Norway" in chat.text
 
 
 def test_edit_a_field_from_the_summary(env: Env) -> None:
@@ -549,6 +552,10 @@ def test_declining_consent_stores_nothing(env: Env) -> None:
         chat.say(value)
     chat.say("Can we apply with two partners only?")
     chat.press("consent:no")
+    # Declining offers the way back to the summary before anything is thrown away.
+    assert "nothing has been sent" in chat.text
+    assert chat.button_ids() == ["declined:back", "declined:discard"]
+    chat.press("declined:discard")
     assert "nothing was stored" in chat.text
     assert rows(env.db, "enquiries") == [] and rows(env.db, "outbox") == []
     assert "maria" not in json.dumps(_session(env)).lower()
@@ -746,7 +753,8 @@ def test_forget_mid_form_then_yes_erases_the_draft(env: Env) -> None:
     chat.cmd("forget")
     chat.press("forget:yes")
     assert "erased" in chat.text
-    assert rows(env.db, "sessions") == []
+    # Only the conversation's language survives /forget.
+    assert [json.loads(row["state"]) for row in rows(env.db, "sessions")] == [{"last": "en"}]
     chat.say("maria@example.org")
     assert "Maria" not in json.dumps(_session(env))
 
@@ -778,7 +786,8 @@ def test_forget_asks_then_erases_everything(env: Env) -> None:
     )
     for secret in ("Maria", "maria@example.org", "Lombardia", "consortium", "deadline"):
         assert secret not in stored
-    assert rows(env.db, "sessions") == []
+    (kept,) = [json.loads(row["state"]) for row in rows(env.db, "sessions")]
+    assert kept == {"seen": "en", "last": "en"}
     assert [a["event"] for a in rows(env.db, "audit")] == ["created", "closed", "erased", "erased"]
     (enquiry,) = rows(env.db, "enquiries")
     assert enquiry["status"] == "closed" and enquiry["closed_by"] == "applicant"

@@ -91,6 +91,22 @@ def _check_smtp(settings: Settings) -> tuple[list[str], str]:
     return problems, describe_smtp(settings, problems)
 
 
+PRIVACY_HELP = {
+    "controller": "the organisation responsible for the data (name and address)",
+    "contact": "how applicants reach the controller about their data (e-mail or address)",
+    "dpo": "the data protection officer's contact, or empty if there is none",
+    "supervisory_authority": "the authority applicants may complain to (in Italy, the Garante)",
+}
+
+
+def privacy_warnings(settings: Settings) -> list[str]:
+    """Privacy-notice keys still unset or placeholders: the notice falls back to generic text."""
+    return [
+        f"[privacy] {key} is not set: {PRIVACY_HELP[key]} (GDPR art. 13 privacy notice)"
+        for key in settings.privacy.placeholders()
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every check and print each problem on its own line."""
     problems: list[str] = []
@@ -112,11 +128,19 @@ def run(args: argparse.Namespace) -> int:
         problems.extend(smtp_problems)
     if smtp_line:
         print(smtp_line)
+    # Placeholders do not stop the bot (the notice falls back to the secretariat), so they
+    # are warnings: shown on every check until the operator fills them in.
+    warnings = privacy_warnings(settings)
+    for warning in warnings:
+        print(f"clusterbot: warning: {warning}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(f"clusterbot: error: {problem}", file=sys.stderr)
         noun = "problem" if len(problems) == 1 else "problems"
         print(f"{len(problems)} {noun} found.", file=sys.stderr)
         return 1
-    print(f"OK: settings ({settings.source}), knowledge base, templates.")
+    noted = (
+        f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''} above)" if warnings else ""
+    )
+    print(f"OK: settings ({settings.source}), knowledge base, templates.{noted}")
     return 0

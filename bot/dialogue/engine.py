@@ -112,7 +112,11 @@ class Engine:
                     "INSERT INTO faq_log (at, lang, faq_id, score) VALUES (?, ?, ?, ?)",
                     (to_iso(now), faq_lang, faq_id, score),
                 )
-            if not turn.erased:
+            if turn.erased:
+                # Everything the user wrote is gone; the next reply keeps their language.
+                state = session.language_only(turn.state, turn.lang)
+                session.save(self.db, event, state, turn.lang, now)
+            else:
                 turn.state["last"] = turn.lang
                 session.save(self.db, event, turn.state, turn.lang, now)
         return turn.replies, turn.committed, turn.lang

@@ -98,6 +98,12 @@ def record_turn(
     state["faq"] = [*turns, turn][-HISTORY_SIZE:]
 
 
+def language_only(state: dict[str, Any], lang: str) -> dict[str, Any]:
+    """What survives /forget: the conversation's language, nothing the user wrote."""
+    kept = {key: state[key] for key in ("chosen", "seen") if state.get(key) in LANGUAGES}
+    return {**kept, "last": lang}
+
+
 def load(db: sqlite_utils.Database, event: Event) -> dict[str, Any]:
     """The user's session state, cleaned; empty for a new user or an unreadable row."""
     row = db.conn.execute(

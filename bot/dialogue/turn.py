@@ -17,11 +17,13 @@ from bot.settings import Settings
 
 EventKind = Literal["text", "button", "command"]
 # The steps a session can be at: the form's own, and the /forget question.
-FORM_STEPS = frozenset({*FIELDS, "consent", "confirm", "edit"})
+FORM_STEPS = frozenset({*FIELDS, "country_other", "consent", "declined", "confirm", "edit"})
 FORGET_STEP = "forget"
 STEPS = FORM_STEPS | {FORGET_STEP}
 MAX_BUTTON_ID_BYTES = 40
 
+# A bare option number ("14", "3.", "2)"): what a user types for an entry of a menu.
+_OPTION_NUMBER = re.compile(r"^#?(\d{1,4})[.)]?$")
 _COMMAND_TEXT = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 
 YES = frozenset(
@@ -133,3 +135,11 @@ def typed_command(text: str) -> tuple[str, str] | None:
 def folded_text(event: Event) -> str:
     """The typed text as compared with words and labels (its first 200 characters, folded)."""
     return fold(event.text[:200])
+
+
+def typed_number(event: Event) -> int | None:
+    """The option number the user typed as their whole message, else None."""
+    if event.kind != "text":
+        return None
+    match = _OPTION_NUMBER.match(event.text.strip())
+    return int(match.group(1)) if match else None

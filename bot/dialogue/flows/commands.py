@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from bot.dialogue.flows import enquiry, faq, privacy
 from bot.dialogue.session import normalize_lang
 from bot.dialogue.smalltalk import fold
+from bot.dialogue.standing import call_standing, call_title
 from bot.dialogue.texts import LANGUAGES
 from bot.dialogue.turn import FORGET_STEP, FORM_STEPS, Button, Turn
 from bot.enquiries import user_enquiries
@@ -57,7 +58,8 @@ def run(turn: Turn, name: str, args: str) -> None:
 
 
 def start(turn: Turn, args: str) -> None:
-    """/start: the welcome and the topics; `/start contact` and `/start <faq-id>` go on."""
+    """/start: where the call stands, what the bot does, the topics; `/start contact` and
+    `/start <faq-id>` go straight on."""
     arg = args.split()[0].lower() if args.split() else ""
     if arg == "contact":
         enquiry.open_form(turn)
@@ -69,7 +71,12 @@ def start(turn: Turn, args: str) -> None:
         turn.say(turn.t("welcome_back"))
         enquiry.prompt(turn)
         return
-    welcome = turn.t("welcome", call_id=turn.services.kb.call.id)
+    welcome = turn.t(
+        "welcome",
+        call_id=turn.services.kb.call.id,
+        title=call_title(turn),
+        standing=call_standing(turn),
+    )
     turn.say(welcome + "\n\n" + turn.t("menu_hint"), *faq.topic_buttons(turn))
 
 
@@ -138,5 +145,4 @@ def cancel(turn: Turn) -> None:
     elif step is None:
         turn.say(turn.t("cancel_nothing"))
     else:
-        turn.clear_form()
-        turn.say(turn.t("cancel_done"))
+        enquiry.cancel_form(turn)

@@ -1,33 +1,28 @@
 """The enquiry form: its steps declared once, one handler for buttons and typed answers alike.
 
 A step is data (`STEPS`, at the end): the question it asks (`form_questions`), the draft field
-a typed answer fills (validated by `bot.dialogue.form`), what choosing one of its menu options
-does, and the typed words that choose an option. `press()` (a button) and `typed()` (a line of
-text) both become one of the step's choices, else the field's value, else a nudge: the state
-machine exists once.
+a typed answer fills and its rule (`bot.dialogue.form`), the values that lead to a more precise
+step, what choosing one of its menu options does, and the typed words that choose an option.
+`press()` (a button) and `typed()` (a line of text) both become one of the step's choices, else
+the field's value, else a nudge: the state machine exists once. `submission` sends the form.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as default
 from datetime import timedelta
-from typing import Any
 
 from bot.dialogue import countries
 from bot.dialogue.flows import form_questions as questions
-from bot.dialogue.form import FIELDS, FieldError, validate_field
-from bot.dialogue.session import current_turns
+from bot.dialogue.flows import submission
+from bot.dialogue.form import FIELDS, FieldError, validate_country, validate_field
 from bot.dialogue.smalltalk import fold
-from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text
-from bot.enquiries import EnquiryError, EnquiryLimitError, count_created_since, submit_enquiry
-
-log = logging.getLogger(__name__)
+from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text, typed_number
+from bot.enquiries import count_created_since
 
 ENQUIRY_WINDOW = timedelta(days=1)
-# How much of each earlier question the enquiry's faq_history compares with the question.
-HISTORY_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -37,8 +32,12 @@ class Step:
     name: str
     # The question: text, its menu and title, in the turn's language.
     ask: Callable[[Turn], Reply]
-    # The draft field a typed answer fills, validated; None for a step answered by its menu.
+    # The draft field a typed answer fills; None for a step answered by its menu only.
     field: str | None = None
+    # The field's rule (raises FieldError); default: `validate_field(field, text)`.
+    validate: Callable[[str], str] | None = None
+    # Values that are not an answer yet but lead to a more precise step ("Other" -> which?).
+    follow_up: Mapping[str, str] = default(default_factory=dict)
     # What choosing a menu option (a button id) does; False if the step offers no such option.
     choose: Callable[[Turn, str], bool] | None = None
     # Typed words (folded) that choose a menu option, besides the options' own labels.
@@ -135,17 +134,34 @@ def press(turn: Turn, button_id: str) -> bool:
 
 
 def typed(turn: Turn) -> None:
-    """A typed line at a form step: a menu choice by its words, else the field's value."""
+    """A typed line at a form step: a menu choice by its words, else the field's value.
+
+    A bare number is a menu choice only where the step shows a menu; elsewhere it is a menu
+    number typed by mistake (from an earlier list), not a name or a question.
+    """
     step = STEPS[turn.step or ""]
+    number = typed_number(turn.event)
+    if number is not None:
+        _numbered_choice(turn, step, number)
+        return
     choice = _typed_choice(turn, step, folded_text(turn.event))
     if choice is not None and step.choose is not None and step.choose(turn, choice):
         return
     if step.field is not None:
-        _field_value(turn, step.field, turn.event.text)
+        _field_value(turn, step, turn.event.text)
     elif step.unclear is not None:
         step.unclear(turn)
     else:
         prompt(turn)
+
+
+def _numbered_choice(turn: Turn, step: Step, number: int) -> None:
+    menu = step.ask(turn).buttons if step.choose is not None else ()
+    choose = step.choose
+    if choose is not None and 1 <= number <= len(menu) and choose(turn, menu[number - 1].id):
+        return
+    turn.say(turn.t("no_option_menu", n=number) if menu else turn.t("no_option_field"))
+    prompt(turn)
 
 
 def _typed_choice(turn: Turn, step: Step, folded: str) -> str | None:
@@ -167,16 +183,17 @@ def _choose_country(turn: Turn, choice: str) -> bool:
         turn.say(turn.t("stale_button"))
         prompt(turn)
         return True
-    _field_value(turn, "country", country.stored)
+    _field_value(turn, STEPS["country"], country.stored)
     return True
 
 
 def _choose_consent(turn: Turn, choice: str) -> bool:
     if choice == "consent:no":
-        # Declining stores nothing: the draft leaves the session too.
-        turn.clear_form()
-        turn.state.pop("pending", None)
-        turn.say(turn.t("declined"))
+        # Nothing is sent without consent; the user may still go back to the summary (and
+        # consent after all) or discard the form.
+        turn.state.pop("consent", None)
+        turn.state["step"] = "declined"
+        prompt(turn)
     elif choice == "consent:yes":
         turn.state["consent"] = True
         next_step(turn)
@@ -185,9 +202,35 @@ def _choose_consent(turn: Turn, choice: str) -> bool:
     return True
 
 
+def _choose_declined(turn: Turn, choice: str) -> bool:
+    if choice == "declined:back":
+        turn.state["step"] = "confirm"
+        prompt(turn)
+    elif choice == "declined:discard":
+        # Discarding stores nothing: the draft leaves the session too.
+        cancel_form(turn, "declined")
+    else:
+        return False
+    return True
+
+
+def cancel_form(turn: Turn, text_key: str = "cancel_done") -> None:
+    """Drop the form and everything typed into it; nothing was sent."""
+    turn.clear_form()
+    turn.state.pop("pending", None)
+    turn.say(turn.t(text_key))
+
+
 def _choose_confirm(turn: Turn, choice: str) -> bool:
-    if choice == "send":
-        _submit(turn)
+    if choice == "send" and not turn.state.get("consent"):
+        # Back at the summary after declining: sending needs consent first.
+        turn.state["step"] = "consent"
+        prompt(turn)
+    elif choice == "send":
+        if not submission.submit(turn):
+            next_step(turn)
+    elif choice == "cancel":
+        cancel_form(turn)
     elif choice == "edit":
         turn.state["step"] = "edit"
         prompt(turn)
@@ -209,11 +252,19 @@ def _choose_edit(turn: Turn, choice: str) -> bool:
     return True
 
 
-def _field_value(turn: Turn, name: str, text: str) -> None:
+def _field_value(turn: Turn, step: Step, text: str) -> None:
+    name = step.field
+    assert name is not None
     try:
-        value = validate_field(name, text)
+        value = step.validate(text) if step.validate else validate_field(name, text)
     except FieldError as exc:
         turn.say(turn.t(f"err_{exc.code}", **exc.params))
+        prompt(turn)
+        return
+    more = step.follow_up.get(value)
+    if more is not None:
+        # Not an answer yet: ask the more precise question, keeping where to go back to.
+        turn.state["step"] = more
         prompt(turn)
         return
     turn.draft[name] = value
@@ -225,56 +276,17 @@ def _field_value(turn: Turn, name: str, text: str) -> None:
     next_step(turn)
 
 
-# ----------------------------------------------------------------- submission
-
-
-def _history(turn: Turn) -> list[dict[str, Any]]:
-    """This conversation's FAQ turns before the enquiry, without the question being forwarded
-    (it is the enquiry's question, unless the bot answered it)."""
-    question = turn.draft.get("question", "")[:HISTORY_CHARS].strip()
-    return [
-        {key: item[key] for key in ("q", "a", "faq_id")}
-        for item in current_turns(turn.state.get("faq", []), turn.now)
-        if item["faq_id"] is not None or item["q"].strip() != question
-    ]
-
-
-def _submit(turn: Turn) -> None:
-    event = turn.event
-    services = turn.services
+def validate_country_name(raw: str) -> str:
+    """A country outside the list, by name: any country but 'Other' again."""
     try:
-        row = submit_enquiry(
-            services.db,
-            services.settings,
-            turn.draft,
-            channel=event.channel,
-            user_id=event.user_id,
-            chat_id=event.chat_id or event.user_id,
-            username=event.username,
-            lang=turn.lang,
-            faq_history=_history(turn),
-            now=turn.now,
-        )
-    except EnquiryLimitError:
-        turn.clear_form()
-        turn.say(turn.t("daily_limit", limit=services.settings.enquiries.max_per_day))
-        return
-    except EnquiryError:
-        # Only a damaged draft gets here: drop what is invalid and ask for it again.
-        draft = turn.draft
-        for name in FIELDS:
-            try:
-                validate_field(name, draft.get(name, ""))
-            except FieldError:
-                draft.pop(name, None)
-        next_step(turn)
-        return
-    turn.clear_form()
-    turn.state.pop("faq", None)
-    turn.state.pop("pending", None)
-    turn.committed = True
-    log.info("enquiry submitted: ref=%s channel=%s", row["ref"], event.channel)
-    turn.say(turn.t("submitted", ref=row["ref"], email=row["email"], channel=event.channel))
+        country = validate_country(raw)
+    except FieldError as exc:
+        if exc.code == "country_unknown":
+            raise FieldError("country_name_unknown") from None
+        raise
+    if country.code == countries.OTHER_CODE:
+        raise FieldError("country_name_unknown")
+    return country.stored
 
 
 # The form, in order: the fields, consent to the privacy notice, the summary (and its editor).
@@ -284,7 +296,19 @@ STEPS: Mapping[str, Step] = {
         Step("name", questions.ask_field("name"), field="name"),
         Step("email", questions.ask_field("email"), field="email"),
         Step("organisation", questions.ask_field("organisation"), field="organisation"),
-        Step("country", questions.ask_country, field="country", choose=_choose_country),
+        Step(
+            "country",
+            questions.ask_country,
+            field="country",
+            choose=_choose_country,
+            follow_up={countries.OTHER.stored: "country_other"},
+        ),
+        Step(
+            "country_other",
+            questions.ask_country_name,
+            field="country",
+            validate=validate_country_name,
+        ),
         Step("question", questions.ask_field("question"), field="question"),
         Step(
             "consent",
@@ -292,6 +316,12 @@ STEPS: Mapping[str, Step] = {
             choose=_choose_consent,
             words=questions.consent_words,
             unclear=questions.consent_nudge,
+        ),
+        Step(
+            "declined",
+            questions.ask_declined,
+            choose=_choose_declined,
+            words=questions.declined_words,
         ),
         Step(
             "confirm", questions.ask_confirm, choose=_choose_confirm, words=questions.confirm_words

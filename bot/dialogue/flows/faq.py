@@ -7,7 +7,7 @@ from typing import Any
 from bot.dialogue.form import LIMITS, FieldError, validate_field
 from bot.dialogue.session import MATCH_CHARS, record_turn
 from bot.dialogue.smalltalk import fold, small_talk
-from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn
+from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn, typed_number
 
 # FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
 # ("Write to the secretariat"); its answer is still found by free text and /start contact.
@@ -65,6 +65,11 @@ def free_text(turn: Turn, text: str) -> None:
     topics = Button("topics", turn.t("btn_topics"))
     if not fold(question[:200]):
         turn.say(turn.t("empty"), topics)
+        return
+    number = typed_number(turn.event)
+    if number is not None:
+        # A menu number from an earlier message: not a question to look up or to forward.
+        turn.say(turn.t("no_option", n=number), *topic_buttons(turn))
         return
     chat = small_talk(question)
     if chat.kind is not None:

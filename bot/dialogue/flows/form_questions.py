@@ -17,6 +17,8 @@ from bot.dialogue.turn import NO, YES, Button, Reply, Turn
 SEND_WORDS = frozenset({"send", "invia", "confirm", "conferma", "yes", "si", "ok"})
 EDIT_WORDS = frozenset({"edit", "modifica", "change", "change something", "cambia"})
 BACK_WORDS = frozenset({"back", "indietro"})
+SUMMARY_WORDS = frozenset({"back", "indietro", "summary", "riepilogo", "torna", "go back"})
+DISCARD_WORDS = frozenset({"discard", "scarta", "scartala", "elimina", "delete"})
 
 
 def no_words(turn: Turn) -> Mapping[str, str]:
@@ -45,6 +47,28 @@ def country_menu(turn: Turn, everything: bool = False) -> list[Button]:
 def ask_country(turn: Turn) -> Reply:
     """Which country, with the short menu."""
     return Reply(turn.t("ask_country"), tuple(country_menu(turn)))
+
+
+def ask_country_name(turn: Turn) -> Reply:
+    """After "Outside the list": which country, by name."""
+    return Reply(turn.t("ask_country_name"))
+
+
+def ask_declined(turn: Turn) -> Reply:
+    """After declining consent: back to the summary, or discard the form."""
+    buttons = (
+        Button("declined:back", turn.t("btn_back_to_summary")),
+        Button("declined:discard", turn.t("btn_discard")),
+    )
+    return Reply(turn.t("declined_choose"), buttons)
+
+
+def declined_words(turn: Turn) -> Mapping[str, str]:
+    """Typed back / discard."""
+    return {
+        **dict.fromkeys(SUMMARY_WORDS, "declined:back"),
+        **dict.fromkeys(DISCARD_WORDS, "declined:discard"),
+    }
 
 
 def consent_menu(turn: Turn) -> tuple[Button, ...]:

@@ -22,12 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def notice(turn: Turn) -> str:
-    """The privacy notice's text in the turn's language."""
+    """The privacy notice (GDPR art. 13) in the turn's language, from the [privacy] settings."""
     settings = turn.services.settings
+    privacy = settings.privacy
+    # Unset or placeholder values fall back to the secretariat in the text (check warns).
     return turn.t(
         "privacy",
         secretariat=settings.secretariat.email,
-        retention=turn.services.texts.duration(turn.lang, settings.privacy.retention),
+        retention=turn.services.texts.duration(turn.lang, privacy.retention),
+        controller=privacy.value("controller"),
+        contact=privacy.value("contact"),
+        dpo=privacy.value("dpo"),
+        authority=privacy.value("supervisory_authority"),
     )
 
 
