@@ -236,10 +236,12 @@ class PrivacySettings(_Section):
     retention: PositiveDuration = timedelta(days=365)
     # GDPR art. 13: who is responsible for the data and how to reach them, the data
     # protection officer (if any), and the authority applicants may complain to.
-    controller: PrivacyLine = ""
-    contact: PrivacyLine = ""
+    controller: PrivacyLine = f"{PLACEHOLDER_MARK}: organisation name, street, city"
+    contact: PrivacyLine = f"{PLACEHOLDER_MARK}: privacy contact e-mail or address"
     dpo: PrivacyLine = ""
-    supervisory_authority: PrivacyLine = ""
+    supervisory_authority: PrivacyLine = (
+        "Garante per la protezione dei dati personali (www.garanteprivacy.it)"
+    )
 
     def value(self, key: str) -> str:
         """A notice value, or '' while it is unset or still a placeholder."""

@@ -263,7 +263,7 @@ def test_an_unconfigured_notice_names_the_secretariat_and_never_a_placeholder(
     text = chat.text
     assert "CHANGE ME" not in text and "Data protection officer" not in text
     assert "Data controller: the call secretariat (segreteria@example.org)" in text
-    assert "in Italy, the Garante per la protezione dei dati personali" in text
+    assert "supervisory authority: Garante per la protezione dei dati personali" in text
 
 
 def test_privacy_values_must_be_one_line(tmp_path: Path) -> None:
