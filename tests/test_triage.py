@@ -300,3 +300,72 @@ async def test_the_acknowledgement_goes_to_the_applicant_in_their_language(
     assert "ECCP-0001" in text and "Possiamo partecipare?\r\nGrazie" in text
     for word in words:
         assert word in text
+
+
+# ---------------------------------------------------------------- e-mail typos
+
+
+def _form_chat(tmp_path: Path) -> tuple[dialogue_support.Chat, Any]:
+    settings = dialogue_support.make_settings(tmp_path / "data")
+    database = dialogue_support.open_db(settings.database_path)
+    engine = Engine(database, dialogue_support.load_kb(), settings, clock=dialogue_support.Clock())
+    chat = dialogue_support.Chat(engine, lang_hint="en")
+    chat.cmd("contact")
+    chat.say("Mario Rossi")
+    return chat, database
+
+
+@pytest.mark.parametrize(
+    ("answer", "kept"),
+    [
+        ("mail:fix", "mario.rossi@gmail.com"),
+        ("mail:keep", "mario.rossi@gmial.con"),
+    ],
+)
+def test_a_likely_typo_in_the_domain_is_asked_about(tmp_path: Path, answer: str, kept: str) -> None:
+    chat, database = _form_chat(tmp_path)
+    chat.say("mario.rossi@gmial.con")
+    assert "Did you mean mario.rossi@gmail.com?" in chat.text
+    assert chat.button_ids() == ["mail:fix", "mail:keep"]
+    chat.press(answer)
+    assert "organisation" in chat.text.lower()
+    chat.say("Cluster Lombardia")
+    chat.press("c:IT")
+    chat.say("Can two regions apply together?")
+    chat.press("consent:yes")
+    assert f"E-mail: {kept}" in chat.text
+    database.close()
+
+
+def test_typing_another_address_at_the_hint_replaces_it(tmp_path: Path) -> None:
+    chat, database = _form_chat(tmp_path)
+    chat.say("mario@hotmial.it")
+    assert "mario@hotmail.it" in chat.text
+    chat.say("yes")  # typed, like the button
+    assert "organisation" in chat.text.lower()
+    chat.cmd("contact")
+    database.close()
+    chat2, database2 = _form_chat(tmp_path / "second")
+    chat2.say("mario@hotmial.it")
+    chat2.say("mario.rossi@example.org")  # a fresh address: no hint, on to the next step
+    assert "organisation" in chat2.text.lower()
+    database2.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "suggestion"),
+    [
+        ("mario.rossi@gmial.con", "mario.rossi@gmail.com"),
+        ("anna@libero.itt", "anna@libero.it"),
+        ("p@cluster-lombardo.con", "p@cluster-lombardo.com"),
+        ("x@outlok.com", "x@outlook.com"),
+        ("x@gmail.com", None),
+        ("x@unimi.it", None),
+        ("x@gmx.de", None),
+        ("x@example.org", None),
+    ],
+)
+def test_domain_suggestions(address: str, suggestion: str | None) -> None:
+    from bot.mail.address_typos import suggest_address
+
+    assert suggest_address(address) == suggestion

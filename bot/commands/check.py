@@ -17,6 +17,7 @@ TEMPLATE_CHECKS = (
     ("bot.mail.compose", "check_templates"),
     ("bot.dialogue.texts", "check_texts"),
     ("bot.channels.telegram_render", "check_texts"),
+    ("bot.mail.address_typos", "check_domains"),
 )
 
 

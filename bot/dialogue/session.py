@@ -51,6 +51,9 @@ def clean_state(raw: Any) -> dict[str, Any]:
         clean["resume"] = state["resume"]
     if isinstance(state.get("pending"), str):
         clean["pending"] = state["pending"]
+    # "Did you mean …?" asked about the e-mail address typed (only while at that step).
+    if isinstance(state.get("email_hint"), str) and clean.get("step") == "email":
+        clean["email_hint"] = state["email_hint"]
     faq = state.get("faq")
     if isinstance(faq, list):
         clean["faq"] = [item for item in faq if _is_turn(item)][-HISTORY_SIZE:]

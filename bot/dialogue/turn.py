@@ -115,7 +115,7 @@ class Turn:
 
     def clear_form(self) -> None:
         """Forget the form: its step, values, consent and where to go back to."""
-        for key in ("step", "draft", "consent", "back", "resume"):
+        for key in ("step", "draft", "consent", "back", "resume", "email_hint"):
             self.state.pop(key, None)
 
 

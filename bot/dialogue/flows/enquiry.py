@@ -21,6 +21,7 @@ from bot.dialogue.form import FIELDS, FieldError, validate_country, validate_fie
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text, typed_number
 from bot.enquiries import count_created_since
+from bot.mail.address_typos import suggest_address
 
 ENQUIRY_WINDOW = timedelta(days=1)
 
@@ -252,6 +253,18 @@ def _choose_edit(turn: Turn, choice: str) -> bool:
     return True
 
 
+def _choose_email(turn: Turn, choice: str) -> bool:
+    """The answer to "did you mean …?": the suggested address, or the one typed."""
+    suggestion = turn.state.get("email_hint")
+    if choice not in ("mail:fix", "mail:keep") or not isinstance(suggestion, str):
+        return False
+    turn.state.pop("email_hint", None)
+    if choice == "mail:fix":
+        turn.draft["email"] = suggestion
+    _field_done(turn)
+    return True
+
+
 def _field_value(turn: Turn, step: Step, text: str) -> None:
     name = step.field
     assert name is not None
@@ -268,6 +281,20 @@ def _field_value(turn: Turn, step: Step, text: str) -> None:
         prompt(turn)
         return
     turn.draft[name] = value
+    if name == "email":
+        # A likely typo in the domain is asked about now, not noticed when no answer comes.
+        suggestion = suggest_address(value)
+        if suggestion is not None:
+            turn.state["email_hint"] = suggestion
+            turn.state["step"] = "email"
+            prompt(turn)
+            return
+        turn.state.pop("email_hint", None)
+    _field_done(turn)
+
+
+def _field_done(turn: Turn) -> None:
+    """A field has its value: back to the summary when editing it, else on to the next."""
     if turn.state.get("back") == "confirm" and turn.state.get("consent"):
         turn.state.pop("back", None)
         turn.state["step"] = "confirm"
@@ -294,7 +321,13 @@ STEPS: Mapping[str, Step] = {
     step.name: step
     for step in (
         Step("name", questions.ask_field("name"), field="name"),
-        Step("email", questions.ask_field("email"), field="email"),
+        Step(
+            "email",
+            questions.ask_email,
+            field="email",
+            choose=_choose_email,
+            words=questions.email_words,
+        ),
         Step("organisation", questions.ask_field("organisation"), field="organisation"),
         Step(
             "country",

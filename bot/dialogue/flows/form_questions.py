@@ -31,6 +31,26 @@ def ask_field(name: str) -> Callable[[Turn], Reply]:
     return lambda turn: Reply(turn.t(f"ask_{name}"))
 
 
+def ask_email(turn: Turn) -> Reply:
+    """The e-mail question, or "did you mean …?" when the address typed looks mistyped."""
+    suggestion = turn.state.get("email_hint")
+    email = turn.draft.get("email", "")
+    if not isinstance(suggestion, str) or not email:
+        return Reply(turn.t("ask_email"))
+    return Reply(
+        turn.t("email_typo", suggestion=suggestion, email=email),
+        (
+            Button("mail:fix", turn.t("btn_email_fix", suggestion=suggestion)),
+            Button("mail:keep", turn.t("btn_email_keep", email=email)),
+        ),
+    )
+
+
+def email_words(turn: Turn) -> Mapping[str, str]:
+    """Yes / no to "did you mean …?"."""
+    return {**dict.fromkeys(YES, "mail:fix"), **dict.fromkeys(NO, "mail:keep")}
+
+
 def country_menu(turn: Turn, everything: bool = False) -> list[Button]:
     """The common countries (or all listed ones), "more" and "other"."""
     if everything:
