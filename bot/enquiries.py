@@ -149,6 +149,7 @@ def submit_enquiry(
     """Store a confirmed enquiry with its secretariat e-mail, admin post and audit, atomically."""
     # Imported here: the mail package is only needed when an enquiry is actually submitted.
     from bot.mail.compose import enquiry_mail, outbox_row
+    from bot.mail.inbound.address import enquiry_reply_address
 
     try:
         fields = validate_draft(draft)
@@ -179,7 +180,7 @@ def submit_enquiry(
         ref = format_ref(settings.enquiries.reference_prefix, enquiry_id)
         db.conn.execute("UPDATE enquiries SET ref = ? WHERE id = ?", (ref, enquiry_id))
         row = _enquiry_by_id(db, enquiry_id)
-        message = enquiry_mail(settings, row)
+        message = enquiry_mail(settings, row, enquiry_reply_address(db, settings, ref))
         _insert(db, "outbox", outbox_row(message, "enquiry", enquiry_id, now))
         if settings.telegram.admin_chat_id != 0:
             _notification(

@@ -17,6 +17,7 @@ from bot.mail.compose import (
     outbox_row,
     reminder_mail,
 )
+from bot.mail.inbound.address import enquiry_reply_address
 from bot.mail.outbox import insert_outbox
 from bot.storage import from_iso, record_audit, to_iso, transaction
 
@@ -124,7 +125,12 @@ def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime)
                 continue
             count = int(row["reminder_count"] or 0) + 1
             message = reminder_mail(
-                settings, row, _original_message_id(db, int(row["id"])), count, now
+                settings,
+                row,
+                _original_message_id(db, int(row["id"])),
+                count,
+                now,
+                reply_address=enquiry_reply_address(db, settings, str(row["ref"])),
             )
             insert_outbox(db, outbox_row(message, "reminder", int(row["id"]), now))
             db.execute(

@@ -172,6 +172,48 @@ def _update_quarantine(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE updates ADD COLUMN last_error TEXT")
 
 
+@migrations(name="0003_inbound_mail")
+def _inbound_mail(db: sqlite_utils.Database) -> None:
+    # Every e-mail read from the bot's mailbox (or imported), once: `message_id` makes the
+    # pipeline idempotent. `raw` keeps the full original for the enquiry's history; it and
+    # `sender`/`subject` are personal data, erased with the enquiry.
+    db.execute(
+        """
+        CREATE TABLE inbound_mail (
+            id INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            sender TEXT,
+            subject TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('answer', 'follow_up', 'bounce', 'auto_reply', 'refused', 'unmatched',
+                 'ignored')),
+            enquiry_id INTEGER REFERENCES enquiries(id),
+            matched_by TEXT,
+            reason TEXT,
+            attachments INTEGER NOT NULL DEFAULT 0,
+            answer TEXT,
+            raw BLOB
+        )
+        """
+    )
+    db.execute("CREATE INDEX inbound_mail_enquiry ON inbound_mail (enquiry_id, received_at)")
+    db.execute("CREATE INDEX inbound_mail_status ON inbound_mail (status, received_at)")
+    # Where the IMAP reader stands in each folder: a restart resumes after `last_uid`, and a
+    # new UIDVALIDITY (the folder was re-created) starts the folder over.
+    db.execute(
+        """
+        CREATE TABLE inbox_cursor (
+            folder TEXT PRIMARY KEY,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)

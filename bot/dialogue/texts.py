@@ -90,6 +90,7 @@ KEYS: Mapping[str, frozenset[str]] = {
     "edit_choose": frozenset(),
     "submitted": frozenset({"ref", "email", "channel"}),
     "answer_relay": frozenset({"ref"}),
+    "answer_attachments": frozenset({"count", "ref"}),
     "field_name": frozenset(),
     "field_email": frozenset(),
     "field_organisation": frozenset(),

@@ -404,6 +404,10 @@ def _base_message(
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.make_alternative(boundary=_boundary())
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # Every mail of the bot is machine-made (RFC 3834): auto-responders must not answer it,
+    # and Exchange/Outlook is asked not to send out-of-office or read receipts back.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
     return message
 
 
@@ -591,14 +595,28 @@ def _enquiry_context(
 # ---------------------------------------------------------------- public builders
 
 
-def enquiry_mail(settings: Settings, enquiry: Mapping[str, Any]) -> EmailMessage:
-    """The e-mail that forwards one enquiry (an `enquiries` row) to the secretariat."""
+def _reply_to(context: Mapping[str, Any], bot_address: str | None) -> Address:
+    """The bot's per-enquiry address when an inbox reads replies, else the applicant."""
+    if bot_address:
+        return _address("", bot_address, "inbox.reply_address")
+    return _address(context["name"], context["email"], "applicant")
+
+
+def enquiry_mail(
+    settings: Settings, enquiry: Mapping[str, Any], reply_address: str | None = None
+) -> EmailMessage:
+    """The e-mail that forwards one enquiry (an `enquiries` row) to the secretariat.
+
+    `reply_address`: the bot's address for this enquiry (an inbox is configured), so that
+    "Reply" reaches the bot; else Reply-To is the applicant.
+    """
     lang = settings.secretariat.language
     context = _enquiry_context(settings, enquiry)
     # Validate every header-bound value first, so a bad field never reaches the message.
     for key in HEADER_KEYS:
         context[key] = _header_text(context[key], key)
-    reply_to = _address(context["name"], context["email"], "applicant")
+    reply_to = _reply_to(context, reply_address)
+    context["inbox"] = bool(reply_address)
     subject, text, html = _render_pair(lang, "enquiry", context)
     message = _base_message(settings, subject, text, html, _moment(enquiry["created_at"]))
     message["Reply-To"] = reply_to
@@ -614,6 +632,7 @@ def reminder_mail(
     original_message_id: str | None,
     count: int,
     now: datetime | None = None,
+    reply_address: str | None = None,
 ) -> EmailMessage:
     """Reminder `count` (1-based) for an unanswered enquiry, threaded under the original mail."""
     lang = settings.secretariat.language
@@ -630,8 +649,8 @@ def reminder_mail(
     )
     subject, text, html = _render_pair(lang, "reminder", context)
     message = _base_message(settings, subject, text, html, moment)
-    if context["email"]:
-        message["Reply-To"] = _address(context["name"], context["email"], "applicant")
+    if context["email"] or reply_address:
+        message["Reply-To"] = _reply_to(context, reply_address)
     message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-r{count}")
     if original_message_id:
         original = _header_text(original_message_id, "original Message-ID")
@@ -639,7 +658,6 @@ def reminder_mail(
         message["References"] = original
     message["X-Clusterbot-Ref"] = context["ref"]
     message["X-Clusterbot-Kind"] = "reminder"
-    message["Auto-Submitted"] = "auto-generated"
     return message
 
 
@@ -786,7 +804,6 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
     message = _base_message(settings, subject, text, html, digest.generated_at)
     message["Message-ID"] = _message_id(settings, "digest")
     message["X-Clusterbot-Kind"] = "digest"
-    message["Auto-Submitted"] = "auto-generated"
     return message
 
 
@@ -841,7 +858,6 @@ def failure_mail(
     if ref:
         message["X-Clusterbot-Ref"] = _header_text(ref, "ref")
     message["X-Clusterbot-Kind"] = "failure"
-    message["Auto-Submitted"] = "auto-generated"
     return message
 
 

@@ -822,3 +822,26 @@ __all__ = [
     "requeue",
     "retry_delay",
 ]
+
+
+def mark_bounced(
+    db: sqlite_utils.Database, settings: Settings, message_ids: Sequence[str], at: datetime
+) -> int:
+    """Mark the sent mails a bounce reports on as failed, and report each; returns how many.
+
+    Runs inside the caller's transaction (the inbound pipeline records the bounce with it).
+    """
+    failed = 0
+    for message_id in dict.fromkeys(message_ids):
+        for row in list(
+            db.query("SELECT * FROM outbox WHERE message_id = ? AND status = 'sent'", [message_id])
+        ):
+            error = "bounced: the receiving mail server returned it as undeliverable"
+            db.execute(
+                "UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?",
+                [error, row["id"]],
+            )
+            # A bounce means the recipient is unreachable: no notice mail to the same place.
+            _report_failure(db, settings, row, at, error, partial=False, queue_notice=False)
+            failed += 1
+    return failed

@@ -1,0 +1,262 @@
+"""One received e-mail -> its effect on an enquiry, recorded once, in one transaction.
+
+The effects: a secretariat answer is recorded and relayed to the applicant; an auto-reply
+is kept and ignored; a bounce marks the bot's mail that bounced as failed and reports it;
+anything from a sender not on the allow-list, or matching no enquiry, is kept and shown
+in 'clusterbot inbox status', never relayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.mail.inbound.address import match_reply_address, may_answer, token_secret
+from bot.mail.inbound.parse import InboundMail, parse_mail
+from bot.storage import to_iso, transaction
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Outbox kinds the secretariat replies to (its answer), by thread.
+_TO_SECRETARIAT = ("enquiry", "reminder")
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """What became of one e-mail."""
+
+    inbound_id: int | None
+    status: str
+    ref: str | None = None
+    reason: str = ""
+    duplicate: bool = False
+
+    @property
+    def relayed(self) -> bool:
+        """True when an answer was recorded and queued for the applicant."""
+        return self.status == "answer" and not self.duplicate
+
+
+def _rows(db: sqlite_utils.Database, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    return list(db.query(sql, params))
+
+
+def _enquiry_by_ref(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
+    from bot.enquiries import normalize_ref
+
+    rows = _rows(db, "SELECT * FROM enquiries WHERE ref = ?", [normalize_ref(ref)])
+    return rows[0] if rows else None
+
+
+def _enquiry_by_thread(db: sqlite_utils.Database, mail: InboundMail) -> dict[str, Any] | None:
+    """The enquiry whose e-mail (or reminder) this mail replies to, by Message-ID."""
+    ids = list(dict.fromkeys((*mail.in_reply_to, *reversed(mail.references))))
+    if not ids:
+        return None
+    marks = ", ".join("?" for _ in ids)
+    kinds = ", ".join("?" for _ in _TO_SECRETARIAT)
+    rows = _rows(
+        db,
+        f"SELECT e.* FROM outbox o JOIN enquiries e ON e.id = o.enquiry_id "
+        f"WHERE o.message_id IN ({marks}) AND o.kind IN ({kinds}) ORDER BY o.id DESC LIMIT 1",
+        [*ids, *_TO_SECRETARIAT],
+    )
+    return rows[0] if rows else None
+
+
+def _subject_ref(settings: Settings, subject: str) -> str | None:
+    prefix = re.escape(settings.enquiries.reference_prefix)
+    match = re.search(rf"\b({prefix}-\d{{1,9}})\b", subject, re.IGNORECASE)
+    return match.group(1).upper() if match else None
+
+
+@dataclass(frozen=True)
+class _Match:
+    enquiry: dict[str, Any] | None
+    by: str | None
+    forged: bool = False
+
+
+def match_enquiry(db: sqlite_utils.Database, settings: Settings, mail: InboundMail) -> _Match:
+    """Token in our plus-address, else In-Reply-To/References, else the subject's reference."""
+    secret = token_secret(db)
+    address = match_reply_address(settings, secret, mail.recipients)
+    if address is not None:
+        if not address.valid:
+            # A reference in our address with a wrong token: someone made the address up.
+            return _Match(None, "token", forged=True)
+        return _Match(_enquiry_by_ref(db, address.ref), "token")
+    threaded = _enquiry_by_thread(db, mail)
+    if threaded is not None:
+        return _Match(threaded, "thread")
+    ref = _subject_ref(settings, mail.subject)
+    if ref is not None:
+        return _Match(_enquiry_by_ref(db, ref), "subject")
+    return _Match(None, None)
+
+
+def _record(
+    db: sqlite_utils.Database,
+    mail: InboundMail,
+    raw: bytes,
+    *,
+    source: str,
+    now: datetime,
+    status: str,
+    enquiry: dict[str, Any] | None = None,
+    by: str | None = None,
+    reason: str = "",
+) -> InboundResult:
+    cursor = db.conn.execute(
+        "INSERT INTO inbound_mail (message_id, received_at, source, sender, subject, status, "
+        "enquiry_id, matched_by, reason, attachments, answer, raw) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            mail.message_id,
+            to_iso(now),
+            source,
+            mail.sender,
+            mail.subject,
+            status,
+            enquiry["id"] if enquiry else None,
+            by,
+            reason,
+            mail.attachments,
+            mail.answer or None,
+            raw,
+        ),
+    )
+    ref = str(enquiry["ref"]) if enquiry else None
+    if status not in ("answer", "follow_up", "auto_reply", "bounce"):
+        # Kept for the operator; the log names no address (personal data).
+        log.warning("inbound mail %s not relayed: %s", cursor.lastrowid, reason or status)
+    return InboundResult(cursor.lastrowid, status, ref, reason)
+
+
+def _relay_text(settings: Settings, enquiry: dict[str, Any], mail: InboundMail) -> str:
+    if not mail.attachments:
+        return mail.answer
+    from bot.dialogue.texts import default_texts
+
+    note = default_texts().get(
+        str(enquiry.get("lang") or settings.language),
+        "answer_attachments",
+        count=mail.attachments,
+        ref=str(enquiry["ref"]),
+    )
+    return f"{mail.answer}\n\n{note}"
+
+
+def _bounce(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    mail: InboundMail,
+    raw: bytes,
+    source: str,
+    now: datetime,
+) -> InboundResult:
+    from bot.mail.outbox import mark_bounced
+
+    failed = mark_bounced(db, settings, mail.bounced_ids, now)
+    reason = f"bounce of {failed} sent mail(s)" if failed else "bounce of no mail the bot sent"
+    return _record(db, mail, raw, source=source, now=now, status="bounce", reason=reason)
+
+
+def process_mail(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    raw: bytes,
+    *,
+    source: str,
+    now: datetime,
+) -> InboundResult:
+    """Record one raw e-mail and apply its effect; a mail already seen changes nothing."""
+    from bot.enquiries import EnquiryError, answer_enquiry
+
+    mail = parse_mail(raw)
+    with transaction(db):
+        seen = _rows(
+            db, "SELECT id, status FROM inbound_mail WHERE message_id = ?", [mail.message_id]
+        )
+        if seen:
+            return InboundResult(int(seen[0]["id"]), str(seen[0]["status"]), duplicate=True)
+        if mail.is_bounce:
+            return _bounce(db, settings, mail, raw, source, now)
+        if mail.automatic:
+            return _record(
+                db, mail, raw, source=source, now=now, status="auto_reply", reason=mail.automatic
+            )
+        found = match_enquiry(db, settings, mail)
+        if found.forged:
+            return _record(
+                db,
+                mail,
+                raw,
+                source=source,
+                now=now,
+                status="refused",
+                by="token",
+                reason="the reply address has a wrong token",
+            )
+        enquiry = found.enquiry
+        if enquiry is None:
+            why = "no enquiry has this reference" if found.by else "no enquiry matches"
+            return _record(
+                db, mail, raw, source=source, now=now, status="unmatched", by=found.by, reason=why
+            )
+        if not may_answer(settings, mail.sender):
+            return _record(
+                db,
+                mail,
+                raw,
+                source=source,
+                now=now,
+                status="refused",
+                enquiry=enquiry,
+                by=found.by,
+                reason="the sender is not on secretariat.answer_from",
+            )
+        if not mail.answer:
+            return _record(
+                db,
+                mail,
+                raw,
+                source=source,
+                now=now,
+                status="ignored",
+                enquiry=enquiry,
+                by=found.by,
+                reason="no answer text after removing the quoted mail",
+            )
+        try:
+            # A savepoint inside this transaction: the answer and the record commit together.
+            answer_enquiry(
+                db,
+                str(enquiry["ref"]),
+                _relay_text(settings, enquiry, mail),
+                actor=f"email:{mail.sender}",
+                now=now,
+            )
+        except EnquiryError as exc:
+            return _record(
+                db,
+                mail,
+                raw,
+                source=source,
+                now=now,
+                status="ignored",
+                enquiry=enquiry,
+                by=found.by,
+                reason=str(exc),
+            )
+        return _record(
+            db, mail, raw, source=source, now=now, status="answer", enquiry=enquiry, by=found.by
+        )
