@@ -27,6 +27,7 @@ OUTBOX_JOB = "outbox"
 REMINDERS_JOB = "reminders"
 DIGEST_JOB = "digest"
 RETENTION_JOB = "retention"
+INBOX_JOB = "inbox"
 
 
 def _display_path(path: Path) -> str:
@@ -46,6 +47,7 @@ class App:
         clock: Callable[[], datetime] = utc_now,
         report: Callable[[str], None] | None = None,
         smtp_tls_context: ssl.SSLContext | None = None,
+        imap_tls_context: ssl.SSLContext | None = None,
     ) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -53,6 +55,7 @@ class App:
         self.clock = clock
         self.report = report
         self.smtp_tls_context = smtp_tls_context
+        self.imap_tls_context = imap_tls_context
         # Created here, started on enter: channels may add their jobs before or after.
         self.scheduler: Any = AsyncIOScheduler(timezone=UTC)
         self.db: sqlite_utils.Database | None = None
@@ -175,6 +178,16 @@ class App:
             misfire_grace_time=int(jobs.DIGEST_CATCH_UP.total_seconds()),
             max_instances=1,
         )
+        if self.settings.inbox.configured:
+            # One long-lived job: IDLE (or polling) with its own reconnects and backoff.
+            self.scheduler.add_job(
+                self._tracked(self.watch_inbox),
+                "date",
+                run_date=now,
+                id=INBOX_JOB,
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
         # At start, catch up a digest slot missed while the bot was down.
         self.scheduler.add_job(
             self._tracked(self.catch_up_digest),
@@ -228,6 +241,24 @@ class App:
                 if not (report.more_due or self._kicked):
                     break
         return total
+
+    async def watch_inbox(self) -> None:
+        """Read the secretariat's e-mail replies from the bot's mailbox until stopped."""
+        from bot.mail.inbound.imap import InboxWatcher
+
+        watcher = InboxWatcher(
+            self._require_db(),
+            self.settings,
+            clock=self.clock,
+            on_result=self._inbound_processed,
+            tls_context=self.imap_tls_context,
+        )
+        await watcher.run()
+
+    def _inbound_processed(self, result: Any) -> None:
+        if result.relayed:
+            self._say(f"e-mail answer to {result.ref} received; relaying it")
+            self.kick()
 
     async def run_reminders(self) -> list[str]:
         """Queue due reminders; deliver them at once."""

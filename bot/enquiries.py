@@ -369,6 +369,12 @@ def erase_enquiries(
                 "UPDATE notifications SET text = NULL, chat_id = NULL WHERE enquiry_id = ?",
                 (enquiry_id,),
             )
+            # Received replies quote the enquiry: keep only what happened, not the mail.
+            db.conn.execute(
+                "UPDATE inbound_mail SET raw = NULL, answer = NULL, subject = NULL "
+                "WHERE enquiry_id = ?",
+                (enquiry_id,),
+            )
             record_audit(
                 db,
                 "erased",

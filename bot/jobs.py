@@ -372,6 +372,12 @@ def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime
             "AND raw IS NOT NULL AND created_at < ?",
             [cutoff],
         )
+        # Received mail that matched no enquiry (or was refused) expires the same way.
+        db.execute(
+            "UPDATE inbound_mail SET raw = NULL, answer = NULL, subject = NULL, sender = NULL "
+            "WHERE enquiry_id IS NULL AND raw IS NOT NULL AND received_at < ?",
+            [cutoff],
+        )
     if count:
         log.info(
             "retention: erased personal data of %d %s",

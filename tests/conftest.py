@@ -34,5 +34,6 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "TELEGRAM_BOT_TOKEN",
         "TELEGRAM_WEBHOOK_SECRET",
         "SMTP_PASSWORD",
+        "IMAP_PASSWORD",
     ):
         monkeypatch.delenv(name, raising=False)

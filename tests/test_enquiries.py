@@ -198,8 +198,8 @@ def test_a_killed_process_mid_submit_leaves_nothing_partial(tmp_path: Path) -> N
         from tests.test_enquiries import DRAFT
 
         real = bot.mail.compose.enquiry_mail
-        def dying(settings, row):
-            real(settings, row)
+        def dying(settings, row, *args, **kwargs):
+            real(settings, row, *args, **kwargs)
             os._exit(9)
         bot.mail.compose.enquiry_mail = dying
         settings = settings_from_mapping({{"data_dir": {str(tmp_path)!r}}})

@@ -243,6 +243,8 @@ def test_any_one_line_text_composes_a_safe_message(
         b"Message-ID",
         b"X-Clusterbot-Ref",
         b"X-Clusterbot-Kind",
+        b"Auto-Submitted",
+        b"X-Auto-Response-Suppress",
     }
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Reply-To"].addresses[0].addr_spec == "maria.rossi@example.org"

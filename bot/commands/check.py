@@ -36,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--smtp", action="store_true", help="also connect and log in to the SMTP server"
     )
+    parser.add_argument(
+        "--imap",
+        action="store_true",
+        help="also log in to the bot's mailbox ([inbox]) and report the folder state",
+    )
     parser.set_defaults(func=run)
 
 
@@ -108,6 +113,12 @@ def privacy_warnings(settings: Settings) -> list[str]:
     ]
 
 
+def _check_imap(settings: Settings) -> tuple[list[str], str]:
+    from bot.mail.inbound.imap import probe_imap
+
+    return asyncio.run(probe_imap(settings))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every check and print each problem on its own line."""
     problems: list[str] = []
@@ -127,8 +138,14 @@ def run(args: argparse.Namespace) -> int:
     if args.smtp and not problems:
         smtp_problems, smtp_line = _check_smtp(settings)
         problems.extend(smtp_problems)
+    imap_line = ""
+    if getattr(args, "imap", False) and not problems:
+        imap_problems, imap_line = _check_imap(settings)
+        problems.extend(imap_problems)
     if smtp_line:
         print(smtp_line)
+    if imap_line:
+        print(imap_line)
     # Placeholders do not stop the bot (the notice falls back to the secretariat), so they
     # are warnings: shown on every check until the operator fills them in.
     warnings = privacy_warnings(settings)

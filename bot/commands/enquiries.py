@@ -138,6 +138,7 @@ def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 
 def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     from bot.enquiries import enquiry_history, enquiry_outbox, get_enquiry, public_record
+    from bot.mail.inbound.process import enquiry_inbound
 
     with open_db(settings) as db:
         row = get_enquiry(db, args.ref)
@@ -145,10 +146,12 @@ def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
             raise UserError(f"no enquiry with reference {args.ref.strip()!r}")
         history = enquiry_history(db, row["id"])
         mails = enquiry_outbox(db, row["id"])
+        received = enquiry_inbound(db, row["id"])
     record = public_record(row)
     if args.json:
         record["history"] = history
         record["outbox"] = mails
+        record["received"] = received
         out.write(json.dumps(record, ensure_ascii=False, indent=2) + "\n")
         return 0
     labels = (
@@ -194,6 +197,14 @@ def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
             out.write(
                 f"  #{mail['id']} {mail['kind']} {mail['status']} "
                 f"attempts={mail['attempts']} {mail['message_id']}\n"
+            )
+    if received:
+        out.write("Received e-mails:\n")
+        for mail in received:
+            extra = f", {mail['attachments']} attachment(s)" if mail["attachments"] else ""
+            out.write(
+                f"  #{mail['id']} {_local(settings, mail['received_at'])} {mail['status']} "
+                f"from {_one_line(mail['sender'] or '-', 80)}{extra} {mail['message_id']}\n"
             )
     out.write("History:\n")
     for event in history:

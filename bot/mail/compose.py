@@ -991,6 +991,9 @@ def check_templates() -> list[str]:
         settings = Settings.model_validate({"secretariat": {"language": lang}})
         builders: dict[str, Any] = {
             "enquiry": lambda s=settings: enquiry_mail(s, enquiry),
+            "enquiry (inbox)": lambda s=settings: enquiry_mail(
+                s, enquiry, "bot+ECCP-0001.abcdefghijklmnop@example.org"
+            ),
             "reminder": lambda s=settings: reminder_mail(s, enquiry, "<x@example.org>", 1, now),
             "reminders": lambda s=settings: grouped_reminder_mail(
                 s, [(enquiry, 1), ({**enquiry, "ref": "ECCP-0002"}, 2)], now, ["<x@example.org>"]

@@ -18,17 +18,24 @@ if TYPE_CHECKING:
 SECRET_KEY = "inbox.token_secret"
 # 16 base32 characters = 80 bits: guessing one is hopeless, and the address stays short.
 TOKEN_LENGTH = 16
-_PLUS = re.compile(r"^(?P<local>[^+@]+)\+(?P<ref>[A-Za-z0-9]+-\d+)\.(?P<token>[a-z2-7]+)$", re.I)
+_PLUS = re.compile(
+    r"^(?P<local>[^+@]+)\+(?P<ref>[A-Za-z0-9]+-\d+)\.(?P<token>[a-z2-7]+)$", re.I | re.A
+)
 
 
 def token_secret(db: sqlite_utils.Database) -> bytes:
     """The HMAC secret, generated once and kept in the database (meta table)."""
-    candidate = secrets.token_hex(32)
-    # INSERT OR IGNORE: two processes racing on a fresh database agree on the first one.
-    db.conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SECRET_KEY, candidate)
-    )
+    from bot.storage import transaction
+
     row = db.conn.execute("SELECT value FROM meta WHERE key = ?", (SECRET_KEY,)).fetchone()
+    if row is None:
+        candidate = secrets.token_hex(32)
+        with transaction(db):
+            # INSERT OR IGNORE: two processes racing on a fresh database agree on the first.
+            db.conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SECRET_KEY, candidate)
+            )
+        row = db.conn.execute("SELECT value FROM meta WHERE key = ?", (SECRET_KEY,)).fetchone()
     return bytes.fromhex(str(row[0]))
 
 

@@ -260,3 +260,14 @@ def process_mail(
         return _record(
             db, mail, raw, source=source, now=now, status="answer", enquiry=enquiry, by=found.by
         )
+
+
+def enquiry_inbound(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str, Any]]:
+    """The e-mails received about one enquiry, oldest first, without their raw bytes."""
+    return _rows(
+        db,
+        "SELECT id, message_id, received_at, source, sender, status, matched_by, reason, "
+        "attachments, raw IS NOT NULL AS original_kept FROM inbound_mail "
+        "WHERE enquiry_id = ? ORDER BY id",
+        [enquiry_id],
+    )

@@ -1,0 +1,233 @@
+"""The IMAP reader against a real IMAP server on loopback (mail-devel), never a mock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from bot.cli import main
+from bot.enquiries import get_enquiry
+from bot.mail.inbound import imap
+from bot.mail.inbound.imap import InboxWatcher, inbox_status, load_cursor, probe_imap
+from bot.mail.inbound.process import InboundResult
+from bot.settings import Settings
+from tests.dialogue_support import open_db
+from tests.imap_support import PASSWORD, USER, ImapServer, imap_server
+from tests.inbound_support import inbox_settings, reply, submit
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ImapServer]:
+    async with imap_server() as running:
+        yield running
+
+
+def _settings(tmp_path: Path, server: ImapServer, **inbox: Any) -> Settings:
+    return inbox_settings(
+        tmp_path,
+        inbox={
+            "host": server.host,
+            "port": server.port,
+            "security": "none",
+            "username": USER,
+            "password": PASSWORD,
+            "timeout": "20s",
+            **inbox,
+        },
+    )
+
+
+def _count(db: sqlite_utils.Database, sql: str) -> int:
+    return int(db.execute(sql).fetchone()[0])
+
+
+async def test_a_reply_in_the_mailbox_answers_the_enquiry(
+    tmp_path: Path, server: ImapServer
+) -> None:
+    settings = _settings(tmp_path, server)
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    raw = reply(db, settings, enquiry)
+    await server.deliver(raw)
+    results = await InboxWatcher(db, settings).poll_once()
+    assert [r.status for r in results] == ["answer"]
+    row = get_enquiry(db, enquiry["ref"])
+    assert row is not None and row["status"] == "answered"
+    assert row["answer"] == "Sì, almeno tre partner."
+    (stored,) = db.execute("SELECT raw FROM inbound_mail").fetchall()
+    assert stored[0] == raw  # the full original, byte for byte, in the history
+    # Polling again finds nothing new.
+    assert await InboxWatcher(db, settings).poll_once() == []
+    cursor = load_cursor(db, "INBOX")
+    assert cursor is not None and cursor.last_uid > 0
+
+
+async def test_a_restart_mid_poll_neither_skips_nor_repeats(
+    tmp_path: Path, server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, server)
+    db = open_db(settings.database_path)
+    enquiries = [submit(db, settings, f"u{n}") for n in range(3)]
+    for n, enquiry in enumerate(enquiries):
+        await server.deliver(reply(db, settings, enquiry, message_id=f"<r{n}@segreteria-eccp.eu>"))
+    # The process dies while handling the second message (before its commit).
+    real = imap.process_mail
+    calls = 0
+
+    def dying(*args: Any, **kwargs: Any) -> InboundResult:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise SystemExit("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imap, "process_mail", dying)
+    with pytest.raises(SystemExit):
+        await InboxWatcher(db, settings).poll_once()
+    monkeypatch.setattr(imap, "process_mail", real)
+    assert _count(db, "SELECT COUNT(*) FROM inbound_mail") == 1
+    # A new process on the same database carries on after the first message.
+    db.close()
+    db = open_db(settings.database_path)
+    results = await InboxWatcher(db, settings).poll_once()
+    assert [r.status for r in results] == ["answer", "answer"]
+    assert _count(db, "SELECT COUNT(*) FROM inbound_mail") == 3
+    assert _count(db, "SELECT COUNT(*) FROM notifications WHERE kind = 'answer'") == 3
+    assert _count(db, "SELECT COUNT(*) FROM enquiries WHERE status = 'answered'") == 3
+
+
+async def test_a_lost_cursor_or_new_uidvalidity_does_not_relay_twice(
+    tmp_path: Path, server: ImapServer
+) -> None:
+    settings = _settings(tmp_path, server)
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    await server.deliver(reply(db, settings, enquiry))
+    await InboxWatcher(db, settings).poll_once()
+    db.execute("UPDATE inbox_cursor SET uidvalidity = uidvalidity + 1")
+    results = await InboxWatcher(db, settings).poll_once()
+    assert [r.duplicate for r in results] == [True]
+    assert _count(db, "SELECT COUNT(*) FROM notifications WHERE kind = 'answer'") == 1
+
+
+async def test_idle_picks_up_mail_as_it_arrives(tmp_path: Path, server: ImapServer) -> None:
+    settings = _settings(tmp_path, server)
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    seen: asyncio.Queue[InboundResult] = asyncio.Queue()
+    polled = asyncio.Event()
+
+    watcher = InboxWatcher(db, settings, on_result=seen.put_nowait)
+    original = watcher.read_new
+
+    async def read_new(client: Any, state: Any) -> list[InboundResult]:
+        results = await original(client, state)
+        polled.set()
+        return results
+
+    watcher.read_new = read_new  # type: ignore[method-assign]
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(polled.wait(), 60)
+        await server.deliver(reply(db, settings, enquiry))
+        result = await asyncio.wait_for(seen.get(), 60)
+        assert result.relayed and result.ref == enquiry["ref"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert inbox_status(db, settings)["last_poll"] is not None
+
+
+async def test_the_watcher_reconnects_after_the_connection_drops(
+    tmp_path: Path, server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short inbox.timeout: the dropped connection is noticed when a command times out.
+    settings = _settings(tmp_path, server, timeout="2s")
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    monkeypatch.setattr(imap, "BACKOFF_FIRST", timedelta(milliseconds=50))
+    connections = 0
+    real_connect = imap.connect
+
+    async def flaky_connect(*args: Any, **kwargs: Any) -> Any:
+        nonlocal connections
+        connections += 1
+        client = await real_connect(*args, **kwargs)
+        if connections == 1:
+            client.protocol.transport.close()  # the server "drops" the first connection
+        return client
+
+    monkeypatch.setattr(imap, "connect", flaky_connect)
+    seen: asyncio.Queue[InboundResult] = asyncio.Queue()
+    await server.deliver(reply(db, settings, enquiry))
+    task = asyncio.create_task(InboxWatcher(db, settings, on_result=seen.put_nowait).run())
+    try:
+        result = await asyncio.wait_for(seen.get(), 60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert result.relayed and connections >= 2
+
+
+async def test_probe_reports_the_folder_and_names_the_setting_at_fault(
+    tmp_path: Path, server: ImapServer
+) -> None:
+    problems, line = await probe_imap(_settings(tmp_path, server))
+    assert problems == [] and "folder 'INBOX'" in line and "UIDVALIDITY" in line
+    problems, _ = await probe_imap(_settings(tmp_path, server, password="wrong"))
+    assert len(problems) == 1 and problems[0].startswith("inbox.username/inbox.password:")
+    problems, _ = await probe_imap(_settings(tmp_path, server, folder="Missing"))
+    assert len(problems) == 1 and problems[0].startswith("inbox.folder:")
+    problems, _ = await probe_imap(_settings(tmp_path, server, security="tls"))
+    assert len(problems) == 1 and problems[0].startswith("inbox.security:")
+    closed = imap_port_closed()
+    problems, _ = await probe_imap(_settings(tmp_path, server, port=closed))
+    assert len(problems) == 1 and problems[0].startswith("inbox.host:")
+
+
+def imap_port_closed() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_cli_check_imap_and_inbox_status(
+    tmp_path: Path, server: ImapServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "clusterbot.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n'
+        f'[inbox]\nhost = "{server.host}"\nport = {server.port}\nsecurity = "none"\n'
+        f'username = "{USER}"\nreply_address = "bot@example.org"\n',
+        encoding="utf-8",
+    )
+    env = pytest.MonkeyPatch()
+    env.setenv("IMAP_PASSWORD", PASSWORD)
+    try:
+        code = await asyncio.to_thread(main, ["check", "--config", str(config), "--imap"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert "IMAP OK" in out.out
+        env.setenv("IMAP_PASSWORD", "wrong")
+        code = await asyncio.to_thread(main, ["check", "--config", str(config), "--imap"])
+        out = capsys.readouterr()
+        assert code == 1
+        assert out.err.splitlines()[0].startswith(
+            "clusterbot: error: inbox.username/inbox.password: login refused"
+        )
+    finally:
+        env.undo()
+    code = await asyncio.to_thread(main, ["inbox", "status", "--config", str(config)])
+    out = capsys.readouterr()
+    assert code == 0 and "cursor: none yet" in out.out and "last poll: never" in out.out
