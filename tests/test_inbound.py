@@ -343,3 +343,18 @@ def test_retention_expires_unmatched_mail(db: sqlite_utils.Database, settings: S
     jobs.apply_retention(db, settings, NOW + settings.privacy.retention + timedelta(days=1))
     (kept,) = _rows(db, "SELECT * FROM inbound_mail")
     assert kept["raw"] is None and kept["sender"] is None
+
+
+def test_a_reply_naming_several_enquiries_matches_none(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    first, second = submit(db, settings, "u1"), submit(db, settings, "u2")
+    raw = reply(
+        db,
+        settings,
+        first,
+        to="bot@example.org",
+        thread=False,
+        subject=f"Re: Reminder: {first['ref']}, {second['ref']}",
+    )
+    assert process_mail(db, settings, raw, source="test", now=NOW).status == "unmatched"

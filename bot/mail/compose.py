@@ -706,7 +706,6 @@ def grouped_reminder_mail(
         message["References"] = " ".join(originals[:MAX_REFERENCES])
     message["X-Clusterbot-Refs"] = ", ".join(refs)
     message["X-Clusterbot-Kind"] = "reminders"
-    message["Auto-Submitted"] = "auto-generated"
     return message
 
 
@@ -745,7 +744,6 @@ def acknowledgement_mail(settings: Settings, enquiry: Mapping[str, Any]) -> Emai
     message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-ack")
     message["X-Clusterbot-Ref"] = context["ref"]
     message["X-Clusterbot-Kind"] = "acknowledgement"
-    message["Auto-Submitted"] = "auto-generated"
     return message
 
 

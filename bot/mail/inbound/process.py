@@ -57,25 +57,35 @@ def _enquiry_by_ref(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | Non
 
 
 def _enquiry_by_thread(db: sqlite_utils.Database, mail: InboundMail) -> dict[str, Any] | None:
-    """The enquiry whose e-mail (or reminder) this mail replies to, by Message-ID."""
-    ids = list(dict.fromkeys((*mail.in_reply_to, *reversed(mail.references))))
+    """The enquiry whose e-mail (or reminder) this mail replies to, by Message-ID.
+
+    The direct parent (In-Reply-To) decides when there is one; References only without it.
+    A parent that concerns several enquiries (a grouped reminder) matches none.
+    """
+    ids = list(mail.in_reply_to) or list(mail.references)
     if not ids:
         return None
     marks = ", ".join("?" for _ in ids)
     kinds = ", ".join("?" for _ in _TO_SECRETARIAT)
     rows = _rows(
         db,
-        f"SELECT e.* FROM outbox o JOIN enquiries e ON e.id = o.enquiry_id "
-        f"WHERE o.message_id IN ({marks}) AND o.kind IN ({kinds}) ORDER BY o.id DESC LIMIT 1",
+        f"SELECT DISTINCT e.* FROM outbox o JOIN enquiries e ON e.id = o.enquiry_id "
+        f"WHERE o.message_id IN ({marks}) AND o.kind IN ({kinds})",
         [*ids, *_TO_SECRETARIAT],
     )
-    return rows[0] if rows else None
+    return rows[0] if len(rows) == 1 else None
 
 
 def _subject_ref(settings: Settings, subject: str) -> str | None:
+    from bot.enquiries import normalize_ref
+
     prefix = re.escape(settings.enquiries.reference_prefix)
-    match = re.search(rf"\b({prefix}-\d{{1,9}})\b", subject, re.IGNORECASE)
-    return match.group(1).upper() if match else None
+    found = {
+        normalize_ref(ref)
+        for ref in re.findall(rf"\b({prefix}-\d{{1,9}})\b", subject, re.IGNORECASE | re.ASCII)
+    }
+    # Several references (a reply to a grouped reminder): which one is answered is unclear.
+    return found.pop() if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
