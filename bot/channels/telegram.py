@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 # Chats handled at the same time (updates of one chat always run one after another). A chat
 # waiting for its flood limit holds a slot, so this is large; FloodControl bounds the
 # requests actually on the wire (MAX_IN_FLIGHT).
-MAX_CONCURRENT_CHATS = 256
+MAX_CONCURRENT_CHATS = 2048
 # httpx's pool walks every connection on every request: no more than FloodControl lets fly.
 CONNECTION_POOL = MAX_IN_FLIGHT
 PRUNE_EVERY = timedelta(hours=6)
