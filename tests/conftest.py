@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from telegram_standin import BotApiStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +26,16 @@ settings.load_profile("clusterbot")
 def repo_root() -> Path:
     """The checkout's root folder."""
     return ROOT
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[BotApiStandIn]:
+    """A fresh Bot API stand-in per test; no request may be rejected on its merits."""
+    # As `clusterbot run` does: PTB's timedelta durations, without its deprecation warning.
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    with BotApiStandIn() as standin:
+        yield standin
+        assert standin.rejected() == [], [(r.method, r.response) for r in standin.rejected()]
 
 
 @pytest.fixture(autouse=True)

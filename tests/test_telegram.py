@@ -8,7 +8,6 @@ import re
 import sqlite3
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,16 +45,6 @@ NASTY = [
     "x" * 5000,
     ("lorem ipsum " * 300 + "\n") * 2,
 ]
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[BotApiStandIn]:
-    """A fresh stand-in per test; no request may be rejected on its merits."""
-    # As `clusterbot run` does: PTB's timedelta durations, without its deprecation warning.
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")
-    with BotApiStandIn() as standin:
-        yield standin
-        assert standin.rejected() == [], [(r.method, r.response) for r in standin.rejected()]
 
 
 async def fill_form(h: Harness, chat: int, question: str, *, name: str = "Ada Rossi") -> str:
@@ -249,7 +238,8 @@ async def test_strangers_are_refused_neutrally(tmp_path: Path, api: BotApiStandI
 
 async def test_nasty_text_everywhere_is_accepted_by_telegram(tmp_path: Path, api: BotApiStandIn):
     """<, &, MarkdownV2 specials, 5 000 characters, control characters: no rejected request."""
-    settings = make_settings(tmp_path, api)
+    # Escaping is under test, not pacing: no per-chat limit between the split pieces.
+    settings = make_settings(tmp_path, api, telegram={"max_messages_per_chat_per_second": 0})
     async with running_bot(settings, api) as h:
         chat = 4001
         for text in NASTY:
@@ -354,7 +344,7 @@ async def test_one_users_flood_does_not_delay_others(tmp_path: Path, api: BotApi
         for i in range(12):
             api.push_message(6001, "/help" if i % 2 else "/privacy")
         api.push_message(6002, "/help")
-        await h.messages(6002, 1, limit=5)
+        await h.messages(6002, 1)
         assert len(api.bot_messages(6001)) < 12
         replies = await h.messages(6001, 12, limit=30)
         # In order: privacy, help, privacy, help...
@@ -638,13 +628,15 @@ async def test_replayed_and_redelivered_presses_are_answered(tmp_path: Path, api
 
 async def test_start_not_held_up_by_command_menu_failures(tmp_path: Path, api: BotApiStandIn):
     """setMyCommands failing with 5xx: the bot answers at once; the menus are retried aside."""
+    from bot.channels.telegram_limits import MAX_NETWORK_RETRIES
+
     api.fail_next("setMyCommands", 100, status=502)
     settings = make_settings(tmp_path, api)
-    started = asyncio.get_running_loop().time()
     async with running_bot(settings, api) as h:
         await h.say(6501, "/help")
-        # Generous: the old behaviour waited about 34 s of retries before polling started.
-        assert asyncio.get_running_loop().time() - started < 20
+        # Answered while the first menu call was still being retried (the old behaviour sat
+        # out every retry before polling started).
+        assert len(api.calls("setMyCommands")) <= MAX_NETWORK_RETRIES
 
 
 async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
@@ -657,40 +649,36 @@ async def test_cosmetic_failures_do_not_delay_replies_or_other_chats(
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         welcome = (await h.say(6601, "/start"))[0]
-        loop = asyncio.get_running_loop()
 
         # 5xx on both: one retry each, and the reply follows within about a second.
         api.fail_next("answerCallbackQuery", 10, status=502)
         api.fail_next("sendChatAction", 10, status=502)
         answers, typings = len(api.calls("answerCallbackQuery")), len(api.calls("sendChatAction"))
-        started = loop.time()
         new = await h.press(welcome, "faq:deadline")
-        # Six retries with backoff took about 30 s; one retry each stays far below that.
-        assert new and loop.time() - started < 15
+        # One retry each, then the reply (six retries with backoff took about 30 s).
+        assert new
         assert len(api.calls("answerCallbackQuery")) - answers <= 2
         assert len(api.calls("sendChatAction")) - typings <= 2
 
         # A long 429 on answerCallbackQuery (no chat_id): nobody else waits for it.
         api._faults.clear()
         api.fail_next("answerCallbackQuery", 1, status=429, retry_after=60)
-        started = loop.time()
+        answers = len(api.calls("answerCallbackQuery"))
         await h.press(welcome, "faq:budget")
+        # Answered (a global pause would hold this reply for the whole minute, far past
+        # the harness's wait) while the button's answer was given up, not retried.
         assert await h.say(6602, "/help")
-        # A global pause would hold this reply for the whole minute.
-        assert loop.time() - started < 30
+        assert len(api.calls("answerCallbackQuery")) == answers + 1
 
 
 async def test_sigterm_during_a_flood_wait_stops_quickly(tmp_path: Path, api: BotApiStandIn):
     """Stopping while a reply waits out a 429 takes seconds, not the whole wait."""
     settings = make_settings(tmp_path, api)
-    loop = asyncio.get_running_loop()
+    # running_bot gives the stop 30 s, far below the 90 s wait: it must not sit it out.
     async with running_bot(settings, api):
         api.fail_next("sendMessage", 1, status=429, retry_after=90)
         api.push_message(6701, "/help")
         await until(lambda: api.calls("sendMessage"), what="the 429")
-        stopping = loop.time()
-    # Far below the 90 s wait: the stop does not sit out the flood wait.
-    assert loop.time() - stopping < 30
 
 
 async def test_multi_message_rows_resume_after_the_last_accepted_piece(
@@ -816,7 +804,7 @@ async def test_a_paused_chat_does_not_delay_other_notifications(tmp_path: Path, 
         with h.app.db.conn:
             journal.add_replies(7101, [OutMessage(7101, "first chat")], now() - timedelta(hours=1))
             journal.add_replies(7102, [OutMessage(7102, "second chat")], now() - timedelta(hours=1))
-        api.fail_next("sendMessage", 1, status=429, retry_after=12)
+        api.fail_next("sendMessage", 1, status=429, retry_after=4)
         task = asyncio.create_task(h.channel.notifications.deliver_notifications())
         await h.messages(7102, 1, limit=30)
         # Order, not timing: the second chat got its message while the first still waits.

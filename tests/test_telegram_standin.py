@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -177,10 +176,8 @@ def test_get_updates_offsets_and_long_poll(api: BotApiStandIn):
 
     timer = threading.Timer(0.3, lambda: api.push_message(2, "late"))
     timer.start()
-    started = time.monotonic()
+    # Returned by the push (the 30 s timeout would leave the result empty).
     _, body = call(api, "getUpdates", {"offset": second + 1, "timeout": 30}, form=True)
-    # Returned by the push, long before the 30 s timeout.
-    assert 0.2 < time.monotonic() - started < 15
     assert body["result"][0]["message"]["text"] == "late"
     assert body["result"][0]["message"]["chat"]["type"] == "private"
 

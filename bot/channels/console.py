@@ -170,7 +170,7 @@ async def converse(
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(target=_reader, args=(loop, queue, stdin), daemon=True).start()
 
-    def event(kind: str, **values: str) -> Event:
+    def event(kind: str, **values: Any) -> Event:
         return Event(
             channel=CHANNEL,
             user_id=user_id,

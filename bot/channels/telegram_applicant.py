@@ -61,11 +61,15 @@ class ApplicantHandlers:
             return
         chat_id = message.chat_id
         text = message.text if message.text is not None else (message.caption or "")
+        # Sent at the message's own date: the engine's flood limit counts by it.
+        sent_at = message.date
         if text.startswith("/") and len(text) > 1:
             name, args = split_command(text)
-            event = self.handling.event(update, kind="command", command=name, args=args)
+            event = self.handling.event(
+                update, kind="command", command=name, args=args, sent_at=sent_at
+            )
         else:
-            event = self.handling.event(update, kind="text", text=text)
+            event = self.handling.event(update, kind="text", text=text, sent_at=sent_at)
         await self.handling.commit(update, chat_id, lambda: self._engine_messages(event, chat_id))
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

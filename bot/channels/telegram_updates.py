@@ -294,21 +294,24 @@ class UpdateIntake:
             self.settings.secretariat.language, "update_quarantined", update_id=update_id
         )
 
-        def set_aside() -> bool:
-            if not self.journal.quarantine(update_id, now, error):
-                return False
-            if admin_chat:
-                self.journal.add_replies(admin_chat, plain(admin_chat, report), now)
-            return True
+        messages = plain(admin_chat, report) if admin_chat else []
 
-        if await self.group.run(set_aside):
-            log.error(
-                "update %d set aside after repeated failures (%s); it stays in the journal, "
-                "`clusterbot check` lists it",
-                update_id,
-                error,
-            )
-            self.notifications.kick()
+        def set_aside() -> int | None:
+            if not self.journal.quarantine(update_id, now, error):
+                return None
+            return self.journal.add_replies(admin_chat, messages, now) if messages else 0
+
+        reply_id = await self.group.run(set_aside)
+        if reply_id is None:
+            return
+        log.error(
+            "update %d set aside after repeated failures (%s); it stays in the journal, "
+            "`clusterbot check` lists it",
+            update_id,
+            error,
+        )
+        if reply_id:
+            await self.notifications.deliver_reply(reply_id, messages)
 
     # -- long polling -------------------------------------------------------------------------
 

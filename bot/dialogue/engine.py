@@ -68,7 +68,9 @@ class Engine:
         self.rate_limit = rate_limit
 
     def handle(self, event: Event) -> list[Reply]:
-        """Process one event and return at least one reply; never raises for any input."""
+        """Process one event and return its replies; never raises for any input.
+
+        There is at least one reply, except for the messages of a flood after its notice."""
         lang: str = self.settings.language
         try:
             event = _sanitize(event)
@@ -87,21 +89,33 @@ class Engine:
             except Exception as exc:
                 # The enquiry is stored; delivery will be retried by the scheduler anyway.
                 log.error("on_commit failed: %s", type(exc).__name__)
+        if replies is None:
+            return []
         return replies or [Reply(self.texts.get(lang, "empty"))]
 
-    def _run(self, event: Event) -> tuple[list[Reply], bool, str]:
+    def _run(self, event: Event) -> tuple[list[Reply] | None, bool, str]:
+        """Replies (None: a flood's message dropped without a word), whether something was
+        committed for delivery, and the reply language."""
         now = self.clock()
         # Read and write the session in one transaction, so no other writer slips in between.
         with transaction(self.db):
             state = session.load(self.db, event)
             lang = session.reply_language(state, event, self.settings.language)
             # Rate limit first: a refused message reaches neither the matcher nor the
-            # secretariat, and is not stored.
-            stamp = now.timestamp()
+            # secretariat, and is not stored. The window runs on when each message was sent
+            # (never later than now), so a backlog handled late cannot slip through.
+            sent = min(event.sent_at, now) if event.sent_at is not None else now
+            stamp = sent.timestamp()
             recent = [t for t in state.get("times", []) if stamp - RATE_WINDOW_SECONDS < t <= stamp]
             limit = self.settings.limits.messages_per_minute
             if self.rate_limit and len(recent) >= limit:
                 log.info("rate limited: channel=%s", event.channel)
+                noticed = state.get("limited_at")
+                if noticed is not None and stamp - RATE_WINDOW_SECONDS < noticed <= stamp:
+                    # Told once in this window already: the rest is dropped in silence.
+                    return None, False, lang
+                state["limited_at"] = stamp
+                session.save(self.db, event, state, lang, now)
                 return [Reply(self.texts.get(lang, "rate_limited", limit=limit))], False, lang
             state["times"] = [*recent, stamp]
             services = Services(self.db, self.kb, self.settings, self.texts)
@@ -208,4 +222,5 @@ def _sanitize(event: Event) -> Event:
         lang_hint=event.lang_hint,
         chat_id=None if event.chat_id is None else clean_surrogates(str(event.chat_id)),
         username=None if event.username is None else clean_surrogates(str(event.username)),
+        sent_at=event.sent_at if isinstance(event.sent_at, datetime) else None,
     )

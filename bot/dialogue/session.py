@@ -60,6 +60,9 @@ def clean_state(raw: Any) -> dict[str, Any]:
     times = state.get("times")
     if isinstance(times, list):
         clean["times"] = [float(t) for t in times if isinstance(t, int | float)]
+    # When the flood notice went out (the sent time of the message that got it).
+    if isinstance(state.get("limited_at"), int | float):
+        clean["limited_at"] = float(state["limited_at"])
     return clean
 
 

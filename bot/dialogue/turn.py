@@ -64,6 +64,9 @@ class Event:
     lang_hint: str | None = None
     chat_id: str | None = None
     username: str | None = None
+    # When the user sent it, if the channel knows (Telegram's message date): the flood
+    # limit counts by it, so a backlog handled late is judged by when it was written.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
