@@ -369,3 +369,55 @@ def test_domain_suggestions(address: str, suggestion: str | None) -> None:
     from bot.mail.address_typos import suggest_address
 
     assert suggest_address(address) == suggestion
+
+
+# ---------------------------------------------------------------- internationalised addresses
+
+
+@pytest.mark.parametrize(
+    ("smtp", "offered", "accepted"),
+    [
+        ({"host": ""}, None, True),  # the embedded mail store speaks SMTPUTF8
+        ({"host": "mail.example.org", "port": 587}, None, False),  # not known yet: refused
+        ({"host": "mail.example.org", "port": 587}, True, True),
+        ({"host": "mail.example.org", "port": 587}, False, False),
+    ],
+)
+def test_an_internationalised_address_needs_smtputf8(
+    tmp_path: Path, smtp: dict[str, Any], offered: bool | None, accepted: bool
+) -> None:
+    from bot.mail.smtputf8 import record_smtputf8
+
+    settings = dialogue_support.make_settings(tmp_path / "data", smtp=smtp)
+    database = dialogue_support.open_db(settings.database_path)
+    if offered is not None:
+        record_smtputf8(database, settings, offered)
+    engine = Engine(database, dialogue_support.load_kb(), settings, clock=dialogue_support.Clock())
+    chat = dialogue_support.Chat(engine, lang_hint="en")
+    chat.cmd("contact")
+    chat.say("José García")
+    chat.say("josé.garcía@ejemplo.es")
+    if accepted:
+        assert "organisation" in chat.text.lower()
+        chat.say("Cluster Andaluz")
+        chat.press("c:ES")
+        chat.say("Can two regions apply together?")
+        chat.press("consent:yes")
+        assert "E-mail: josé.garcía@ejemplo.es" in chat.text
+    else:
+        assert "accented letters before the @" in chat.text
+        assert "not a valid" not in chat.text and "doesn't look like" not in chat.text
+        chat.say("jose.garcia@ejemplo.es")
+        assert "organisation" in chat.text.lower()
+    database.close()
+
+
+def test_a_server_change_forgets_what_the_old_one_offered(tmp_path: Path) -> None:
+    from bot.mail.smtputf8 import record_smtputf8, smtputf8_offered
+
+    old = make_settings(tmp_path, smtp={"host": "old.example.org"})
+    new = make_settings(tmp_path, smtp={"host": "new.example.org"})
+    database = open_database(tmp_path / "db.sqlite3")
+    record_smtputf8(database, old, True)
+    assert smtputf8_offered(database, old) and not smtputf8_offered(database, new)
+    database.close()

@@ -87,13 +87,17 @@ def validate_name(raw: str) -> str:
 
 
 def validate_email_address(raw: str) -> str:
-    """An e-mail address, syntax only (no DNS); returned in its normalised ASCII form."""
+    """An e-mail address, syntax only (no DNS); normalised, in ASCII whenever it can be.
+
+    An internationalised address (accented letters before the @) is valid and kept as
+    such; whether the mail server can carry it (SMTPUTF8) is for the form to ask
+    (bot.mail.smtputf8), not a question of validity.
+    """
     value = _check_length("email", _single_line(raw))
     if " " in value or "<" in value or ">" in value:
         raise FieldError("email_invalid")
     try:
-        # No SMTPUTF8: the address goes into Reply-To, which must stay plain ASCII.
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError:
         raise FieldError("email_invalid") from None
     return result.ascii_email or result.normalized

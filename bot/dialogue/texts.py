@@ -83,6 +83,7 @@ KEYS: Mapping[str, frozenset[str]] = {
     "err_name_question": frozenset(),
     "err_name_too_many_words": frozenset({"max"}),
     "err_email_invalid": frozenset(),
+    "err_email_utf8": frozenset(),
     "err_country_unknown": frozenset(),
     "err_country_name_unknown": frozenset(),
     "summary_title": frozenset(),

@@ -192,6 +192,7 @@ def _header_registry() -> _HeaderRegistry:
 # except that the Subject is folded by fold_subject.
 POLICY = policy.default.clone(header_factory=_header_registry())
 SMTP_POLICY = POLICY.clone(linesep="\r\n")
+SMTP_UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -332,14 +333,29 @@ def _header_text(value: object, what: str) -> str:
     return text
 
 
-def _address(display_name: str, addr_spec: str, what: str) -> Address:
-    """A validated Address; raises ComposeError when it cannot be a safe header."""
+def _address(
+    display_name: str, addr_spec: str, what: str, *, international: bool = False
+) -> Address:
+    """A validated Address; raises ComposeError when it cannot be a safe header.
+
+    `international` admits an address with non-ASCII letters (an applicant's, accepted by
+    the form only when the mail server offers SMTPUTF8); message_bytes then writes the
+    message with UTF-8 headers.
+    """
     name = _header_text(display_name, f"{what} name")
     spec = _header_text(addr_spec, f"{what} address")
-    if spec.count("@") != 1 or not spec.isascii():
+    if spec.count("@") != 1 or not (spec.isascii() or international):
         raise ComposeError(f"{what} address is not a plain e-mail address")
     try:
-        address = Address(display_name=name, addr_spec=spec)
+        if spec.isascii():
+            address = Address(display_name=name, addr_spec=spec)
+        else:
+            # The stdlib parser refuses non-ASCII local parts (RFC 5322); RFC 6531 allows
+            # them. The form validated the address (email-validator, allow_smtputf8).
+            username, _, domain = spec.partition("@")
+            if any(char in username for char in ' "<>()[]\\,;:@'):
+                raise ValueError("special characters in an internationalised local part")
+            address = Address(display_name=name, username=username, domain=domain)
     except (ValueError, IndexError, TypeError, HeaderParseError) as exc:
         raise ComposeError(f"{what} address is not valid ({exc})") from None
     if not address.username or not address.domain or "." not in address.domain:
@@ -599,7 +615,7 @@ def _reply_to(context: Mapping[str, Any], bot_address: str | None) -> Address:
     """The bot's per-enquiry address when an inbox reads replies, else the applicant."""
     if bot_address:
         return _address("", bot_address, "inbox.reply_address")
-    return _address(context["name"], context["email"], "applicant")
+    return _address(context["name"], context["email"], "applicant", international=True)
 
 
 def enquiry_mail(
@@ -730,7 +746,7 @@ def acknowledgement_mail(settings: Settings, enquiry: Mapping[str, Any]) -> Emai
     lang = lang if lang in LANGUAGES else settings.language
     context = _enquiry_context(settings, enquiry, lang)
     context["ref"] = _header_text(context["ref"], "ref")
-    applicant = _address(context["name"], context["email"], "applicant")
+    applicant = _address(context["name"], context["email"], "applicant", international=True)
     context.update(
         created_local=_local_time(_moment(enquiry["created_at"]), settings, lang),
         secretariat=settings.secretariat.email,
@@ -878,7 +894,7 @@ def outbox_row(
     # Bcc must never travel in the message itself.
     del message["Bcc"]
     # Serialised once, here; the bytes are stored and sent as they are, never re-parsed.
-    raw = message.as_bytes(policy=SMTP_POLICY)
+    raw = message_bytes(message)
     moment = to_iso(now)
     return {
         "kind": kind,
@@ -892,6 +908,19 @@ def outbox_row(
         "next_attempt_at": moment,
         "created_at": moment,
     }
+
+
+def needs_utf8(message: EmailMessage) -> bool:
+    """Whether an address in the message has non-ASCII letters (it must travel SMTPUTF8)."""
+    headers = ("From", "To", "Cc", "Reply-To")
+    specs = _addr_specs(value for name in headers for value in message.get_all(name, []))
+    return not all(spec.isascii() for spec in specs)
+
+
+def message_bytes(message: EmailMessage) -> bytes:
+    """The message as sent: 7-bit clean, or with UTF-8 headers (RFC 6532) when an address
+    needs them (such a mail is sent with the SMTPUTF8 option)."""
+    return message.as_bytes(policy=SMTP_UTF8_POLICY if needs_utf8(message) else SMTP_POLICY)
 
 
 def _addr_specs(values: Iterable[Any]) -> list[str]:

@@ -22,6 +22,7 @@ from bot.dialogue.smalltalk import fold
 from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text, typed_number
 from bot.enquiries import count_created_since
 from bot.mail.address_typos import suggest_address
+from bot.mail.smtputf8 import needs_smtputf8, smtputf8_offered
 
 ENQUIRY_WINDOW = timedelta(days=1)
 
@@ -280,6 +281,12 @@ def _field_value(turn: Turn, step: Step, text: str) -> None:
         turn.state["step"] = more
         prompt(turn)
         return
+    if name == "email" and needs_smtputf8(value):
+        services = turn.services
+        if not smtputf8_offered(services.db, services.settings):
+            turn.say(turn.t("err_email_utf8"))
+            prompt(turn)
+            return
     turn.draft[name] = value
     if name == "email":
         # A likely typo in the domain is asked about now, not noticed when no answer comes.
