@@ -225,7 +225,8 @@ def test_the_privacy_notice_names_controller_contact_dpo_basis_rights_and_author
     for expected in (
         "Data controller: Distretto Esempio S.c.a.r.l., Via Roma 1, 00100 Roma",
         "privacy@distretto.example",
-        "Data protection officer: dpo@distretto.example",
+        "Data protection officer: dpo@distretto.example. Contact about your data: privacy@",
+        "privacy@distretto.example.\nWhat I store",
         "Legal basis: your consent",
         "access",
         "corrected",
@@ -262,6 +263,7 @@ def test_an_unconfigured_notice_names_the_secretariat_and_never_a_placeholder(
     chat.cmd("privacy")
     text = chat.text
     assert "CHANGE ME" not in text and "Data protection officer" not in text
+    assert "Contact about your data: segreteria@example.org.\nWhat I store" in text
     assert "Data controller: the call secretariat (segreteria@example.org)" in text
     assert "supervisory authority: Garante per la protezione dei dati personali" in text
 
