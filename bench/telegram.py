@@ -74,6 +74,13 @@ class Result:
     replies: int
     seconds: float
     latencies: list[float]
+    # CPU seconds the bot's process used for the load (less sensitive to a busy machine).
+    cpu: float = 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU milliseconds per reply."""
+        return 1000 * self.cpu / self.replies if self.replies else 0.0
 
     @property
     def rate(self) -> float:
@@ -84,6 +91,15 @@ class Result:
         """Latency percentile in milliseconds."""
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -128,6 +144,7 @@ def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -
                     raise SystemExit(f"{name} did not start; see {tmp / (name + '.log')}")
                 time.sleep(0.01)
             time.sleep(0.3)
+            cpu_before = _cpu_seconds(process.pid)
             chats = [100_000 + i for i in range(users)]
             pushed = {}
             for i, chat in enumerate(chats):
@@ -141,11 +158,12 @@ def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -
                 firsts = {c: api.first_reply_at[c] for c in chats if c in api.first_reply_at}
             if len(firsts) < users:
                 raise SystemExit(f"{name}: only {len(firsts)}/{users} replies")
+            cpu = _cpu_seconds(process.pid) - cpu_before
             latencies = [firsts[chat] - pushed[chat] for chat in chats]
             rejected = api.rejected()
             if rejected:
                 raise SystemExit(f"{name}: {len(rejected)} requests rejected by the stand-in")
-            return Result(name, users, max(firsts.values()) - start, latencies)
+            return Result(name, users, max(firsts.values()) - start, latencies, cpu)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -179,16 +197,23 @@ def main() -> int:
     results = [max(done, key=lambda r: r.rate) for done in runs.values()]
     ours, echo = results
     print(f"Telegram: {args.users} users x 1 FAQ question, local Bot API stand-in")
-    print(f"{'bot':<12} {'replies/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'total s':>8}")
+    print(
+        f"{'bot':<12} {'replies/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'total s':>8} "
+        f"{'CPU ms/reply':>13}"
+    )
     for r in results:
         print(
-            f"{r.name:<12} {r.rate:>10.1f} {r.pct(0.5):>9.1f} {r.pct(0.99):>9.1f} {r.seconds:>8.2f}"
+            f"{r.name:<12} {r.rate:>10.1f} {r.pct(0.5):>9.1f} {r.pct(0.99):>9.1f} "
+            f"{r.seconds:>8.2f} {min(x.cpu_ms for x in runs[r.name]):>13.2f}"
         )
     ratio = ours.rate / echo.rate if echo.rate else float("inf")
     print(f"ratio clusterbot / echo: {ratio:.2f} (acceptance >= 0.6, aim 0.8)")
     floor = 10 * 30
     verdict = "ok" if ours.rate >= floor or args.limits else "BELOW"
     print(f"clusterbot replies/s vs 10x Telegram's 30/s ({floor}): {verdict}")
+    best_cpu = {name: min(x.cpu_ms for x in done) for name, done in runs.items()}
+    cpu_ratio = best_cpu["ptb-echo"] / best_cpu["clusterbot"] if best_cpu["clusterbot"] else 0.0
+    print(f"CPU ratio echo / clusterbot (replies per CPU second, ours vs echo's): {cpu_ratio:.2f}")
     median_ratio = statistics.median(ours.latencies) / statistics.median(echo.latencies)
     print(f"median latency ratio: {median_ratio:.2f}")
     return 0

@@ -251,11 +251,30 @@ def open_database(path: Path) -> sqlite_utils.Database:
 
 
 @contextmanager
+def savepoint(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """Inside a transaction: the writes of the block are undone if it raises.
+
+    One fixed name serves every level, since SQLite's ROLLBACK TO and RELEASE act on the
+    innermost savepoint of that name; sqlite-utils' atomic() would draw a random name from
+    os.urandom each time, a system call on every handled message.
+    """
+    db.conn.execute("SAVEPOINT nested")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK TO nested")
+        db.conn.execute("RELEASE nested")
+        raise
+    else:
+        db.conn.execute("RELEASE nested")
+
+
+@contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """All writes inside commit together or not at all."""
     if db.conn.in_transaction:
         # Nested: a savepoint inside the caller's transaction.
-        with db.atomic():
+        with savepoint(db):
             yield db
         return
     # IMMEDIATE takes the write lock up front, so a read-then-write transaction waits for

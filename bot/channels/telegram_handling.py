@@ -28,6 +28,7 @@ from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_render import ChannelTexts
 from bot.dialogue.engine import Event
 from bot.settings import Settings
+from bot.storage import savepoint
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class Handling:
             try:
                 # A savepoint: a failing handler leaves no half-done change behind, and the
                 # update is still handled (once) with an apology instead of silence.
-                with self.db.atomic():
+                with savepoint(self.db):
                     if watch is not None:
                         before.append(self._fingerprint(watch()))
                     messages = list(work())

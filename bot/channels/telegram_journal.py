@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from bot.storage import dumps, from_iso, to_iso, transaction
+from bot.storage import savepoint as rollback_point
 
 CHANNEL = "telegram"
 # Kinds of notifications rows this channel delivers; `reply` is the channel's own: the
@@ -116,7 +117,7 @@ class GroupCommit:
         self._begin(window)
         if not savepoint:
             return work()
-        with self.db.atomic():
+        with rollback_point(self.db):
             return work()
 
     async def run(self, work: Callable[[], T], *, savepoint: bool = True) -> T:
