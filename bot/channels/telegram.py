@@ -2,8 +2,10 @@
 
 This module assembles the channel and runs it; each concern lives in its own module:
 
-- telegram_updates.py       receiving: journal, per-chat queues, replay, long polling,
-                            quarantine of updates that keep failing
+- telegram_updates.py       receiving: journal, per-chat queues, replay, quarantine of
+                            updates that keep failing
+- telegram_polling.py       long polling (getUpdates -> accept, then the next offset)
+- telegram_menus.py         the command menus
 - telegram_webhook.py       webhook mode (the same journal-first `accept`)
 - telegram_handling.py      what every handler shares: commit effects + replies + handled
                             mark in one transaction, then send
@@ -27,8 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlite_utils
-from telegram import BotCommand, BotCommandScopeChat
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -37,24 +38,19 @@ from telegram.ext import (
     filters,
 )
 
-from bot.channels.telegram_admin import ADMIN_COMMANDS, AdminCommands
+from bot.channels.telegram_admin import AdminCommands
 from bot.channels.telegram_admin_handlers import AdminCommand, AdminHandlers, is_admin_button
 from bot.channels.telegram_applicant import ApplicantHandlers, render_replies, split_command
 from bot.channels.telegram_handling import Handling
 from bot.channels.telegram_journal import GroupCommit, Journal
 from bot.channels.telegram_limits import MAX_IN_FLIGHT, FloodControl
+from bot.channels.telegram_menus import CommandMenus
 from bot.channels.telegram_notifications import TelegramNotifications
+from bot.channels.telegram_polling import POLL_BACKOFF_MAX, POLL_READ_MARGIN, POLL_TIMEOUT, Poller
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import BOTFATHER_HELP, ChannelTexts
-from bot.channels.telegram_updates import (
-    ALLOWED_UPDATES,
-    POLL_BACKOFF_MAX,
-    POLL_READ_MARGIN,
-    POLL_TIMEOUT,
-    UpdateIntake,
-)
+from bot.channels.telegram_updates import ALLOWED_UPDATES, UpdateIntake
 from bot.channels.telegram_webhook import Webhook, WebhookError
-from bot.dialogue.engine import COMMANDS as ENGINE_COMMANDS
 from bot.dialogue.engine import Engine
 from bot.settings import Settings
 from bot.storage import utc_now
@@ -72,8 +68,6 @@ PRUNE_JOB = "telegram-journal-prune"
 # Seconds to let running handlers finish on SIGINT/SIGTERM; the journal (unhandled updates
 # are replayed) and the reply rows (unsent messages are resent) cover what is cut off.
 STOP_GRACE = 3.0
-# The applicants' commands are the engine's: one list, so the menu never drifts from it.
-USER_COMMANDS = ENGINE_COMMANDS
 
 
 class TelegramSetupError(Exception):
@@ -166,6 +160,8 @@ class TelegramChannel:
             clock=clock,
             stop=self._stop,
         )
+        self.menus = CommandMenus(settings, bot, self.texts)
+        self.poller = Poller(bot, self.intake.accept, self._stop)
         self.webhook = Webhook(
             settings, bot, self.intake.accept, self.health, allowed_updates=ALLOWED_UPDATES
         )
@@ -207,43 +203,6 @@ class TelegramChannel:
         }
 
     # -- start-up and shutdown ------------------------------------------------------------------
-
-    async def set_commands(self) -> None:
-        """The command menus: it, en and the default; admin commands for the secretariat."""
-        bot = self.application.bot
-        try:
-            for lang in ("it", "en", None):
-                menu = self.texts.menu(lang or self.settings.language, "commands")
-                commands = [BotCommand(name, menu[name]) for name in USER_COMMANDS]
-                await bot.set_my_commands(commands, language_code=lang)
-            admin_lang = self.settings.secretariat.language
-            admin_menu = self.texts.menu(admin_lang, "admin_commands")
-            admin = [BotCommand(name, admin_menu[name]) for name in ADMIN_COMMANDS]
-            if self.settings.telegram.admin_chat_id:
-                await bot.set_my_commands(
-                    admin, scope=BotCommandScopeChat(self.settings.telegram.admin_chat_id)
-                )
-        except TelegramError as exc:
-            log.warning("could not set the command menu: %s", type(exc).__name__)
-            return
-        user_menu = self.texts.menu(admin_lang, "commands")
-        for user_id in self.settings.telegram.admin_user_ids:
-            # An admin's private chat shows both menus; it fails until they started the bot.
-            try:
-                await bot.set_my_commands(
-                    [BotCommand(n, user_menu[n]) for n in USER_COMMANDS] + admin,
-                    scope=BotCommandScopeChat(user_id),
-                )
-            except TelegramError as exc:
-                log.info("admin menu for one admin not set: %s", type(exc).__name__)
-
-    async def _set_commands_in_background(self) -> None:
-        try:
-            await self.set_commands()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("could not set the command menu: %s", type(exc).__name__)
 
     async def initialize(self) -> bool:
         """Check the token with getMe, retrying while Telegram is unreachable; False if stopped."""
@@ -304,9 +263,9 @@ class TelegramChannel:
                     raise TelegramSetupError(str(exc)) from exc
             else:
                 await self.webhook.drop()
-                receiver = asyncio.create_task(self.intake.poll(), name="telegram-polling")
+                receiver = asyncio.create_task(self.poller.poll(), name="telegram-polling")
             # Cosmetic, and retried on 5xx: never in the way of replay and polling.
-            self.intake.spawn(self._set_commands_in_background())
+            self.intake.spawn(self.menus.set_in_background())
             if ready is not None:
                 ready()
             stopper = asyncio.create_task(self._stop.wait())

@@ -13,26 +13,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 from telegram import Update
-from telegram.error import EndPointNotFound, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application
-from telegram.warnings import PTBUserWarning
 
 from bot.channels.telegram_admin import plain
 from bot.channels.telegram_handling import Handling
 from bot.channels.telegram_journal import GroupCommit, Journal
-from bot.channels.telegram_limits import retry_after_seconds
 from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import ChannelTexts
@@ -41,10 +36,6 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ("message", "callback_query")
-# Long-poll length; the HTTP read timeout is a little longer.
-POLL_TIMEOUT = 25
-POLL_READ_MARGIN = 10
-POLL_BACKOFF_MAX = 5.0
 # Telegram refuses answers to button presses older than about 15 seconds: a press still
 # waiting in its chat's queue (behind a 429, say) this long after it arrived is answered
 # at once, without a notice, so the button stops spinning.
@@ -119,12 +110,6 @@ class UpdateIntake:
         self._stop = stop
         self._queued: set[int] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        # getUpdates is fetched as JSON (journaled verbatim, parsed once, later) through
-        # Bot.do_api_request, which suggests Bot.get_updates for it: that one would parse
-        # every update at once, and a single malformed one would stop polling for good.
-        warnings.filterwarnings(
-            "ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning
-        )
 
     # -- accepting ----------------------------------------------------------------------------
 
@@ -312,56 +297,3 @@ class UpdateIntake:
         )
         if reply_id:
             await self.notifications.deliver_reply(reply_id, messages)
-
-    # -- long polling -------------------------------------------------------------------------
-
-    async def poll(self) -> None:
-        """Long polling: fetch, journal, then confirm (by asking for the next offset)."""
-        offset: int | None = None
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                updates = await self._fetch(offset)
-            except asyncio.CancelledError:
-                raise
-            except (InvalidToken, EndPointNotFound):
-                # After getMe succeeded a refused token shows as "endpoint not found".
-                log.error("Telegram refused the bot token; stopping")
-                self._stop.set()
-                raise
-            except TelegramError as exc:
-                failures += 1
-                delay = min(POLL_BACKOFF_MAX, 0.5 * 2**failures)
-                if isinstance(exc, RetryAfter):
-                    delay = retry_after_seconds(exc)
-                log.warning("getUpdates failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                continue
-            failures = 0
-            if not updates:
-                continue
-            try:
-                self.accept(updates)
-            except Exception as exc:
-                # Not journaled: do not confirm the offset; Telegram sends them again.
-                log.error("journaling updates failed (%s); fetching them again", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), POLL_BACKOFF_MAX)
-                continue
-            offset = int(updates[-1]["update_id"]) + 1
-
-    async def _fetch(self, offset: int | None) -> list[dict[str, Any]]:
-        """getUpdates as Telegram's JSON: journaled verbatim, parsed once, later."""
-        data: dict[str, Any] = {
-            "timeout": POLL_TIMEOUT,
-            "allowed_updates": list(ALLOWED_UPDATES),
-        }
-        if offset is not None:
-            data["offset"] = offset
-        result = await self.application.bot.do_api_request(
-            "getUpdates", api_kwargs=data, read_timeout=POLL_TIMEOUT + POLL_READ_MARGIN
-        )
-        if not isinstance(result, list):
-            return []
-        return [u for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
