@@ -240,19 +240,17 @@ def _stats(values: Sequence[float]) -> str:
 
 
 def compose_only(db: sqlite_utils.Database, settings: Settings, limit: int = 200) -> list[float]:
-    """Latencies (microseconds) of composing the secretariat e-mail and its outbox row alone,
+    """Latencies (microseconds) of composing the secretariat e-mail and its delivery alone,
     on enquiries the run stored: the part of the submit step that is not the engine's."""
-    from bot.mail.compose import enquiry_mail, outbox_row
-    from bot.storage import utc_now
+    from bot.mail.compose import enquiry_mail, mail_delivery
 
     cursor = db.conn.execute("SELECT * FROM enquiries ORDER BY id LIMIT ?", (limit,))
     names = [column[0] for column in cursor.description]
     found = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    now = utc_now()
     times: list[float] = []
     for row in found:
         begin = time.perf_counter_ns()
-        outbox_row(enquiry_mail(settings, row), "enquiry", row["id"], now)
+        mail_delivery(enquiry_mail(settings, row), "enquiry", row["id"])
         times.append((time.perf_counter_ns() - begin) / 1000)
     return times
 

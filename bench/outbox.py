@@ -28,8 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosmtplib
 
-from bot.mail.compose import enquiry_mail, outbox_row, sample_enquiry
-from bot.mail.outbox import SmtpTarget, deliver_due, insert_outbox
+from bot.deliveries.model import NewDelivery
+from bot.deliveries.smtp import SmtpTarget, SmtpTransport
+from bot.deliveries.store import enqueue
+from bot.deliveries.worker import Worker
+from bot.enquiries import DeliveryRules
+from bot.mail.compose import enquiry_mail, mail_delivery, sample_enquiry
 from bot.settings import Settings, settings_from_mapping
 from bot.storage import open_database, transaction
 
@@ -101,17 +105,19 @@ def _enquiries(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _messages(settings: Settings, enquiries: list[dict[str, Any]]) -> tuple[list[Any], float]:
-    """Each enquiry's outbox row, composed as submit_enquiry does; and seconds per mail."""
+def _messages(
+    settings: Settings, enquiries: list[dict[str, Any]]
+) -> tuple[list[NewDelivery], float]:
+    """Each enquiry's mail delivery, composed as submit_enquiry does; and seconds per mail."""
     started = time.perf_counter()
     rows = [
-        outbox_row(enquiry_mail(settings, enquiry), "enquiry", enquiry["id"], QUEUED_AT)
+        mail_delivery(enquiry_mail(settings, enquiry), "enquiry", enquiry["id"])
         for enquiry in enquiries
     ]
     return rows, (time.perf_counter() - started) / max(len(enquiries), 1)
 
 
-async def plain(port: int, rows: list[dict[str, Any]]) -> float:
+async def plain(port: int, rows: list[NewDelivery]) -> float:
     """Seconds for plain aiosmtplib to send every row over one connection."""
     started = time.perf_counter()
     client = aiosmtplib.SMTP(
@@ -119,7 +125,7 @@ async def plain(port: int, rows: list[dict[str, Any]]) -> float:
     )
     await client.connect()
     for row in rows:
-        await client.sendmail(row["mail_from"], ["segreteria@example.org"], row["raw"])
+        await client.sendmail(row.sender or "", ["segreteria@example.org"], row.payload)
     await client.quit()
     return time.perf_counter() - started
 
@@ -128,10 +134,10 @@ async def worker(
     settings: Settings,
     port: int,
     enquiries: list[dict[str, Any]],
-    rows: list[dict[str, Any]],
+    rows: list[NewDelivery],
     folder: Path,
 ) -> float:
-    """Seconds for deliver_due to empty a SQLite outbox holding every enquiry's mail."""
+    """Seconds for the delivery worker to empty a SQLite queue holding every enquiry's mail."""
     db = open_database(folder / "bench.sqlite3")
     with transaction(db):
         for enquiry in enquiries:
@@ -141,17 +147,15 @@ async def worker(
                 f"INSERT INTO enquiries ({columns}) VALUES ({marks})", list(enquiry.values())
             )
         for row in rows:
-            insert_outbox(db, row)
+            enqueue(db, row, QUEUED_AT)
     target = SmtpTarget.from_settings(settings, hostname="127.0.0.1", port=port, security="none")
     now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=1)
+    runner = Worker(db, [SmtpTransport(target)], hook=DeliveryRules(settings), clock=lambda: now)
     started = time.perf_counter()
-    sent = 0
-    while True:
-        report = await deliver_due(db, settings, now, target=target)
-        sent += report.sent
-        if report.attempted == 0 or report.retried or report.failed:
-            break
+    report = await runner.deliver_due()
+    sent = report.sent
     elapsed = time.perf_counter() - started
+    runner.close()
     forwarded = db.execute(
         "SELECT COUNT(*) FROM enquiries WHERE forwarded_at IS NOT NULL"
     ).fetchone()[0]
@@ -185,9 +189,8 @@ def main() -> int:
                     plain_times.append(asyncio.run(plain(port, rows)))
                 else:
                     with tempfile.TemporaryDirectory() as folder:
-                        fresh = [dict(row) for row in rows]
                         worker_times.append(
-                            asyncio.run(worker(settings, port, enquiries, fresh, Path(folder)))
+                            asyncio.run(worker(settings, port, enquiries, rows, Path(folder)))
                         )
     delivered = received[0] if received else -1
     expected = 2 * args.count * args.rounds
@@ -207,11 +210,13 @@ def main() -> int:
         f"outbox throughput: {args.count} enquiry mails x {args.rounds} rounds, "
         "aiosmtpd on loopback in a separate process"
     )
-    print(f"composing one enquiry mail (enquiry_mail + outbox_row): {compose_seconds * 1e3:.2f} ms")
+    print(
+        f"composing one enquiry mail (enquiry_mail + mail_delivery): {compose_seconds * 1e3:.2f} ms"
+    )
     print(f"{'':<37}{'best s':>9}{'median s':>10}{'mails/s':>9}")
     for label, times, rate in (
         ("plain aiosmtplib, 1 connection", plain_times, plain_rate),
-        ("outbox worker (SQLite, deliver_due)", worker_times, worker_rate),
+        ("delivery worker (SQLite, leases)", worker_times, worker_rate),
     ):
         print(f"{label:<37}{min(times):>9.3f}{statistics.median(times):>10.3f}{rate:>9.0f}")
     verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"

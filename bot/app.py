@@ -6,13 +6,15 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from bot import jobs
-from bot.mail.outbox import DeliveryReport, SmtpTarget, count_mails, deliver_due
+from bot import instance, jobs
+from bot.deliveries.model import DeliveryReport
+from bot.deliveries.smtp import SmtpTarget, SmtpTransport, count_mails
+from bot.deliveries.worker import Worker
 from bot.storage import open_database, utc_now
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTBOX_JOB = "outbox"
+DELIVERIES_JOB = "deliveries"
 REMINDERS_JOB = "reminders"
 DIGEST_JOB = "digest"
 RETENTION_JOB = "retention"
@@ -48,6 +50,7 @@ class App:
         report: Callable[[str], None] | None = None,
         smtp_tls_context: ssl.SSLContext | None = None,
         imap_tls_context: ssl.SSLContext | None = None,
+        deliver: bool | None = None,
     ) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -62,9 +65,13 @@ class App:
         self.kb: Any = None
         self.mail_store: MailStore | None = None
         self.smtp_target: SmtpTarget | None = None
-        self._delivery_lock = asyncio.Lock()
-        self._kicked = False
-        self._kick_listeners: list[Callable[[], None]] = []
+        # None: deliver unless another process holds the data directory (`clusterbot
+        # run`), in which case that process delivers and this one only queues.
+        self._deliver = deliver
+        self.instance_holder: int | None = None
+        self.worker: Worker | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -108,14 +115,39 @@ class App:
 
             for problem in warm_up(settings):
                 log.warning("%s; run 'clusterbot check'", problem)
+            self._start_worker()
             self._add_jobs()
             self.scheduler.start()
         except BaseException:
             await self.close()
             raise
 
+    def _start_worker(self) -> None:
+        from bot.enquiries import DeliveryRules
+
+        assert self.db is not None and self.smtp_target is not None
+        deliver = self._deliver
+        if deliver is None:
+            self.instance_holder = instance.holder(self.settings)
+            deliver = self.instance_holder is None
+        if not deliver:
+            return
+        self.worker = Worker(
+            self.db,
+            [SmtpTransport(self.smtp_target)],
+            hook=DeliveryRules(self.settings),
+            clock=self.clock,
+            caps={("smtp", "enquiry"): self.settings.enquiries.max_mails_per_hour},
+        )
+        task = asyncio.get_running_loop().create_task(self._delivery_loop())
+        self._tasks.add(task)
+        # Whatever is due already (queued while the bot was down) goes out now.
+        self._wake.set()
+
     async def close(self) -> None:
         """Stop the scheduler and its running jobs, the mail store, and close the database."""
+        self._closing = True
+        self._wake.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             # AsyncIOScheduler.shutdown only schedules itself on the loop: let it run.
@@ -125,6 +157,8 @@ class App:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.worker is not None:
+            self.worker.close()
         if self.mail_store is not None:
             await self.mail_store.stop()
         if self.db is not None:
@@ -134,30 +168,10 @@ class App:
     # ------------------------------------------------------------ jobs
 
     def _add_jobs(self) -> None:
-        # All jobs derive what is due from the database, so running late is harmless and
-        # running twice in a row is pointless: coalesce=True folds missed runs into one, and
-        # misfire_grace_time=None runs a late job however late (3.x defaults to 1 s and would
-        # silently drop it after a stall or a suspend). max_instances=1: never overlap.
-        periodic = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+        # Every job derives what is due from the database. The periodic ones fold missed
+        # runs into one (coalesce), run however late (misfire_grace_time=None; 3.x would
+        # drop a job 1 s late after a stall) and never overlap (max_instances=1).
         now = datetime.now(UTC)
-        self.scheduler.add_job(
-            self._tracked(self.deliver_outbox),
-            "interval",
-            seconds=jobs.OUTBOX_EVERY.total_seconds(),
-            id=OUTBOX_JOB,
-            next_run_time=now,
-            replace_existing=True,
-            **periodic,
-        )
-        self.scheduler.add_job(
-            self._tracked(self.run_reminders),
-            "interval",
-            seconds=jobs.REMINDERS_EVERY.total_seconds(),
-            id=REMINDERS_JOB,
-            next_run_time=now,
-            replace_existing=True,
-            **periodic,
-        )
         self.scheduler.add_job(
             self._tracked(self.run_retention),
             "interval",
@@ -165,7 +179,9 @@ class App:
             id=RETENTION_JOB,
             next_run_time=now,
             replace_existing=True,
-            **periodic,
+            coalesce=True,
+            misfire_grace_time=None,
+            max_instances=1,
         )
         # The cron job serves each slot once (the database records the last slot served);
         # a grace of DIGEST_CATCH_UP lets a stalled loop still send it late, once.
@@ -194,6 +210,54 @@ class App:
             "date",
             run_date=now,
             id=f"{DIGEST_JOB}-catch-up",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+        self._schedule_reminders()
+
+    def _at(self, moment: datetime) -> datetime:
+        # The app's clock may be a test's: a job due `moment` (app time) runs after the
+        # same delay of real time.
+        delay = max((moment - self.clock()).total_seconds(), 0.0)
+        return datetime.now(UTC) + timedelta(seconds=delay)
+
+    def _schedule_reminders(self) -> None:
+        """One date job at the instant the next reminder is due, derived from the rows.
+
+        Re-derived at start, after every change (kick) and after each run: a restart
+        neither loses nor repeats a reminder, because the reminder and its counter are
+        written in one transaction.
+        """
+        if self.db is None:
+            return
+        due = jobs.next_reminder_at(self.db, self.settings)
+        if due is None:
+            if self.scheduler.get_job(REMINDERS_JOB) is not None:
+                self.scheduler.remove_job(REMINDERS_JOB)
+            return
+        self.scheduler.add_job(
+            self._tracked(self.run_reminders),
+            "date",
+            run_date=self._at(due),
+            id=REMINDERS_JOB,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _schedule_deliveries(self) -> None:
+        """Wake the worker when the next delivery is due (a retry, a capped mail)."""
+        if self.db is None or self.worker is None:
+            return
+        due = self.worker.next_wake()
+        if due is None:
+            if self.scheduler.get_job(DELIVERIES_JOB) is not None:
+                self.scheduler.remove_job(DELIVERIES_JOB)
+            return
+        self.scheduler.add_job(
+            self._wake_worker,
+            "date",
+            run_date=self._at(due),
+            id=DELIVERIES_JOB,
             replace_existing=True,
             misfire_grace_time=None,
         )
@@ -227,20 +291,41 @@ class App:
             raise RuntimeError("the app is not started")
         return self.db
 
-    async def deliver_outbox(self) -> DeliveryReport:
-        """Deliver every due outbox row now (again if kicked meanwhile)."""
-        db = self._require_db()
-        assert self.smtp_target is not None
-        total = DeliveryReport()
-        async with self._delivery_lock:
-            while True:
-                self._kicked = False
-                report = await deliver_due(db, self.settings, self.clock(), target=self.smtp_target)
-                total.add(report)
-                self._report_delivery(report)
-                if not (report.more_due or self._kicked):
-                    break
-        return total
+    async def deliver(self) -> DeliveryReport:
+        """Deliver every due delivery now (the worker's pass); the report."""
+        self._require_db()
+        if self.worker is None:
+            return DeliveryReport()
+        report = await self.worker.deliver_due()
+        self._report_delivery(report)
+        # Sent enquiry mails start their reminder clocks; retries set the next wake.
+        self._schedule_reminders()
+        self._schedule_deliveries()
+        return report
+
+    async def _delivery_loop(self) -> None:
+        # Wakes on kick() (a delivery was queued, here or, via SIGUSR1, by a command) and
+        # at the next due attempt (a date job): never on a fixed poll.
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                break
+            try:
+                await self.deliver()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery run failed")
+                # Not at once again: the next due attempt, or the next kick.
+                self._schedule_deliveries()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A library swallowed our cancellation (close() is waiting): end anyway.
+                break
+
+    def _wake_worker(self) -> None:
+        self._wake.set()
 
     async def watch_inbox(self) -> None:
         """Read the secretariat's e-mail replies from the bot's mailbox until stopped."""
@@ -261,10 +346,9 @@ class App:
             self.kick()
 
     async def run_reminders(self) -> list[str]:
-        """Queue due reminders; deliver them at once."""
+        """Queue due reminders; deliver them at once; schedule the next one."""
         refs = jobs.send_reminders(self._require_db(), self.settings, self.clock())
-        if refs:
-            self.kick()
+        self.kick()
         return refs
 
     async def run_digest(self, catch_up: bool = False) -> jobs.DigestResult | None:
@@ -272,7 +356,7 @@ class App:
         result = jobs.run_scheduled_digest(
             self._require_db(), self.settings, self.clock(), catch_up=catch_up
         )
-        if result is not None and result.outbox_id is not None:
+        if result is not None and result.delivery_id is not None:
             self.kick()
         return result
 
@@ -286,31 +370,27 @@ class App:
 
     # ------------------------------------------------------------ kicks and reports
 
-    def add_kick_listener(self, callback: Callable[[], None]) -> None:
-        """Also call `callback` on every kick (e.g. a channel's notification worker)."""
-        self._kick_listeners.append(callback)
-
     def kick(self) -> None:
-        """Deliver the outbox now: call after a commit (from the loop, or any thread)."""
+        """Something was committed: deliver what it queued and re-derive the reminder
+        time. Call after a commit (from the loop, or any thread)."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             # Called from another thread: hop onto the app's loop.
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(self.kick)
             return
-        self._kicked = True
-        for callback in self._kick_listeners:
-            try:
-                callback()
-            except Exception:
-                log.exception("kick listener failed")
-        if self.db is None or self._delivery_lock.locked():
-            # A delivery in progress loops once more and picks the new rows up.
+        if self.db is None:
             return
-        # A task of its own rather than a scheduler run: the periodic job may be running,
-        # and APScheduler would skip (and warn about) a second instance.
-        self._tasks.add(loop.create_task(self._tracked(self.deliver_outbox)()))
+        try:
+            self._schedule_reminders()
+        except Exception:
+            log.exception("scheduling reminders failed")
+        if self.worker is not None:
+            self._wake.set()
+        elif self.instance_holder is not None:
+            # Another process (`clusterbot run`) delivers: tell it there is work.
+            instance.notify(self.settings)
 
     def _say(self, text: str) -> None:
         if self.report is not None:
@@ -331,5 +411,6 @@ class App:
             self._say(f"{count_mails(report.retried)} not delivered yet, will retry")
         if report.failed:
             self._say(
-                f"{count_mails(report.failed)} refused permanently: see 'clusterbot outbox list'"
+                f"{report.failed} refused permanently: see 'clusterbot deliveries list --status "
+                "dead'"
             )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bot.commands.common import UserError, fail
 
 # Each module in bot.commands adds its own sub-command; imports stay light (no telegram).
-COMMANDS = ("chat", "run", "ask", "enquiries", "outbox", "inbox", "digest", "check")
+COMMANDS = ("chat", "run", "ask", "enquiries", "deliveries", "inbox", "digest", "check")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,6 +11,8 @@ from typing import IO, Any
 
 import sqlite_utils
 
+from bot.deliveries import store as deliveries
+from bot.deliveries.model import Delivery, Outcome, Retry, Sent
 from bot.dialogue.form import FieldError, validate_draft
 from bot.settings import Settings
 from bot.storage import dumps, record_audit, to_iso, transaction
@@ -54,6 +56,7 @@ EXPORT_COLUMNS = (
 )
 # Cells a spreadsheet would run as a formula ("=HYPERLINK(...)") get a leading apostrophe.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ERASED_NOTE = "erased at the applicant's request"
 _REF = re.compile(r"^([A-Z][A-Z0-9]{0,9})-0*(\d{1,9})$")
 
 
@@ -148,7 +151,7 @@ def submit_enquiry(
 ) -> dict[str, Any]:
     """Store a confirmed enquiry with its secretariat e-mail, admin post and audit, atomically."""
     # Imported here: the mail package is only needed when an enquiry is actually submitted.
-    from bot.mail.compose import enquiry_mail, outbox_row
+    from bot.mail.compose import enquiry_mail, mail_delivery
     from bot.mail.inbound.address import enquiry_reply_address
 
     try:
@@ -181,7 +184,7 @@ def submit_enquiry(
         db.conn.execute("UPDATE enquiries SET ref = ? WHERE id = ?", (ref, enquiry_id))
         row = _enquiry_by_id(db, enquiry_id)
         message = enquiry_mail(settings, row, enquiry_reply_address(db, settings, ref))
-        _insert(db, "outbox", outbox_row(message, "enquiry", enquiry_id, now))
+        deliveries.enqueue(db, mail_delivery(message, "enquiry", enquiry_id), now)
         if settings.telegram.admin_chat_id != 0:
             _notification(
                 db,
@@ -209,6 +212,28 @@ def _enquiry_by_id(db: sqlite_utils.Database, enquiry_id: int) -> dict[str, Any]
     if not rows:
         raise EnquiryError(f"no enquiry with id {enquiry_id}")
     return rows[0]
+
+
+def enquiry_by_id(db: sqlite_utils.Database, enquiry_id: int) -> dict[str, Any] | None:
+    """One enquiry by id, or None."""
+    rows = _rows(db, "SELECT * FROM enquiries WHERE id = ?", (enquiry_id,))
+    return rows[0] if rows else None
+
+
+def mark_bounced(
+    db: sqlite_utils.Database, settings: Settings, message_ids: Sequence[str], at: datetime
+) -> int:
+    """The sent mails a bounce reports on become dead and are reported; returns how many.
+
+    Runs inside the caller's transaction (the inbound pipeline records the bounce with it).
+    """
+    error = "bounced: the receiving mail server returned it as undeliverable"
+    rules = DeliveryRules(settings)
+    bounced = deliveries.mark_bounced(db, message_ids, error)
+    for delivery in bounced:
+        # The recipient is unreachable: no notice mail to the same place.
+        rules.report_mail_failed(db, delivery, error, at, partial=False, notice=False)
+    return len(bounced)
 
 
 def normalize_ref(ref: str) -> str:
@@ -357,10 +382,7 @@ def erase_enquiries(
                 (to_iso(now), enquiry_id),
             )
             # Unsent mail carries the data in its raw bytes; sent mail keeps only its metadata.
-            pending = db.conn.execute(
-                "DELETE FROM outbox WHERE enquiry_id = ? AND status != 'sent'", (enquiry_id,)
-            ).rowcount
-            db.conn.execute("UPDATE outbox SET raw = NULL WHERE enquiry_id = ?", (enquiry_id,))
+            pending = deliveries.cancel_for_enquiry(db, enquiry_id, ERASED_NOTE)
             db.conn.execute(
                 "DELETE FROM notifications WHERE enquiry_id = ? AND status = 'pending'",
                 (enquiry_id,),
@@ -382,7 +404,7 @@ def erase_enquiries(
                 now=now,
                 enquiry_id=enquiry_id,
                 ref=found[0],
-                detail={"reason": reason, "outbox_deleted": pending},
+                detail={"reason": reason, "deliveries_cancelled": pending},
             )
     return len(ids)
 
@@ -396,7 +418,6 @@ _UPDATE_USER_PATHS = (
     "$.callback_query.from.id",
     "$.callback_query.message.chat.id",
 )
-ERASED_NOTE = "erased at the applicant's request"
 
 
 def _forget_updates(db: sqlite_utils.Database, channel: str, user_id: str) -> int:
@@ -505,14 +526,23 @@ def enquiry_history(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str
     )
 
 
-def enquiry_outbox(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str, Any]]:
-    """The e-mails queued for one enquiry, without their raw bytes."""
-    return _rows(
-        db,
-        "SELECT id, kind, message_id, status, attempts, next_attempt_at, last_error, "
-        "created_at, sent_at FROM outbox WHERE enquiry_id = ? ORDER BY id",
-        (enquiry_id,),
-    )
+def enquiry_deliveries(db: sqlite_utils.Database, enquiry_id: int) -> list[dict[str, Any]]:
+    """The messages queued for one enquiry, without their payloads."""
+    return [
+        {
+            "id": item.id,
+            "transport": item.transport,
+            "kind": item.kind,
+            "key": item.idempotency_key,
+            "status": item.status,
+            "attempts": item.attempts,
+            "next_attempt_at": item.next_attempt_at,
+            "last_error": item.last_error,
+            "created_at": item.created_at,
+            "sent_at": item.sent_at,
+        }
+        for item in deliveries.for_enquiry(db, enquiry_id)
+    ]
 
 
 def public_record(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -554,3 +584,124 @@ def export_csv(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
         writer.writerow([_csv_cell(record[column]) for column in EXPORT_COLUMNS])
         count += 1
     return count
+
+
+# ---------------------------------------------------------------- delivery outcomes
+
+
+class DeliveryRules:
+    """What deliveries mean for enquiries: the queue's one outcome hook (OutcomeHook).
+
+    The worker calls it inside the transaction that records each outcome, so an enquiry's
+    state and its deliveries never disagree.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def withdrawn(self, db: sqlite_utils.Database, delivery: Delivery) -> str | None:
+        """A delivery of an erased enquiry, or a reminder of one answered since, is moot."""
+        if delivery.enquiry_id is None:
+            return None
+        found = db.conn.execute(
+            "SELECT status, erased_at FROM enquiries WHERE id = ?", (delivery.enquiry_id,)
+        ).fetchone()
+        if found is None or found[1] is not None:
+            return "its enquiry was erased"
+        if delivery.kind == "reminder" and found[0] != "open":
+            return "the enquiry is no longer open"
+        return None
+
+    def settled(
+        self, db: sqlite_utils.Database, delivery: Delivery, outcome: Outcome, at: datetime
+    ) -> None:
+        """Record what an outcome changes for the enquiry, and report failures."""
+        if isinstance(outcome, Retry):
+            return
+        if delivery.transport != "smtp":
+            return
+        if isinstance(outcome, Sent):
+            if delivery.kind == "enquiry" and delivery.enquiry_id is not None:
+                self._forwarded(db, delivery, at)
+            if outcome.refused:
+                self.report_mail_failed(db, delivery, outcome.refused, at, partial=True, notice=False)
+            return
+        # A refused recipient would refuse the notice too: only message-level refusals
+        # (size, content) get a notice mail; the admin chat hears of every failure.
+        self.report_mail_failed(
+            db, delivery, outcome.reason, at, partial=False, notice=not outcome.recipient_refused
+        )
+
+    def _forwarded(self, db: sqlite_utils.Database, delivery: Delivery, at: datetime) -> None:
+        moment = to_iso(at)
+        found = db.conn.execute(
+            "UPDATE enquiries SET forwarded_at = ? "
+            "WHERE id = ? AND forwarded_at IS NULL AND erased_at IS NULL RETURNING ref",
+            (moment, delivery.enquiry_id),
+        ).fetchall()
+        if found:
+            record_audit(
+                db,
+                "forwarded",
+                actor="system",
+                now=at,
+                enquiry_id=delivery.enquiry_id,
+                ref=found[0][0],
+                detail={"delivery": delivery.id},
+            )
+
+    def report_mail_failed(
+        self,
+        db: sqlite_utils.Database,
+        delivery: Delivery,
+        error: str,
+        at: datetime,
+        *,
+        partial: bool,
+        notice: bool,
+    ) -> None:
+        from bot.deliveries.smtp import status_code
+        from bot.mail.compose import ComposeError, failure_mail, failure_text, mail_delivery
+
+        ref = deliveries.enquiry_ref(db, delivery.enquiry_id)
+        # The server's reply may quote addresses: the audit keeps only its status code.
+        detail: dict[str, Any] = {
+            "delivery": delivery.id,
+            "kind": delivery.kind,
+            "code": status_code(error),
+        }
+        if partial:
+            detail["partial"] = True
+        record_audit(
+            db,
+            "mail_failed",
+            actor="system",
+            now=at,
+            enquiry_id=delivery.enquiry_id,
+            ref=ref,
+            detail=detail,
+        )
+        facts = {
+            "id": delivery.id,
+            "kind": delivery.kind,
+            "message_id": delivery.idempotency_key,
+            "created_at": delivery.created_at,
+            "attempts": delivery.attempts + 1,
+        }
+        settings = self.settings
+        if settings.telegram.admin_chat_id != 0:
+            _notification(
+                db,
+                channel="telegram",
+                kind="mail_failed",
+                enquiry_id=delivery.enquiry_id,
+                chat_id=str(settings.telegram.admin_chat_id),
+                text=failure_text(settings, facts, error, ref),
+                now=at,
+            )
+        if notice and delivery.kind != "failure":
+            try:
+                message = failure_mail(settings, facts, error, ref, at)
+            except ComposeError:
+                return
+            deliveries.enqueue(db, mail_delivery(message, "failure", delivery.enquiry_id), at)

@@ -9,16 +9,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from bot.deliveries import store as deliveries
 from bot.mail.compose import (
     AnsweredItem,
     Digest,
     DigestItem,
     digest_mail,
-    outbox_row,
+    mail_delivery,
     reminder_mail,
 )
 from bot.mail.inbound.address import enquiry_reply_address
-from bot.mail.outbox import insert_outbox
 from bot.storage import from_iso, record_audit, to_iso, transaction
 
 if TYPE_CHECKING:
@@ -28,10 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How often the periodic jobs look at the database. The database decides what is due, so
-# these only bound how late a due item can be noticed.
-OUTBOX_EVERY = timedelta(seconds=30)
-REMINDERS_EVERY = timedelta(seconds=60)
+# Retention is not a matter of seconds: it runs at start and then every hour.
 RETENTION_EVERY = timedelta(hours=1)
 # A digest whose scheduled time passed while the bot was down is still sent within this
 # window after it; older ones are skipped (the next one reports everything anyway).
@@ -99,14 +96,20 @@ def due_reminders(
     return due
 
 
-def _original_message_id(db: sqlite_utils.Database, enquiry_id: int) -> str | None:
-    for row in db.query(
-        "SELECT message_id FROM outbox WHERE enquiry_id = ? AND kind = 'enquiry' "
-        "ORDER BY id LIMIT 1",
-        [enquiry_id],
-    ):
-        return str(row["message_id"])
-    return None
+def next_reminder_at(db: sqlite_utils.Database, settings: Settings) -> datetime | None:
+    """The instant the next reminder is due (None: no open enquiry gets one)."""
+    if settings.reminders.max_count == 0:
+        return None
+    moments = [
+        at
+        for row in db.query(
+            "SELECT * FROM enquiries WHERE status = 'open' AND forwarded_at IS NOT NULL "
+            "AND erased_at IS NULL AND reminder_count < ?",
+            [settings.reminders.max_count],
+        )
+        if (at := reminder_due_at(row, settings)) is not None
+    ]
+    return min(moments) if moments else None
 
 
 def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime) -> list[str]:
@@ -124,15 +127,16 @@ def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime)
             if at is None or at > now:
                 continue
             count = int(row["reminder_count"] or 0) + 1
+            original = deliveries.first_key(db, int(row["id"]), "enquiry")
             message = reminder_mail(
                 settings,
                 row,
-                _original_message_id(db, int(row["id"])),
+                original,
                 count,
                 now,
                 reply_address=enquiry_reply_address(db, settings, str(row["ref"])),
             )
-            insert_outbox(db, outbox_row(message, "reminder", int(row["id"]), now))
+            deliveries.enqueue(db, mail_delivery(message, "reminder", int(row["id"])), now)
             db.execute(
                 "UPDATE enquiries SET reminder_count = ?, last_reminder_at = ? WHERE id = ?",
                 [count, to_iso(now), row["id"]],
@@ -252,7 +256,16 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, now: datetime) -
             for r in answered
             if r["erased_at"] is None and r["question"]
         ),
+        waiting_mails=_held_back(db, settings),
+        mails_per_hour=settings.enquiries.max_mails_per_hour,
     )
+
+
+def _held_back(db: sqlite_utils.Database, settings: Settings) -> int:
+    """Enquiry mails waiting in the queue while the hourly cap is on (0 without a cap)."""
+    if settings.enquiries.max_mails_per_hour == 0:
+        return 0
+    return deliveries.count_waiting(db, "smtp", "enquiry")
 
 
 def median_duration(values: list[timedelta]) -> timedelta | None:
@@ -267,7 +280,7 @@ class DigestResult:
     """What a digest run did."""
 
     digest: Digest
-    outbox_id: int | None
+    delivery_id: int | None
     slot: datetime | None
 
 
@@ -277,14 +290,14 @@ def queue_digest(
     """Build the digest and, unless empty, queue its mail; records the run in meta."""
     with transaction(db):
         digest = build_digest(db, settings, now)
-        outbox_id = None
+        delivery_id = None
         if not digest.is_empty:
             message = digest_mail(settings, digest)
-            outbox_id = insert_outbox(db, outbox_row(message, "digest", None, now))
+            delivery_id = deliveries.enqueue(db, mail_delivery(message, "digest", None), now)
             set_meta(db, DIGEST_LAST_RUN, to_iso(now))
         if slot is not None:
             set_meta(db, DIGEST_LAST_SLOT, to_iso(slot))
-    return DigestResult(digest, outbox_id, slot)
+    return DigestResult(digest, delivery_id, slot)
 
 
 def run_scheduled_digest(
@@ -304,7 +317,7 @@ def run_scheduled_digest(
             set_meta(db, DIGEST_LAST_SLOT, to_iso(slot))
         return None
     result = queue_digest(db, settings, now, slot=slot)
-    if result.outbox_id is None:
+    if result.delivery_id is None:
         log.info("digest: nothing to report, no mail")
     else:
         count = len(result.digest.open)
@@ -367,11 +380,7 @@ def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime
     cutoff = to_iso(now - settings.privacy.retention)
     # Digests and notices list organisations too: their stored copies expire as well.
     with transaction(db):
-        db.execute(
-            "UPDATE outbox SET raw = NULL WHERE enquiry_id IS NULL AND status != 'pending' "
-            "AND raw IS NOT NULL AND created_at < ?",
-            [cutoff],
-        )
+        deliveries.drop_old_payloads(db, from_iso(cutoff))
         # Received mail that matched no enquiry (or was refused) expires the same way.
         db.execute(
             "UPDATE inbound_mail SET raw = NULL, answer = NULL, subject = NULL, sender = NULL "

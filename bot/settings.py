@@ -241,6 +241,9 @@ class InboxSettings(_Section):
 class EnquirySettings(_Section):
     reference_prefix: str = "ECCP"
     max_per_day: int = Field(default=3, ge=1, le=1000)
+    # New enquiry mails sent to the secretariat per hour, over all applicants (0 = no cap);
+    # beyond it they wait in the queue, and the digest says how many wait.
+    max_mails_per_hour: int = Field(default=0, ge=0, le=100000)
 
     @field_validator("reference_prefix")
     @classmethod

@@ -214,6 +214,57 @@ def _inbound_mail(db: sqlite_utils.Database) -> None:
     )
 
 
+# Every outgoing message, whatever carries it (bot.deliveries). `idempotency_key` is stable
+# across retries (the Message-ID for mail); a sender claims a row with a lease (owner and
+# expiry) before sending it, so two senders never send it twice and a crashed sender's
+# claim runs out.
+DELIVERY_STATUSES = ("queued", "sending", "sent", "failed-temporary", "dead", "cancelled")
+
+
+@migrations(name="0004_deliveries")
+def _deliveries(db: sqlite_utils.Database) -> None:
+    statuses = ", ".join(f"'{status}'" for status in DELIVERY_STATUSES)
+    db.execute(
+        f"""
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            transport TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            enquiry_id INTEGER REFERENCES enquiries(id),
+            sender TEXT,
+            recipient TEXT,
+            payload BLOB,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({statuses})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_until TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            sent_ref TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)")
+    db.execute("CREATE INDEX deliveries_enquiry ON deliveries (enquiry_id)")
+    # The mail queue moves over row by row, ids, Message-IDs and raw bytes unchanged: a
+    # pending mail goes out byte-identical after the upgrade, a failed one stays dead.
+    db.execute(
+        """
+        INSERT INTO deliveries (id, transport, kind, enquiry_id, sender, recipient, payload,
+            idempotency_key, status, attempts, next_attempt_at, last_error, created_at, sent_at)
+        SELECT id, 'smtp', kind, enquiry_id, mail_from, rcpt_to, raw, message_id,
+            CASE status WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'dead'
+                ELSE CASE WHEN attempts > 0 THEN 'failed-temporary' ELSE 'queued' END END,
+            attempts, next_attempt_at, last_error, created_at, sent_at
+        FROM outbox ORDER BY id
+        """
+    )
+    db.execute("DROP TABLE outbox")
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)

@@ -65,7 +65,8 @@ def submit(db: sqlite_utils.Database, settings: Settings, user: str = "u1") -> d
 def enquiry_message_id(db: sqlite_utils.Database, enquiry_id: int) -> str:
     """The Message-ID of the enquiry's e-mail to the secretariat."""
     row = db.execute(
-        "SELECT message_id FROM outbox WHERE enquiry_id = ? AND kind = 'enquiry'", [enquiry_id]
+        "SELECT idempotency_key FROM deliveries WHERE enquiry_id = ? AND kind = 'enquiry'",
+        [enquiry_id],
     ).fetchone()
     return str(row[0])
 

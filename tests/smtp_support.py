@@ -187,18 +187,53 @@ def insert_enquiry(db: Any, *, now: datetime = T0, **fields: Any) -> dict[str, A
 
 
 def queue_enquiry_mail(db: Any, settings: Settings, enquiry: dict[str, Any], now: datetime) -> int:
-    """Queue the enquiry's secretariat mail as submit_enquiry does; returns the outbox id."""
-    from bot.mail.compose import enquiry_mail, outbox_row
-    from bot.mail.outbox import insert_outbox
+    """Queue the enquiry's secretariat mail as submit_enquiry does; returns the delivery id."""
+    from bot.deliveries.store import enqueue
+    from bot.mail.compose import enquiry_mail, mail_delivery
 
-    return insert_outbox(
-        db, outbox_row(enquiry_mail(settings, enquiry), "enquiry", enquiry["id"], now)
+    with db.conn:
+        return enqueue(
+            db, mail_delivery(enquiry_mail(settings, enquiry), "enquiry", enquiry["id"]), now
+        )
+
+
+def outbox(db: Any, delivery_id: int) -> dict[str, Any]:
+    """One delivery row, its mail columns also under their SMTP names (message_id, raw)."""
+    row = dict(next(iter(db.query("SELECT * FROM deliveries WHERE id = ?", [delivery_id]))))
+    row.update(message_id=row["idempotency_key"], raw=row["payload"], mail_from=row["sender"])
+    return row
+
+
+async def deliver_due(
+    db: Any,
+    settings: Settings,
+    now: datetime,
+    *,
+    target: Any = None,
+    tls_context: ssl.SSLContext | None = None,
+    rng: Any = None,
+    limit: int | None = None,
+) -> Any:
+    """One delivery pass of a worker whose clock says `now`, through the SMTP transport."""
+    from bot.deliveries import worker as worker_module
+    from bot.deliveries.smtp import SmtpTarget, SmtpTransport
+    from bot.enquiries import DeliveryRules
+
+    target = target or SmtpTarget.from_settings(settings, tls_context=tls_context)
+    worker = worker_module.Worker(
+        db,
+        [SmtpTransport(target)],
+        hook=DeliveryRules(settings),
+        clock=lambda: now,
+        rng=rng,
+        caps={("smtp", "enquiry"): settings.enquiries.max_mails_per_hour},
     )
-
-
-def outbox(db: Any, outbox_id: int) -> dict[str, Any]:
-    """One outbox row."""
-    return next(iter(db.query("SELECT * FROM outbox WHERE id = ?", [outbox_id])))
+    if limit is not None:
+        worker.claim_limit = limit
+    try:
+        return await worker.deliver_due()
+    finally:
+        worker.close()
 
 
 def audit_events(db: Any, event: str | None = None) -> list[dict[str, Any]]:

@@ -154,7 +154,9 @@ def test_show_one_with_its_history(config: Path, capsys: pytest.CaptureFixture[s
     assert "created" in out and "answered" in out and "admin:7" in out
     code, out, _ = run(capsys, "enquiries", "show", "ECCP-0001", "--json", "--config", str(config))
     record = json.loads(out)
-    assert record["history"][0]["event"] == "created" and record["outbox"][0]["kind"] == "enquiry"
+    assert (
+        record["history"][0]["event"] == "created" and record["deliveries"][0]["kind"] == "enquiry"
+    )
 
 
 def test_close_then_close_again_is_a_user_error(

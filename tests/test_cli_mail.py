@@ -54,7 +54,7 @@ def _failed_row(config: str) -> tuple[Any, int]:
     enquiry = insert_enquiry(db)
     outbox_id = queue_enquiry_mail(db, settings, enquiry, utc_now())
     db.execute(
-        "UPDATE outbox SET status = 'failed', attempts = 1, last_error = ? WHERE id = ?",
+        "UPDATE deliveries SET status = 'dead', attempts = 1, last_error = ? WHERE id = ?",
         ["550 5.7.1 rejected\x1b[31m", outbox_id],
     )
     return db, outbox_id
@@ -63,16 +63,16 @@ def _failed_row(config: str) -> tuple[Any, int]:
 def test_outbox_list_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config(tmp_path)
     assert main(["outbox", "list", "--config", config]) == 0
-    assert "no e-mails" in capsys.readouterr().out
+    assert "no deliveries" in capsys.readouterr().out
     db, outbox_id = _failed_row(config)
     db.close()
     assert main(["outbox", "--config", config, "list", "--status", "failed"]) == 0
     out = capsys.readouterr().out
-    assert "failed" in out and "550 5.7.1 rejected" in out and "ECCP-0001" in out
+    assert "dead" in out and "550 5.7.1 rejected" in out and "ECCP-0001" in out
     assert "\x1b" not in out
     assert main(["outbox", "list", "--json", "--config", config]) == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["id"] == outbox_id and row["status"] == "failed" and "raw" not in row
+    assert row["id"] == outbox_id and row["status"] == "dead" and "payload" not in row
     assert row["subject"].startswith("[ECCP-0001]")
 
 
@@ -80,9 +80,9 @@ def test_outbox_retry_requeues(tmp_path: Path, capsys: pytest.CaptureFixture[str
     config = _config(tmp_path)
     db, outbox_id = _failed_row(config)
     assert main(["outbox", "retry", str(outbox_id), "--config", config]) == 0
-    assert f"re-queued 1 e-mail: {outbox_id}" in capsys.readouterr().out
-    row = next(iter(db.query("SELECT * FROM outbox WHERE id = ?", [outbox_id])))
-    assert row["status"] == "pending" and row["attempts"] == 0
+    assert f"re-queued 1 delivery: {outbox_id}" in capsys.readouterr().out
+    row = next(iter(db.query("SELECT * FROM deliveries WHERE id = ?", [outbox_id])))
+    assert row["status"] == "queued" and row["attempts"] == 0
     [event] = audit_events(db, "requeued")
     assert event["actor"] == "cli"
     db.close()
@@ -91,8 +91,8 @@ def test_outbox_retry_requeues(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["outbox", "retry", "99"], "no outbox message with id 99"),
-        (["outbox", "retry", "1"], "only failed messages can be retried"),
+        (["outbox", "retry", "99"], "no delivery with id 99"),
+        (["deliveries", "retry", "1"], "only dead (failed) deliveries can be retried"),
     ],
 )
 def test_outbox_retry_user_errors(
@@ -100,7 +100,7 @@ def test_outbox_retry_user_errors(
 ) -> None:
     config = _config(tmp_path)
     db, outbox_id = _failed_row(config)
-    db.execute("UPDATE outbox SET status = 'sent' WHERE id = ?", [outbox_id])
+    db.execute("UPDATE deliveries SET status = 'sent' WHERE id = ?", [outbox_id])
     db.close()
     assert main([*argv, "--config", config]) == 1
     err = capsys.readouterr().err
@@ -119,11 +119,11 @@ def test_outbox_retry_all_failed_and_send(
 ) -> None:
     config = _config(tmp_path, "127.0.0.1", server.port)
     db, _ = _failed_row(config)
-    message_id = next(iter(db.query("SELECT message_id FROM outbox")))["message_id"]
+    message_id = next(iter(db.query("SELECT idempotency_key FROM deliveries")))["idempotency_key"]
     db.close()
     assert main(["outbox", "retry", "--all-failed", "--send", "--config", config]) == 0
     out = capsys.readouterr().out
-    assert "re-queued 1 e-mail: " in out and "sent 1 e-mail;" in out
+    assert "re-queued 1 delivery: " in out and "sent 1 delivery;" in out
     assert "(s)" not in out
     [received] = server.handler.received
     assert received.message["Message-ID"] == message_id
@@ -139,8 +139,8 @@ def test_outbox_retry_counts_in_the_plural(
     db.close()
     assert main(["outbox", "retry", "--all-failed", "--send", "--config", config]) == 0
     out = capsys.readouterr().out
-    assert f"re-queued 2 e-mails: {first}, {second}" in out
-    assert "sent 2 e-mails; 0 to retry later; 0 refused" in out
+    assert f"re-queued 2 deliveries: {first}, {second}" in out
+    assert "sent 2 deliveries; 0 to retry later; 0 refused" in out
 
 
 def test_digest_print_and_send_to_embedded_store(

@@ -84,7 +84,7 @@ def test_a_whole_enquiry_through_a_pipe(tmp_path: Path) -> None:
     assert enquiry["organisation"] == "Cluster Lombardia"
     assert enquiry["question"] == "Can I bring my dog to the info day in Brussels?"
     db = sqlite_utils.Database(tmp_path / "var" / "clusterbot.sqlite3")
-    (mail,) = list(db["outbox"].rows)
+    (mail,) = list(db["deliveries"].rows)
     assert mail["enquiry_id"] == enquiry["id"]
     db.close()
     # The embedded mail store kept the e-mail, and the console said where.

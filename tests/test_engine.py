@@ -412,9 +412,9 @@ def test_whole_form_happy_path(env: Env) -> None:
     assert enquiry["country"] == "Italy"
     assert enquiry["question"].endswith("how many countries?")
     assert (enquiry["lang"], enquiry["status"], enquiry["channel"]) == ("en", "open", "console")
-    (mail,) = rows(env.db, "outbox")
-    assert mail["enquiry_id"] == enquiry["id"] and mail["status"] == "pending"
-    assert b"ECCP-0001" in mail["raw"]
+    (mail,) = rows(env.db, "deliveries")
+    assert mail["enquiry_id"] == enquiry["id"] and mail["status"] == "queued"
+    assert b"ECCP-0001" in mail["payload"]
     assert [a["event"] for a in rows(env.db, "audit")] == ["created"]
     assert env.commits == [1]
     # The draft left the session; the next /status shows the enquiry.
@@ -530,7 +530,7 @@ def test_cancel_anywhere_stores_nothing(env: Env, how: str) -> None:
     else:
         chat.say("cancel")
     assert "Cancelled" in chat.text
-    assert rows(env.db, "enquiries") == [] and rows(env.db, "outbox") == []
+    assert rows(env.db, "enquiries") == [] and rows(env.db, "deliveries") == []
     state = _session(env)
     assert "draft" not in state and "step" not in state
     chat.cmd("cancel")
@@ -557,7 +557,7 @@ def test_declining_consent_stores_nothing(env: Env) -> None:
     assert chat.button_ids() == ["declined:back", "declined:discard"]
     chat.press("declined:discard")
     assert "nothing was stored" in chat.text
-    assert rows(env.db, "enquiries") == [] and rows(env.db, "outbox") == []
+    assert rows(env.db, "enquiries") == [] and rows(env.db, "deliveries") == []
     assert "maria" not in json.dumps(_session(env)).lower()
 
 
@@ -780,7 +780,7 @@ def test_forget_asks_then_erases_everything(env: Env) -> None:
     assert "erased (1 enquiry)" in chat.text
     stored = "\n".join(
         str(value)
-        for table in ("sessions", "enquiries", "outbox", "notifications", "audit")
+        for table in ("sessions", "enquiries", "deliveries", "notifications", "audit")
         for row in rows(env.db, table)
         for value in row.values()
     )

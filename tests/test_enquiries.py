@@ -89,10 +89,11 @@ def test_submit_writes_enquiry_ref_outbox_admin_post_and_audit(
         "maria_r",
         "it",
     )
-    (mail,) = rows(db, "outbox")
-    assert (mail["kind"], mail["enquiry_id"], mail["status"]) == ("enquiry", 1, "pending")
-    assert json.loads(mail["rcpt_to"]) == ["segreteria@example.org"]
-    assert b"Reply-To: Maria Rossi <maria.rossi@example.org>" in mail["raw"]
+    (mail,) = rows(db, "deliveries")
+    assert (mail["kind"], mail["enquiry_id"], mail["status"]) == ("enquiry", 1, "queued")
+    assert mail["transport"] == "smtp"
+    assert json.loads(mail["recipient"]) == ["segreteria@example.org"]
+    assert b"Reply-To: Maria Rossi <maria.rossi@example.org>" in mail["payload"]
     (note,) = rows(db, "notifications")
     assert (note["channel"], note["kind"], note["chat_id"], note["text"]) == (
         "telegram",
@@ -128,7 +129,7 @@ def test_submit_refuses_an_invalid_draft(db: sqlite_utils.Database, settings: Se
         _submit(db, settings, email="not an address")
     with pytest.raises(EnquiryError):
         _submit(db, settings, name="Maria\r\nBcc: x@example.org")
-    assert rows(db, "enquiries") == [] and rows(db, "outbox") == []
+    assert rows(db, "enquiries") == [] and rows(db, "deliveries") == []
 
 
 def test_submit_enforces_the_daily_limit(tmp_path: Path) -> None:
@@ -148,13 +149,13 @@ def test_submit_enforces_the_daily_limit(tmp_path: Path) -> None:
 
 def _assert_all_or_nothing(db: sqlite_utils.Database) -> None:
     enquiry_ids = {row["id"] for row in rows(db, "enquiries")}
-    outbox_ids = {row["enquiry_id"] for row in rows(db, "outbox")}
+    outbox_ids = {row["enquiry_id"] for row in rows(db, "deliveries")}
     audit_ids = {row["enquiry_id"] for row in rows(db, "audit")}
     assert enquiry_ids == outbox_ids == audit_ids
     assert all(row["ref"] for row in rows(db, "enquiries"))
 
 
-@pytest.mark.parametrize("failing", ["enquiry_mail", "outbox_row", "audit", "notification"])
+@pytest.mark.parametrize("failing", ["enquiry_mail", "mail_delivery", "audit", "notification"])
 def test_a_failure_between_statements_leaves_nothing_partial(
     db: sqlite_utils.Database,
     settings: Settings,
@@ -166,7 +167,7 @@ def test_a_failure_between_statements_leaves_nothing_partial(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("killed between statements")
 
-    if failing in ("enquiry_mail", "outbox_row"):
+    if failing in ("enquiry_mail", "mail_delivery"):
         monkeypatch.setattr(bot.mail.compose, failing, boom)
     elif failing == "audit":
         monkeypatch.setattr(enquiries, "record_audit", boom)
@@ -281,7 +282,7 @@ def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: S
     second = _submit(db, settings, question="Is Kosovo a COSME country for this call?")
     answer_enquiry(db, second["ref"], "Yes, Kosovo takes part.", actor="admin:1", now=START)
     # The first mail went out already; the second is still pending.
-    db.conn.execute("UPDATE outbox SET status = 'sent' WHERE enquiry_id = 1")
+    db.conn.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = 1")
     db.conn.execute(
         "INSERT INTO sessions (channel, user_id, lang, state, updated_at) VALUES "
         "('telegram', 'u1', 'it', '{\"draft\": {\"name\": \"Maria Rossi\"}}', 'x')"
@@ -304,7 +305,10 @@ def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: S
     erased = [row for row in rows(db, "enquiries") if row["erased_at"]]
     assert [row["ref"] for row in erased] == ["ECCP-0001", "ECCP-0002"]
     assert all(row["user_id"] is None and row["faq_history"] == "[]" for row in erased)
-    assert [row["enquiry_id"] for row in rows(db, "outbox")] == [1, 3]
+    # The erased enquiries' unsent mail is withdrawn, and no mail keeps their bytes.
+    mails = [(row["enquiry_id"], row["status"], row["payload"]) for row in rows(db, "deliveries")]
+    assert [mail[:2] for mail in mails] == [(1, "sent"), (2, "cancelled"), (3, "queued")]
+    assert mails[0][2] is None and mails[1][2] is None and mails[2][2] is not None
     assert rows(db, "sessions") == []
     events = [(a["event"], a["ref"]) for a in rows(db, "audit") if a["event"] == "erased"]
     assert events == [("erased", "ECCP-0001"), ("erased", "ECCP-0002"), ("erased", None)]

@@ -100,7 +100,7 @@ def test_enquiry_mail_replies_to_the_bot_when_an_inbox_is_configured(
     db: sqlite_utils.Database, settings: Settings
 ) -> None:
     enquiry = submit(db, settings)
-    raw = _rows(db, "SELECT raw FROM outbox WHERE kind = 'enquiry'")[0]["raw"]
+    raw = _rows(db, "SELECT payload AS raw FROM deliveries WHERE kind = 'enquiry'")[0]["raw"]
     mail = parse_mail(raw)
     message = __import__("email").message_from_bytes(raw)
     assert message["Reply-To"].startswith("bot+ECCP-0001.")
@@ -298,15 +298,15 @@ def test_a_bounce_marks_the_mail_failed_and_reports_it(
     db: sqlite_utils.Database, settings: Settings
 ) -> None:
     submit(db, settings)
-    db.execute("UPDATE outbox SET status = 'sent'")
-    raw = _rows(db, "SELECT raw FROM outbox WHERE kind = 'enquiry'")[0]["raw"]
+    db.execute("UPDATE deliveries SET status = 'sent'")
+    raw = _rows(db, "SELECT payload AS raw FROM deliveries WHERE kind = 'enquiry'")[0]["raw"]
     bounce = _dsn(raw)
     parsed = parse_mail(bounce)
     assert parsed.is_bounce and parsed.bounced_ids
     result = process_mail(db, settings, bounce, source="test", now=NOW)
     assert result.status == "bounce"
-    (mail,) = _rows(db, "SELECT * FROM outbox WHERE kind = 'enquiry'")
-    assert mail["status"] == "failed" and "bounced" in mail["last_error"]
+    (mail,) = _rows(db, "SELECT * FROM deliveries WHERE kind = 'enquiry'")
+    assert mail["status"] == "dead" and "bounced" in mail["last_error"]
     assert _rows(db, "SELECT * FROM audit WHERE event = 'mail_failed'")
     assert _rows(db, "SELECT * FROM notifications WHERE kind = 'mail_failed'")
     row = get_enquiry(db, "ECCP-0001")

@@ -39,12 +39,12 @@ def db(settings: Settings) -> Iterator[Any]:
 def _forwarded(db: Any, settings: Settings, at: datetime = T0, **fields: Any) -> dict[str, Any]:
     enquiry = insert_enquiry(db, now=at, forwarded_at=to_iso(at), **fields)
     queue_enquiry_mail(db, settings, enquiry, at)
-    db.execute("UPDATE outbox SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
+    db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
     return enquiry
 
 
 def _reminders(db: Any) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM outbox WHERE kind = 'reminder' ORDER BY id"))
+    return list(db.query("SELECT * FROM deliveries WHERE kind = 'reminder' ORDER BY id"))
 
 
 def _enquiry(db: Any, enquiry_id: int) -> dict[str, Any]:
@@ -56,7 +56,11 @@ def _enquiry(db: Any, enquiry_id: int) -> dict[str, Any]:
 
 def test_reminder_count_and_timing_are_exact(db: Any, settings: Settings) -> None:
     enquiry = _forwarded(db, settings)
-    original = next(iter(db.query("SELECT message_id FROM outbox WHERE kind = 'enquiry'")))
+    original = next(
+        iter(
+            db.query("SELECT idempotency_key AS message_id FROM deliveries WHERE kind = 'enquiry'")
+        )
+    )
     schedule = [
         (48 * H - timedelta(seconds=1), 0),
         (48 * H, 1),
@@ -76,12 +80,12 @@ def test_reminder_count_and_timing_are_exact(db: Any, settings: Settings) -> Non
     events = audit_events(db, "reminded")
     assert [json.loads(e["detail"])["count"] for e in events] == [1, 2, 3]
     for index, reminder in enumerate(_reminders(db), start=1):
-        message = message_from_bytes(reminder["raw"], policy=policy.default)
+        message = message_from_bytes(reminder["payload"], policy=policy.default)
         assert message["In-Reply-To"] == original["message_id"]
         assert message["References"] == original["message_id"]
         assert str(message["Subject"]).startswith(f"[{enquiry['ref']}] ")
         assert f" {index}" in str(message["Subject"])
-        assert reminder["enquiry_id"] == enquiry["id"] and reminder["status"] == "pending"
+        assert reminder["enquiry_id"] == enquiry["id"] and reminder["status"] == "queued"
 
 
 def test_no_reminder_before_forwarding(db: Any, settings: Settings) -> None:
@@ -192,9 +196,9 @@ def test_digest_content(db: Any, settings: Settings) -> None:
     assert digest.median_answer == 20 * H
 
     result = jobs.run_scheduled_digest(db, settings, MONDAY_9)
-    assert result is not None and result.outbox_id is not None
-    row = next(iter(db.query("SELECT * FROM outbox WHERE kind = 'digest'")))
-    message = message_from_bytes(row["raw"], policy=policy.default)
+    assert result is not None and result.delivery_id is not None
+    row = next(iter(db.query("SELECT * FROM deliveries WHERE kind = 'digest'")))
+    message = message_from_bytes(row["payload"], policy=policy.default)
     plain = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert plain.index(old["ref"]) < plain.index(new["ref"])
@@ -211,8 +215,8 @@ def test_digest_content(db: Any, settings: Settings) -> None:
 
 def test_digest_with_nothing_to_report_sends_nothing(db: Any, settings: Settings) -> None:
     result = jobs.run_scheduled_digest(db, settings, MONDAY_9)
-    assert result is not None and result.digest.is_empty and result.outbox_id is None
-    assert list(db.query("SELECT * FROM outbox")) == []
+    assert result is not None and result.digest.is_empty and result.delivery_id is None
+    assert list(db.query("SELECT * FROM deliveries")) == []
     assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + H) is None
 
 
@@ -221,7 +225,7 @@ def test_missed_digest_is_caught_up_once(db: Any, settings: Settings) -> None:
     # The bot was down at 09:00 and starts at 11:30.
     assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 2.5 * H) is not None
     assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 3 * H) is None
-    assert len(list(db.query("SELECT * FROM outbox WHERE kind = 'digest'"))) == 1
+    assert len(list(db.query("SELECT * FROM deliveries WHERE kind = 'digest'"))) == 1
 
 
 # ---------------------------------------------------------------- retention
@@ -250,7 +254,7 @@ def test_retention_erases_only_what_is_due(db: Any, settings: Settings) -> None:
         assert erased[column] is None, column
     assert erased["erased_at"] == to_iso(now)
     assert erased["ref"] == due["ref"] and erased["status"] == "closed"
-    raws = list(db.query("SELECT raw FROM outbox WHERE enquiry_id = ?", [due["id"]]))
+    raws = list(db.query("SELECT payload AS raw FROM deliveries WHERE enquiry_id = ?", [due["id"]]))
     assert all(r["raw"] is None for r in raws)
     for keep in (recent, answered, still_open):
         assert _enquiry(db, keep["id"])["name"] == "Maria Rossi"
@@ -268,12 +272,12 @@ def test_first_start_catch_up_records_the_slot_without_mail(db: Any, settings: S
     # A bot that never ran before has no missed digest: the slot is only recorded.
     assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + H, catch_up=True) is None
     assert jobs.get_meta(db, jobs.DIGEST_LAST_SLOT) == to_iso(MONDAY_9)
-    assert list(db.query("SELECT * FROM outbox WHERE kind = 'digest'")) == []
+    assert list(db.query("SELECT * FROM deliveries WHERE kind = 'digest'")) == []
     # The next slot (Tuesday 09:00) is served normally.
     assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 24 * H) is not None
     # A later restart catches up a missed slot (Wednesday) once.
     result = jobs.run_scheduled_digest(db, settings, MONDAY_9 + 50 * H, catch_up=True)
-    assert result is not None and result.outbox_id is not None
+    assert result is not None and result.delivery_id is not None
 
 
 # ---------------------------------------------------------------- idle sessions

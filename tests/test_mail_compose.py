@@ -21,7 +21,7 @@ from bot.mail.compose import (
     check_templates,
     digest_mail,
     enquiry_mail,
-    outbox_row,
+    mail_delivery,
     reminder_mail,
     sample_enquiry,
 )
@@ -124,28 +124,27 @@ def test_question_may_span_lines(tmp_path: Path) -> None:
     assert "line one<br>line two" in html
 
 
-def test_outbox_row_fixes_message_id_and_raw(tmp_path: Path) -> None:
+def test_mail_delivery_fixes_message_id_and_raw(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     message = enquiry_mail(settings, sample_enquiry())
-    row = outbox_row(message, "enquiry", 1, T0)
-    assert row["status"] == "pending" and row["attempts"] == 0
-    assert row["message_id"] == message["Message-ID"]
-    assert row["mail_from"] == "noreply@example.org"
-    assert json.loads(row["rcpt_to"]) == ["segreteria@example.org"]
-    assert row["next_attempt_at"] == row["created_at"] == "2026-03-02T08:00:00.000000+00:00"
-    raw = row["raw"]
+    row = mail_delivery(message, "enquiry", 1)
+    assert (row.transport, row.kind, row.enquiry_id) == ("smtp", "enquiry", 1)
+    assert row.idempotency_key == message["Message-ID"]
+    assert row.sender == "noreply@example.org"
+    assert json.loads(row.recipient) == ["segreteria@example.org"]
+    raw = row.payload
     assert isinstance(raw, bytes) and raw.isascii() and b"\r\n" in raw
     parsed = message_from_bytes(raw, policy=policy.default)
-    assert parsed["Message-ID"] == row["message_id"]
+    assert parsed["Message-ID"] == row.idempotency_key
     assert parsed["Reply-To"].addresses[0].addr_spec == "maria.rossi@example.org"
     # A second composition of the same enquiry gets a different id: ids are fixed per row.
-    assert enquiry_mail(settings, sample_enquiry())["Message-ID"] != row["message_id"]
+    assert enquiry_mail(settings, sample_enquiry())["Message-ID"] != row.idempotency_key
 
 
-def test_outbox_row_rejects_unknown_kind(tmp_path: Path) -> None:
+def test_mail_delivery_rejects_unknown_kind(tmp_path: Path) -> None:
     message = enquiry_mail(make_settings(tmp_path), sample_enquiry())
     with pytest.raises(ValueError):
-        outbox_row(message, "spam", None, T0)
+        mail_delivery(message, "spam", None)
 
 
 @pytest.mark.parametrize("lang", ["it", "en"])
@@ -226,8 +225,8 @@ def test_any_one_line_text_composes_a_safe_message(
         "country": country,
         "question": question,
     }
-    row = outbox_row(enquiry_mail(base, enquiry), "enquiry", 1, T0)
-    raw: bytes = row["raw"]
+    raw = mail_delivery(enquiry_mail(base, enquiry), "enquiry", 1).payload
+    assert isinstance(raw, bytes)
     assert raw.isascii()
     head = raw.split(b"\r\n\r\n", 1)[0]
     names = [line.split(b":", 1)[0] for line in head.split(b"\r\n") if line[:1] not in b" \t"]
@@ -325,7 +324,7 @@ def test_fast_composition_yields_the_stdlib_bytes(tmp_path: Path, lang: str) -> 
     for message, kind in built:
         names = [name for name, _ in message.items()]
         assert names[:6] == ["Subject", "From", "To", "Date", "MIME-Version", "Content-Type"]
-        raw = outbox_row(message, kind, 1, T0)["raw"]
+        raw = mail_delivery(message, kind, 1).payload
         assert raw == _reference_bytes(message)
         parsed = message_from_bytes(raw, policy=policy.default)
         assert parsed["From"].addresses[0].display_name == "Bando Cluster àè"

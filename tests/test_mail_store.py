@@ -67,14 +67,13 @@ async def test_app_delivers_to_embedded_store_on_kick(tmp_path: Path) -> None:
     said: list[str] = []
     async with App(settings, report=said.append) as app:
         assert app.mail_store is not None and app.db is not None
-        assert app.scheduler.get_job("outbox") is not None
-        assert app.scheduler.get_job("reminders") is not None
+        # Nothing polls: no delivery or reminder job while nothing is due.
+        assert app.scheduler.get_job("deliveries") is None
+        assert app.scheduler.get_job("reminders") is None
         assert app.scheduler.get_job("digest") is not None
-        assert app.scheduler.get_job("retention") is not None
-        for job_id in ("outbox", "reminders", "retention"):
-            job = app.scheduler.get_job(job_id)
-            # Late runs still run (once): the database decides what is due.
-            assert job.coalesce and job.misfire_grace_time is None and job.max_instances == 1
+        job = app.scheduler.get_job("retention")
+        # Late runs still run (once): the database decides what is due.
+        assert job.coalesce and job.misfire_grace_time is None and job.max_instances == 1
         assert app.scheduler.get_job("digest").misfire_grace_time >= 3600
         # The first delivery run at start finds nothing; wait for it to finish.
         enquiry = insert_enquiry(app.db)
@@ -82,8 +81,8 @@ async def test_app_delivers_to_embedded_store_on_kick(tmp_path: Path) -> None:
         app.kick()
         await _wait_for(lambda: list(settings.mail_dir.glob("*.eml")), "the .eml file")
         await _wait_for(
-            lambda: next(iter(app.db.query("SELECT status FROM outbox")))["status"] == "sent",
-            "the outbox row to be marked sent",
+            lambda: next(iter(app.db.query("SELECT status FROM deliveries")))["status"] == "sent",
+            "the delivery to be marked sent",
         )
         forwarded = next(iter(app.db.query("SELECT forwarded_at FROM enquiries")))
         assert forwarded["forwarded_at"] is not None
@@ -123,8 +122,9 @@ async def test_app_shutdown_does_not_wait_for_a_stalled_server(tmp_path: Path) -
             queue_enquiry_mail(app.db, settings, insert_enquiry(app.db), T0)
             app.kick()
             await _wait_for(lambda: handler.data_calls == 1, "the server to receive DATA")
-        # Left unconfirmed: still pending, to be sent again (same Message-ID) next time.
+        # Left unconfirmed: still claimed by the stopped app, to be sent again (same
+        # Message-ID) by the next sender, which sees the claim's owner is gone.
         db = open_database(settings.database_path)
-        assert next(iter(db.query("SELECT status FROM outbox")))["status"] == "pending"
+        assert next(iter(db.query("SELECT status FROM deliveries")))["status"] == "sending"
         db.close()
         handler.hang.set()

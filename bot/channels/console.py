@@ -281,7 +281,7 @@ async def run_console(
             if not unsettled:
                 return
             unsettled = False
-            delivery = asyncio.ensure_future(app.deliver_outbox())
+            delivery = asyncio.ensure_future(app.deliver())
             deliveries.add(delivery)
             delivery.add_done_callback(deliveries.discard)
             await asyncio.wait({delivery}, timeout=SETTLE_SECONDS)
@@ -300,7 +300,7 @@ async def run_console(
         if committed:
             # Mail queued by the last messages is handed over before the app stops.
             try:
-                await asyncio.wait_for(app.deliver_outbox(), DRAIN_SECONDS)
+                await asyncio.wait_for(app.deliver(), DRAIN_SECONDS)
             except TimeoutError:
                 out("(mail not delivered yet: it stays queued and goes out on the next start)")
         leftover = [delivery for delivery in deliveries if not delivery.done()]

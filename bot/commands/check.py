@@ -1,4 +1,4 @@
-"""`clusterbot check`: validate settings, knowledge base, templates and the outbox at once."""
+"""`clusterbot check`: settings, knowledge base, templates and the delivery queue at once."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="validate settings, knowledge base and templates",
         description=(
             "Validate the settings file, the knowledge base (call facts and FAQ), every "
-            "template, and report e-mails that failed permanently. Prints every problem at "
-            "once; exit code 1 if there is any."
+            "template, and report deliveries that failed permanently (dead) or are stuck. "
+            "Prints every problem at once; exit code 1 if there is any."
         ),
     )
     add_config_option(parser)
@@ -68,7 +68,7 @@ def _optional_check(module_name: str, function: str) -> Callable[..., list[str]]
 
 # (module, function) pairs taking the database: what failed for good and needs a person.
 DATABASE_CHECKS = (
-    ("bot.mail.outbox", "failed_problems"),
+    ("bot.deliveries.store", "problems"),
     ("bot.channels.telegram_journal", "quarantine_problems"),
 )
 
@@ -91,7 +91,7 @@ def _check_database(settings: Settings) -> list[str]:
 
 
 def _check_smtp(settings: Settings) -> tuple[list[str], str]:
-    from bot.mail.outbox import describe_smtp, probe_smtp
+    from bot.deliveries.smtp import describe_smtp, probe_smtp
 
     problems: list[str] = asyncio.run(probe_smtp(settings))
     return problems, describe_smtp(settings, problems)

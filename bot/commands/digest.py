@@ -53,7 +53,8 @@ def _print(message: Any, out: IO[str]) -> None:
 def _run(args: argparse.Namespace, out: IO[str]) -> int:
     from bot import jobs
     from bot.commands.common import open_db
-    from bot.commands.outbox import deliver_now
+    from bot.commands.deliveries import deliver_or_wake
+    from bot.deliveries import store
     from bot.mail.compose import digest_mail
     from bot.storage import utc_now
 
@@ -68,28 +69,30 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
             _print(digest_mail(settings, digest), out)
             return 0
         result = jobs.queue_digest(db, settings, now)
-        if result.outbox_id is None:
+        if result.delivery_id is None:
             print("nothing to report: no digest sent", file=out)
             return 0
-        asyncio.run(deliver_now(settings, db))
-        from bot.mail.outbox import list_outbox
-
-        row = next((r for r in list_outbox(db) if r["id"] == result.outbox_id), None)
-    status = row["status"] if row else "unknown"
+        report = asyncio.run(deliver_or_wake(settings, db, out))
+        if report is None:
+            return 0
+        row = store.get(db, result.delivery_id)
+    status = row.status if row else "unknown"
     if status == "sent":
         print(
-            f"digest sent to {settings.secretariat.email} (outbox {result.outbox_id}): "
+            f"digest sent to {settings.secretariat.email} (delivery {result.delivery_id}): "
             f"{summary(result.digest)}",
             file=out,
         )
         return 0
-    detail = row["last_error"] if row else ""
-    if status == "pending":
+    detail = row.last_error if row else ""
+    if status in ("queued", "sending", "failed-temporary"):
         raise UserError(
-            f"digest queued as outbox {result.outbox_id} but not delivered yet ({detail}); "
+            f"digest queued as delivery {result.delivery_id} but not delivered yet ({detail}); "
             "the running bot retries it"
         )
-    raise UserError(f"digest refused by the mail server ({detail}); see 'clusterbot outbox list'")
+    raise UserError(
+        f"digest refused by the mail server ({detail}); see 'clusterbot deliveries list'"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

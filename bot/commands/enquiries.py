@@ -52,7 +52,10 @@ def add_parser(subparsers: Any) -> None:
     show = actions.add_parser(
         "show",
         help="one enquiry with its history",
-        description="Show one enquiry: every field, its e-mails and its audit history.",
+        description=(
+            "Show one enquiry: every field, its deliveries (e-mails, chat messages) and its "
+            "audit history."
+        ),
     )
     show.add_argument("ref", metavar="REF", help="the reference, e.g. ECCP-0042")
     show.add_argument("--json", action="store_true", help="print a JSON object")
@@ -137,7 +140,7 @@ def _list(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from bot.enquiries import enquiry_history, enquiry_outbox, get_enquiry, public_record
+    from bot.enquiries import enquiry_deliveries, enquiry_history, get_enquiry, public_record
     from bot.mail.inbound.process import enquiry_inbound
 
     with open_db(settings) as db:
@@ -145,12 +148,12 @@ def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         if row is None:
             raise UserError(f"no enquiry with reference {args.ref.strip()!r}")
         history = enquiry_history(db, row["id"])
-        mails = enquiry_outbox(db, row["id"])
+        mails = enquiry_deliveries(db, row["id"])
         received = enquiry_inbound(db, row["id"])
     record = public_record(row)
     if args.json:
         record["history"] = history
-        record["outbox"] = mails
+        record["deliveries"] = mails
         record["received"] = received
         out.write(json.dumps(record, ensure_ascii=False, indent=2) + "\n")
         return 0
@@ -192,11 +195,11 @@ def _show(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         for item in record["faq_history"]:
             out.write(f"  - {_one_line(item, 200)}\n")
     if mails:
-        out.write("E-mails:\n")
+        out.write("Deliveries:\n")
         for mail in mails:
             out.write(
-                f"  #{mail['id']} {mail['kind']} {mail['status']} "
-                f"attempts={mail['attempts']} {mail['message_id']}\n"
+                f"  #{mail['id']} {mail['transport']} {mail['kind']} {mail['status']} "
+                f"attempts={mail['attempts']} {mail['key']}\n"
             )
     if received:
         out.write("Received e-mails:\n")

@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from bot import instance
 from bot.commands.common import UserError, add_config_option, fail, settings_from_args
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,14 +45,26 @@ def _quiet_libraries() -> None:
 
 
 async def serve(settings: Any) -> int:
-    """Run the app and the Telegram channel until SIGINT/SIGTERM; returns the exit code."""
+    """Run the app and the Telegram channel until SIGINT/SIGTERM; returns the exit code.
+
+    Holds the data directory's lock throughout: a second `run` refuses to start.
+    """
+    log = logging.getLogger("bot.run")
+    try:
+        lock = instance.acquire(settings)
+    except instance.InstanceLocked as exc:
+        return fail(str(exc))
+    with lock:
+        return await _serve_locked(settings, log)
+
+
+async def _serve_locked(settings: Any, log: logging.Logger) -> int:
     from telegram.error import TelegramError
 
     from bot.app import App
     from bot.channels.telegram import TelegramChannel, TelegramSetupError, describe
 
-    log = logging.getLogger("bot.run")
-    async with App(settings, report=lambda text: log.info("%s", text)) as app:
+    async with App(settings, report=lambda text: log.info("%s", text), deliver=True) as app:
         try:
             channel = TelegramChannel(settings, app)
         except TelegramSetupError as exc:
@@ -59,6 +72,8 @@ async def serve(settings: Any) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, channel.stop)
+        # Commands run meanwhile (chat, digest --send) queue and wake us with this signal.
+        loop.add_signal_handler(instance.WAKE_SIGNAL, app.kick)
         log.info("%s", describe(settings))
         try:
             await channel.run(ready=lambda: log.info("bot running; Ctrl-C stops it"))
@@ -69,7 +84,7 @@ async def serve(settings: Any) -> int:
             detail = exc.message.splitlines()[0] if exc.message else type(exc).__name__
             return fail(f"Telegram refused a start-up request: {detail}")
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, instance.WAKE_SIGNAL):
                 loop.remove_signal_handler(signum)
         log.info("stopped")
     return 0

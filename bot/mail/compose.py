@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from babel.dates import format_datetime as babel_datetime
 
-from bot.storage import dumps, from_iso, to_iso
+from bot.deliveries.model import NewDelivery
+from bot.storage import dumps, from_iso
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -235,6 +236,9 @@ class Digest:
     closed_count: int = 0
     median_answer: timedelta | None = None
     answered: Sequence[AnsweredItem] = field(default_factory=tuple)
+    # Enquiry mails held back by enquiries.max_mails_per_hour, and that cap.
+    waiting_mails: int = 0
+    mails_per_hour: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -813,6 +817,8 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
         "closed_count": digest.closed_count,
         "median_answer": _format_age(digest.median_answer, lang) if digest.median_answer else "",
         "timezone": settings.digest.timezone,
+        "waiting_mails": digest.waiting_mails,
+        "mails_per_hour": digest.mails_per_hour,
     }
     subject, text, html = _render_pair(lang, "digest", context)
     message = _base_message(settings, subject, text, html, digest.generated_at)
@@ -875,12 +881,10 @@ def failure_mail(
     return message
 
 
-def outbox_row(
-    message: EmailMessage, kind: str, enquiry_id: int | None, now: datetime
-) -> dict[str, Any]:
-    """The `outbox` columns for `message`: its raw bytes and Message-ID are fixed here."""
+def mail_delivery(message: EmailMessage, kind: str, enquiry_id: int | None) -> NewDelivery:
+    """The delivery of `message`: its raw bytes and Message-ID (the key) are fixed here."""
     if kind not in KINDS:
-        raise ValueError(f"unknown outbox kind {kind!r}")
+        raise ValueError(f"unknown mail kind {kind!r}")
     message_id = message["Message-ID"]
     if not message_id:
         raise ComposeError("the message has no Message-ID")
@@ -895,19 +899,15 @@ def outbox_row(
     del message["Bcc"]
     # Serialised once, here; the bytes are stored and sent as they are, never re-parsed.
     raw = message_bytes(message)
-    moment = to_iso(now)
-    return {
-        "kind": kind,
-        "enquiry_id": enquiry_id,
-        "message_id": str(message_id),
-        "mail_from": mail_from,
-        "rcpt_to": dumps(recipients),
-        "raw": raw,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": moment,
-        "created_at": moment,
-    }
+    return NewDelivery(
+        transport="smtp",
+        kind=kind,
+        recipient=dumps(recipients),
+        payload=raw,
+        idempotency_key=str(message_id),
+        enquiry_id=enquiry_id,
+        sender=mail_from,
+    )
 
 
 def needs_utf8(message: EmailMessage) -> bool:
@@ -942,7 +942,7 @@ def warm_up(settings: Settings) -> list[str]:
     now = datetime.now(UTC)
     try:
         message = enquiry_mail(settings, sample_enquiry())
-        outbox_row(message, "enquiry", None, now)
+        mail_delivery(message, "enquiry", None)
         reminder_mail(settings, sample_enquiry(), str(message["Message-ID"]), 1, now)
         grouped_reminder_mail(settings, [(sample_enquiry(), 1)], now)
         acknowledgement_mail(settings, sample_enquiry())

@@ -65,15 +65,11 @@ def _enquiry_by_thread(db: sqlite_utils.Database, mail: InboundMail) -> dict[str
     ids = list(mail.in_reply_to) or list(mail.references)
     if not ids:
         return None
-    marks = ", ".join("?" for _ in ids)
-    kinds = ", ".join("?" for _ in _TO_SECRETARIAT)
-    rows = _rows(
-        db,
-        f"SELECT DISTINCT e.* FROM outbox o JOIN enquiries e ON e.id = o.enquiry_id "
-        f"WHERE o.message_id IN ({marks}) AND o.kind IN ({kinds})",
-        [*ids, *_TO_SECRETARIAT],
-    )
-    return rows[0] if len(rows) == 1 else None
+    from bot.deliveries.store import enquiries_of_keys
+    from bot.enquiries import enquiry_by_id
+
+    found = enquiries_of_keys(db, ids, _TO_SECRETARIAT)
+    return enquiry_by_id(db, found[0]) if len(found) == 1 else None
 
 
 def _subject_ref(settings: Settings, subject: str) -> str | None:
@@ -173,7 +169,7 @@ def _bounce(
     source: str,
     now: datetime,
 ) -> InboundResult:
-    from bot.mail.outbox import mark_bounced
+    from bot.enquiries import mark_bounced
 
     failed = mark_bounced(db, settings, mail.bounced_ids, now)
     reason = f"bounce of {failed} sent mail(s)" if failed else "bounce of no mail the bot sent"
