@@ -13,9 +13,6 @@ import textwrap
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from bot import instance
 from bot.deliveries import store
@@ -108,6 +105,17 @@ async def test_upgraded_queue_is_delivered_byte_identical(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- two senders
 
 
+def _finished_pid() -> int:
+    """The PID of a process that has ended."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.strip())
+
+
 async def test_two_senders_with_a_slow_server_never_send_a_mail_twice(tmp_path: Path) -> None:
     slow = Handler(hang=asyncio.Event())
     async with SmtpServer(slow) as server:
@@ -142,13 +150,7 @@ async def test_a_crashed_senders_claim_is_taken_over_with_the_same_message_id(
         db = open_database(settings.database_path)
         delivery_id = queue_enquiry_mail(db, settings, insert_enquiry(db), T0)
         # A sender in another process claimed it, then died (its PID no longer exists).
-        dead = subprocess.run(
-            [sys.executable, "-c", "import os; print(os.getpid())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        owner = f"{os.uname().nodename}:{dead.stdout.strip()}:cafe"
+        owner = f"{os.uname().nodename}:{_finished_pid()}:cafe"
         claimed = store.claim(
             db, owner=owner, now=T0, lease=timedelta(hours=1), limit=10, transports=["smtp"]
         )
@@ -213,43 +215,34 @@ async def test_chat_on_a_held_data_dir_queues_and_wakes_the_holder(tmp_path: Pat
     from bot.app import App
 
     settings = make_settings(tmp_path, smtp={"host": ""})
-    woken = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import signal, sys, time
-            from bot import instance
-            from bot.settings import settings_from_mapping
-            lock = instance.acquire(settings_from_mapping({{"data_dir": {str(settings.data_dir)!r}}}))
-            signal.signal(signal.SIGUSR1, lambda *a: (print("woken", flush=True), sys.exit(0)))
-            print("ready", flush=True)
-            time.sleep(120)
-        """),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
+    script = textwrap.dedent(f"""
+        import signal, sys, time
+        from bot import instance
+        from bot.settings import settings_from_mapping
+        data = {{"data_dir": {str(settings.data_dir)!r}}}
+        lock = instance.acquire(settings_from_mapping(data))
+        signal.signal(signal.SIGUSR1, lambda *a: (print("woken", flush=True), sys.exit(0)))
+        print("ready", flush=True)
+        time.sleep(120)
+    """)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=ROOT
     )
     try:
         assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
+        assert (await holder.stdout.readline()).strip() == b"ready"
         async with App(settings) as app:
             assert app.instance_holder == holder.pid and app.worker is None
             assert app.db is not None
             queue_enquiry_mail(app.db, settings, insert_enquiry(app.db), app.clock())
             app.kick()
-            line = await loop.run_in_executor(None, holder.stdout.readline)
-            if line.strip() == "woken":
-                woken.set()
+            line = await asyncio.wait_for(holder.stdout.readline(), 30)
             assert not list(settings.mail_dir.glob("*.eml"))  # left to the holder
-        assert woken.is_set()
+        assert line.strip() == b"woken"
     finally:
-        if holder.poll() is None:
+        if holder.returncode is None:
             holder.send_signal(signal.SIGTERM)
-        holder.wait(timeout=30)
+        await asyncio.wait_for(holder.wait(), 30)
 
 
 # ---------------------------------------------------------------- the hourly cap
@@ -312,8 +305,10 @@ async def test_a_reminder_goes_out_at_its_due_instant(tmp_path: Path) -> None:
             app.kick()
             db = app.db
             await _until(
-                lambda: db.execute("SELECT forwarded_at FROM enquiries").fetchone()[0]
-                and app.scheduler.get_job("reminders") is not None,
+                lambda: (
+                    db.execute("SELECT forwarded_at FROM enquiries").fetchone()[0]
+                    and app.scheduler.get_job("reminders") is not None
+                ),
                 "the enquiry mail to be recorded and its reminder scheduled",
             )
             forwarded = db.execute("SELECT forwarded_at FROM enquiries").fetchone()[0]
@@ -355,12 +350,12 @@ async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it
                     await asyncio.Event().wait()
             asyncio.run(main())
         """)
-        bot = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+        bot = await asyncio.create_subprocess_exec(sys.executable, "-c", script, cwd=ROOT)
         try:
             await _until(lambda: handler.data_calls == 2, "the reminder's DATA", within=60)
         finally:
             bot.kill()
-            bot.wait(timeout=30)
+            await asyncio.wait_for(bot.wait(), 30)
         # Later DATA commands pass; the one of the killed process never completes.
         handler.hang = None
         db = open_database(settings.database_path)
