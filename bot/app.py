@@ -72,6 +72,7 @@ class App:
         self.worker: Worker | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self._kick_listeners: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -370,6 +371,11 @@ class App:
 
     # ------------------------------------------------------------ kicks and reports
 
+    def add_kick_listener(self, callback: Callable[[], None]) -> None:
+        """Also call `callback` on every kick (the Telegram channel's notification worker,
+        until its messages join the deliveries queue)."""
+        self._kick_listeners.append(callback)
+
     def kick(self) -> None:
         """Something was committed: deliver what it queued and re-derive the reminder
         time. Call after a commit (from the loop, or any thread)."""
@@ -386,6 +392,11 @@ class App:
             self._schedule_reminders()
         except Exception:
             log.exception("scheduling reminders failed")
+        for callback in self._kick_listeners:
+            try:
+                callback()
+            except Exception:
+                log.exception("kick listener failed")
         if self.worker is not None:
             self._wake.set()
         elif self.instance_holder is not None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from bot.channels.telegram_admin import AdminCommands
 from bot.channels.telegram_render import ChannelTexts
+from bot.deliveries.store import enqueue
 from bot.dialogue.engine import Engine
 from bot.jobs import build_digest
 from bot.mail import compose
@@ -27,13 +28,19 @@ from bot.mail.compose import (
     digest_mail,
     enquiry_mail,
     grouped_reminder_mail,
-    outbox_row,
+    mail_delivery,
 )
-from bot.mail.outbox import deliver_due, insert_outbox
 from bot.settings import Settings
 from bot.storage import dumps, open_database, to_iso
 from tests import dialogue_support
-from tests.smtp_support import T0, Received, SmtpServer, insert_enquiry, make_settings
+from tests.smtp_support import (
+    T0,
+    Received,
+    SmtpServer,
+    deliver_due,
+    insert_enquiry,
+    make_settings,
+)
 
 LONG_ORGANISATION = (
     "Distretto Tecnologico Regionale per la Meccatronica e le Città Intelligenti della Lombardia"
@@ -65,7 +72,8 @@ async def _send(
 ) -> list[Received]:
     """Queue the messages and deliver them to a real SMTP server; what it received."""
     for message, kind in messages:
-        insert_outbox(db, outbox_row(message, kind, None, T0))
+        with db.conn:
+            enqueue(db, mail_delivery(message, kind, None), T0)
     async with SmtpServer() as server:
         live = settings.model_copy(
             update={"smtp": settings.smtp.model_copy(update={"port": server.port})}
@@ -109,7 +117,8 @@ def test_the_reference_always_opens_the_first_subject_line(
     settings = make_settings(Path("/nonexistent"))
     enquiry = {**compose.sample_enquiry(), "organisation": organisation, "question": question}
     message = enquiry_mail(settings, enquiry)
-    raw = outbox_row(message, "enquiry", 1, T0)["raw"]
+    raw = mail_delivery(message, "enquiry", 1).payload
+    assert isinstance(raw, bytes)
     head = raw.split(b"\r\n\r\n", 1)[0]
     # The reference is never alone on a "Subject:" line of its own.
     assert re.match(rb"^Subject: \[ECCP-0001\](?: |\r\n )", head)

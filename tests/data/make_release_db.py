@@ -1,4 +1,4 @@
-# ruff: noqa: ASYNC240, E501, F841
+# ruff: noqa: ASYNC240, E501, F841, I001
 """Build tests/data/release-116fcbc.sql: run with the code at commit 116fcbc (kept for the record).
 
 Usage at 116fcbc: .venv/bin/python tests/data/make_release_db.py tests/data/release-116fcbc.sql
