@@ -624,7 +624,9 @@ class DeliveryRules:
             if delivery.kind == "enquiry" and delivery.enquiry_id is not None:
                 self._forwarded(db, delivery, at)
             if outcome.refused:
-                self.report_mail_failed(db, delivery, outcome.refused, at, partial=True, notice=False)
+                self.report_mail_failed(
+                    db, delivery, outcome.refused, at, partial=True, notice=False
+                )
             return
         # A refused recipient would refuse the notice too: only message-level refusals
         # (size, content) get a notice mail; the admin chat hears of every failure.
