@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlite_utils
 
 from bot.dialogue import session
-from bot.dialogue.flows import commands, enquiry, faq, privacy
+from bot.dialogue.flows import commands, enquiry, faq, form_entry, privacy
 from bot.dialogue.flows.commands import COMMANDS
 from bot.dialogue.form import clean_surrogates
 from bot.dialogue.texts import Texts, default_texts
@@ -174,12 +174,12 @@ def _route_event(turn: Turn) -> None:
 
 def _press(turn: Turn, button_id: str) -> None:
     if button_id == "contact":
-        enquiry.open_form(turn)
+        form_entry.open_form(turn)
     elif button_id == "cancel":
         commands.cancel(turn)
     elif not (
         faq.press(turn, button_id)
-        or (button_id == "fwd" and enquiry.forward_pending(turn))
+        or (button_id == "fwd" and form_entry.forward_pending(turn))
         or commands.press_language(turn, button_id)
         or enquiry.press(turn, button_id)
         or privacy.press(turn, button_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo
 
-from bot.dialogue.flows import enquiry, faq, privacy
+from bot.dialogue.flows import enquiry, faq, form_entry, privacy
 from bot.dialogue.session import normalize_lang
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.standing import call_standing, call_title
@@ -41,7 +41,7 @@ def run(turn: Turn, name: str, args: str) -> None:
     elif name == "faq":
         faq.show_topics(turn)
     elif name == "contact":
-        enquiry.open_form(turn)
+        form_entry.open_form(turn)
     elif name == "status":
         status(turn)
     elif name == "language":
@@ -62,7 +62,7 @@ def start(turn: Turn, args: str) -> None:
     `/start <faq-id>` go straight on."""
     arg = args.split()[0].lower() if args.split() else ""
     if arg == "contact":
-        enquiry.open_form(turn)
+        form_entry.open_form(turn)
         return
     if arg and arg in turn.services.kb.by_id:
         faq.answer_topic(turn, arg)
