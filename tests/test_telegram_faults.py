@@ -208,3 +208,58 @@ async def test_limits_off_sends_without_pacing(tmp_path: Path, api: BotApiStandI
         for update_id in ids:
             await h.handled(update_id, limit=60)
         assert len([r for r in api.calls("sendMessage") if r.status == 200]) >= 40
+
+
+async def test_a_malformed_webhook_update_is_journaled_and_the_bot_goes_on(tmp_path: Path):
+    """Webhook mode: a bad chat id gets its 200 (journaled), then neither it nor a restart
+    stops the bot."""
+    import asyncio
+    import urllib.request
+
+    from smtp_support import free_port
+
+    port = free_port()
+    with BotApiStandIn() as api:
+        settings = make_settings(
+            tmp_path,
+            api,
+            admin_chat=0,
+            telegram={
+                "webhook_url": f"http://127.0.0.1:{port}/hook",
+                "webhook_port": port,
+                "webhook_secret": "s3cret",
+            },
+        )
+        bad = {
+            "update_id": 31_337,
+            "message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": {"not": "a number"}, "type": "private"},
+                "from": api.user(8501),
+                "text": "hi",
+            },
+        }
+
+        def post(update: dict) -> int:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/hook", data=json.dumps(update).encode()
+            )
+            request.add_header("X-Telegram-Bot-Api-Secret-Token", "s3cret")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+
+        for _start in range(2):
+            async with running_bot(settings, api) as h:
+                assert await asyncio.to_thread(post, bad) == 200
+                assert await h.say(8502, "/help")
+                await until(
+                    lambda: (
+                        h.app.db.execute(
+                            "SELECT handled_at IS NOT NULL OR quarantined_at IS NOT NULL "
+                            "FROM updates WHERE update_id = 31337"
+                        ).fetchone()
+                        == (1,)
+                    ),
+                    what="the bad update dealt with",
+                )

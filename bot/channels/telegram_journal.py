@@ -161,8 +161,9 @@ def quarantine_problems(db: sqlite_utils.Database) -> list[str]:
         return []
     return [
         f"Telegram update {update_id} failed repeatedly and was set aside on "
-        f"{at:%Y-%m-%d %H:%M} UTC ({error or 'no detail'}); it stays in the journal "
-        "(table `updates`) and the bot skips it"
+        f"{at:%Y-%m-%d %H:%M} UTC ({error or 'no detail'}); the bot skips it. Its payload "
+        "stays in the table `updates` for a look; once done, remove it with "
+        f"DELETE FROM updates WHERE update_id = {update_id}"
         for update_id, at, error in Journal(db).quarantined()
     ]
 
