@@ -341,6 +341,9 @@ def test_the_greeting_says_where_the_call_stands(
     assert expected in chat.text
     # ... and what the bot can do.
     assert "/status" in chat.text and "COS-CLUSTER-2020-3-03" in chat.text
+    # A greeting typed instead of /start (a web chat opens that way) says it too.
+    chat.say("Ciao" if lang == "it" else "Hello")
+    assert expected in chat.text
 
 
 # ---------------------------------------------------------------- terminal and check

@@ -28,7 +28,7 @@ KEYS: Mapping[str, frozenset[str]] = {
     "fallback": frozenset(),
     "fallback_retry": frozenset(),
     "fallback_too_long": frozenset({"length", "max"}),
-    "greeting": frozenset(),
+    "greeting": frozenset({"standing"}),
     "greeting_how": frozenset(),
     "thanks": frozenset(),
     "farewell": frozenset(),

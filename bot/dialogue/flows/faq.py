@@ -7,6 +7,7 @@ from typing import Any
 from bot.dialogue.form import LIMITS, FieldError, validate_field
 from bot.dialogue.session import MATCH_CHARS, record_turn
 from bot.dialogue.smalltalk import fold, small_talk
+from bot.dialogue.standing import call_standing
 from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn, typed_number
 
 # FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
@@ -75,7 +76,7 @@ def free_text(turn: Turn, text: str) -> None:
     if chat.kind is not None:
         # Courtesy is not a question: no FAQ look-up, nothing for the enquiry's history.
         if chat.kind == "greeting":
-            turn.say(turn.t("greeting"), topics)
+            turn.say(turn.t("greeting", standing=call_standing(turn)), topics)
         elif chat.kind == "how_are_you":
             turn.say(turn.t("greeting_how"), topics)
         elif chat.kind == "thanks":
