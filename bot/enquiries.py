@@ -281,10 +281,41 @@ def _record_answer(
     return _enquiry_by_id(db, row["id"])
 
 
+def _attachments_note(row: Mapping[str, Any], count: int) -> str:
+    from bot.dialogue.texts import default_texts
+
+    lang = str(row.get("lang") or "en")
+    return default_texts().get(lang, "answer_attachments", count=count, ref=str(row["ref"]))
+
+
+def _queue_mail(
+    db: sqlite_utils.Database, message: Any, kind: str, enquiry_id: int, now: datetime
+) -> None:
+    from bot.mail.compose import mail_delivery
+
+    deliveries.enqueue(db, mail_delivery(message, kind, enquiry_id), now)
+
+
 def answer_enquiry(
-    db: sqlite_utils.Database, ref: str, text: str, *, actor: str, now: datetime
+    db: sqlite_utils.Database,
+    ref: str,
+    text: str,
+    *,
+    actor: str,
+    now: datetime,
+    settings: Settings | None = None,
+    attachments: int = 0,
 ) -> dict[str, Any]:
-    """Record the secretariat's answer and queue it for the applicant's chat."""
+    """Record the secretariat's answer and queue it for the applicant.
+
+    It goes to the applicant's chat, and, given `settings`, by e-mail too (their question
+    quoted; Reply-To the bot's address for the enquiry when an inbox reads replies).
+    `attachments`: how many files the secretariat's e-mail had (not forwarded; the applicant
+    is told).
+    """
+    from bot.mail.compose import answer_mail
+    from bot.mail.inbound.address import enquiry_reply_address
+
     answer = text.strip()
     if not answer:
         raise EnquiryError("the answer is empty", "empty_answer")
@@ -297,16 +328,79 @@ def answer_enquiry(
                 f"{row['ref']} was erased at the applicant's request", "erased", ref=row["ref"]
             )
         if row["chat_id"]:
+            note = f"\n\n{_attachments_note(row, attachments)}" if attachments else ""
             _notification(
                 db,
                 channel=row["channel"],
                 kind="answer",
                 enquiry_id=row["id"],
                 chat_id=row["chat_id"],
-                text=answer,
+                text=answer + note,
                 now=now,
             )
+        if settings is not None and row["email"]:
+            message = answer_mail(
+                settings,
+                row,
+                answer,
+                now=now,
+                attachments=attachments,
+                reply_address=enquiry_reply_address(db, settings, str(row["ref"])),
+            )
+            _queue_mail(db, message, "answer", int(row["id"]), now)
         return _record_answer(db, row, answer, actor=actor, now=now, detail={"from": row["status"]})
+
+
+def follow_up_enquiry(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    ref: str,
+    text: str,
+    *,
+    via: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The applicant wrote again about an enquiry: re-open it, forward it to the secretariat.
+
+    `via` is "email" or the chat channel. The reminders start over from now.
+    """
+    from bot.mail.compose import follow_up_mail
+    from bot.mail.inbound.address import enquiry_reply_address
+
+    message_text = text.strip()
+    if not message_text:
+        raise EnquiryError("the follow-up is empty", "empty_follow_up")
+    with transaction(db):
+        row = _require(db, ref)
+        if row["erased_at"] is not None:
+            raise EnquiryError(
+                f"{row['ref']} was erased at the applicant's request", "erased", ref=row["ref"]
+            )
+        message = follow_up_mail(
+            settings,
+            row,
+            message_text,
+            now=now,
+            via_email=via == "email",
+            reply_address=enquiry_reply_address(db, settings, str(row["ref"])),
+            original_message_id=deliveries.first_key(db, int(row["id"]), "enquiry"),
+        )
+        _queue_mail(db, message, "follow_up", int(row["id"]), now)
+        db.conn.execute(
+            "UPDATE enquiries SET status = 'open', forwarded_at = ?, reminder_count = 0, "
+            "last_reminder_at = NULL, closed_at = NULL, closed_by = NULL WHERE id = ?",
+            (to_iso(now), row["id"]),
+        )
+        record_audit(
+            db,
+            "follow_up",
+            actor="applicant",
+            now=now,
+            enquiry_id=row["id"],
+            ref=row["ref"],
+            detail={"via": via, "from": row["status"]},
+        )
+        return _enquiry_by_id(db, int(row["id"]))
 
 
 def mark_answered(

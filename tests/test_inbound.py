@@ -358,3 +358,74 @@ def test_a_reply_naming_several_enquiries_matches_none(
         subject=f"Re: Reminder: {first['ref']}, {second['ref']}",
     )
     assert process_mail(db, settings, raw, source="test", now=NOW).status == "unmatched"
+
+
+def _outbox(db: sqlite_utils.Database, kind: str) -> list[dict[str, Any]]:
+    return _rows(db, "SELECT * FROM outbox WHERE kind = ? ORDER BY id", kind)
+
+
+def test_the_answer_reaches_the_applicant_by_e_mail_too(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    enquiry = submit(db, settings)
+    process_mail(db, settings, reply(db, settings, enquiry), source="test", now=NOW)
+    (mail,) = _outbox(db, "answer")
+    assert json_list(mail["rcpt_to"]) == ["maria.rossi@example.org"]
+    raw: bytes = mail["raw"]
+    parsed = __import__("email").message_from_bytes(raw, policy=SMTP)
+    assert "ECCP-0001" in parsed["Subject"]
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Sì, almeno tre partner." in text
+    assert "> How many partners must a consortium have?" in text  # their question, quoted
+    # No secretariat address anywhere: not the staff member's, not the secretariat's.
+    assert b"segreteria@" not in raw and b"segreteria-eccp" not in raw
+    assert parsed["Reply-To"].startswith("bot+ECCP-0001.")
+    assert parsed["Auto-Submitted"] == "auto-generated"
+
+
+def test_the_applicant_replying_re_opens_and_forwards_a_follow_up(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    enquiry = submit(db, settings)
+    process_mail(db, settings, reply(db, settings, enquiry), source="test", now=NOW)
+    (answer_mail,) = _outbox(db, "answer")
+    # The applicant presses Reply on the answer: to the bot's address, threaded under it.
+    message = EmailMessage()
+    message["From"] = "Maria Rossi <Maria.Rossi@example.org>"
+    message["To"] = __import__("email").message_from_bytes(answer_mail["raw"])["Reply-To"]
+    message["Subject"] = "Re: [ECCP-0001] La risposta della segreteria"
+    message["Message-ID"] = "<follow-1@example.org>"
+    message["In-Reply-To"] = answer_mail["message_id"]
+    message.set_content(
+        "Grazie! E i partner devono essere di paesi diversi?\n\n"
+        "Il giorno gio 26 nov 2026 alle ore 13:00 Cluster call bot <noreply@example.org> "
+        "ha scritto:\n> Sì, almeno tre partner.\n"
+    )
+    later = NOW + timedelta(hours=1)
+    result = process_mail(db, settings, message.as_bytes(policy=SMTP), source="t", now=later)
+    assert (result.status, result.ref) == ("follow_up", "ECCP-0001")
+    row = get_enquiry(db, "ECCP-0001")
+    assert row is not None and row["status"] == "open" and row["reminder_count"] == 0
+    (forwarded,) = _outbox(db, "follow_up")
+    assert json_list(forwarded["rcpt_to"]) == ["segreteria@example.org"]
+    parsed = __import__("email").message_from_bytes(forwarded["raw"], policy=SMTP)
+    assert "[ECCP-0001]" in parsed["Subject"]
+    assert parsed["Reply-To"].startswith("bot+ECCP-0001.")
+    assert (
+        "E i partner devono essere di paesi diversi?" in parsed.get_body(("plain",)).get_content()
+    )
+    # Reminders start over from the follow-up.
+    assert jobs.due_reminders(db, settings, later + settings.reminders.first_after)
+    assert _rows(db, "SELECT actor FROM audit WHERE event = 'follow_up'") == [
+        {"actor": "applicant"}
+    ]
+    # The secretariat answers the follow-up by replying to it: relayed again.
+    again = reply(db, settings, enquiry, body="Sì, di almeno due paesi.", message_id="<r2@x.eu>")
+    assert process_mail(db, settings, again, source="t", now=later).status == "answer"
+    assert len(_outbox(db, "answer")) == 2
+
+
+def json_list(value: str) -> list[str]:
+    import json
+
+    return list(json.loads(value))

@@ -191,7 +191,9 @@ class AdminCommands:
     ) -> list[OutMessage]:
         """Relay an answer: the enquiry becomes answered and an `answer` notification waits."""
         try:
-            row = enquiries.answer_enquiry(self.db, ref, text, actor=actor, now=now)
+            row = enquiries.answer_enquiry(
+                self.db, ref, text, actor=actor, now=now, settings=self.settings
+            )
         except enquiries.EnquiryError as exc:
             return plain(chat_id, self.error_text(ref, exc))
         return plain(chat_id, self.t("relay_done", ref=row["ref"]))

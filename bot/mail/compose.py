@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 LANGUAGES = ("it", "en")
-KINDS = ("enquiry", "reminder", "reminders", "digest", "failure", "acknowledgement")
+KINDS = (
+    "enquiry",
+    "reminder",
+    "reminders",
+    "digest",
+    "failure",
+    "acknowledgement",
+    "answer",
+    "follow_up",
+)
 # Header values from users are kept short: a subject line stays readable in every client.
 MAX_HEADER_FIELD = 200
 # A subject names the question by its first words and the organisation, both cut short.
@@ -767,6 +776,77 @@ def acknowledgement_mail(settings: Settings, enquiry: Mapping[str, Any]) -> Emai
     return message
 
 
+def answer_mail(
+    settings: Settings,
+    enquiry: Mapping[str, Any],
+    answer: str,
+    *,
+    now: datetime,
+    attachments: int = 0,
+    reply_address: str | None = None,
+) -> EmailMessage:
+    """The secretariat's answer to the applicant, in their language, their question quoted.
+
+    No secretariat address appears: From is the bot, and Reply-To is the bot's address for
+    the enquiry when an inbox reads replies (a reply becomes a follow-up), else absent.
+    """
+    lang = str(enquiry.get("lang") or "")
+    lang = lang if lang in LANGUAGES else settings.language
+    context = _enquiry_context(settings, enquiry, lang)
+    context["ref"] = _header_text(context["ref"], "ref")
+    applicant = _address(context["name"], context["email"], "applicant")
+    context.update(
+        answer=answer,
+        attachments=attachments,
+        can_reply=bool(reply_address),
+        telegram=context["channel"] == "telegram",
+        created_local=_local_time(_moment(enquiry["created_at"]), settings, lang),
+    )
+    subject, text, html = _render_pair(lang, "answer", context)
+    message = _base_message(settings, subject, text, html, now, to=applicant)
+    if reply_address:
+        message["Reply-To"] = _address("", reply_address, "inbox.reply_address")
+    message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-answer")
+    message["X-Clusterbot-Ref"] = context["ref"]
+    message["X-Clusterbot-Kind"] = "answer"
+    return message
+
+
+def follow_up_mail(
+    settings: Settings,
+    enquiry: Mapping[str, Any],
+    follow_up: str,
+    *,
+    now: datetime,
+    via_email: bool,
+    reply_address: str | None = None,
+    original_message_id: str | None = None,
+) -> EmailMessage:
+    """The applicant wrote again about an enquiry: forwarded to the secretariat, reference kept."""
+    lang = settings.secretariat.language
+    context = _enquiry_context(settings, enquiry)
+    for key in ("ref", "organisation", "country"):
+        context[key] = _header_text(context[key], key)
+    context.update(
+        follow_up=follow_up,
+        via_email=via_email,
+        inbox=bool(reply_address),
+        previous_answer=str(enquiry.get("answer") or ""),
+        received_local=_local_time(now, settings, lang),
+    )
+    subject, text, html = _render_pair(lang, "follow_up", context)
+    message = _base_message(settings, subject, text, html, now)
+    message["Reply-To"] = _reply_to(context, reply_address)
+    message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-f")
+    if original_message_id:
+        original = _header_text(original_message_id, "original Message-ID")
+        message["In-Reply-To"] = original
+        message["References"] = original
+    message["X-Clusterbot-Ref"] = context["ref"]
+    message["X-Clusterbot-Kind"] = "follow_up"
+    return message
+
+
 def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
     """The daily digest of open enquiries and recent answers."""
     lang = settings.secretariat.language
@@ -1020,6 +1100,22 @@ def check_templates() -> list[str]:
             "enquiry": lambda s=settings: enquiry_mail(s, enquiry),
             "enquiry (inbox)": lambda s=settings: enquiry_mail(
                 s, enquiry, "bot+ECCP-0001.abcdefghijklmnop@example.org"
+            ),
+            "answer": lambda s=settings: answer_mail(
+                s,
+                {**enquiry, "lang": s.secretariat.language},
+                "Sì.\n<b>ok</b>",
+                now=now,
+                attachments=2,
+                reply_address="bot+ECCP-0001.abcdefghijklmnop@example.org",
+            ),
+            "follow_up": lambda s=settings: follow_up_mail(
+                s,
+                {**enquiry, "answer": "No <b>"},
+                "E allora?",
+                now=now,
+                via_email=True,
+                reply_address="bot+ECCP-0001.abcdefghijklmnop@example.org",
             ),
             "reminder": lambda s=settings: reminder_mail(s, enquiry, "<x@example.org>", 1, now),
             "reminders": lambda s=settings: grouped_reminder_mail(

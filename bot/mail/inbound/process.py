@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Outbox kinds the secretariat replies to (its answer), by thread.
-_TO_SECRETARIAT = ("enquiry", "reminder")
+# Outbox kinds about one enquiry that a reply may thread under: the secretariat replies to
+# the enquiry, its reminders and follow-ups; the applicant to the answer.
+_THREADED = ("enquiry", "reminder", "follow_up", "answer")
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _enquiry_by_thread(db: sqlite_utils.Database, mail: InboundMail) -> dict[str
     from bot.deliveries.store import enquiries_of_keys
     from bot.enquiries import enquiry_by_id
 
-    found = enquiries_of_keys(db, ids, _TO_SECRETARIAT)
+    found = enquiries_of_keys(db, ids, _THREADED)
     return enquiry_by_id(db, found[0]) if len(found) == 1 else None
 
 
@@ -147,33 +148,54 @@ def _record(
     return InboundResult(cursor.lastrowid, status, ref, reason)
 
 
-def _relay_text(settings: Settings, enquiry: dict[str, Any], mail: InboundMail) -> str:
-    if not mail.attachments:
-        return mail.answer
-    from bot.dialogue.texts import default_texts
-
-    note = default_texts().get(
-        str(enquiry.get("lang") or settings.language),
-        "answer_attachments",
-        count=mail.attachments,
-        ref=str(enquiry["ref"]),
-    )
-    return f"{mail.answer}\n\n{note}"
-
-
-def _bounce(
-    db: sqlite_utils.Database,
-    settings: Settings,
-    mail: InboundMail,
-    raw: bytes,
-    source: str,
-    now: datetime,
-) -> InboundResult:
+def _bounce(db: sqlite_utils.Database, settings: Settings, mail: InboundMail, now: datetime) -> str:
+    """Mark the bot's mails that bounced as failed; the reason recorded with the bounce."""
     from bot.enquiries import mark_bounced
 
     failed = mark_bounced(db, settings, mail.bounced_ids, now)
-    reason = f"bounce of {failed} sent mail(s)" if failed else "bounce of no mail the bot sent"
-    return _record(db, mail, raw, source=source, now=now, status="bounce", reason=reason)
+    return f"bounce of {failed} sent mail(s)" if failed else "bounce of no mail the bot sent"
+
+
+def _effect(
+    db: sqlite_utils.Database, settings: Settings, mail: InboundMail, now: datetime
+) -> tuple[str, dict[str, Any] | None, str | None, str]:
+    """Apply what this mail means: (status, enquiry, matched by, reason)."""
+    from bot.enquiries import EnquiryError, answer_enquiry, follow_up_enquiry
+
+    if mail.is_bounce:
+        return "bounce", None, None, _bounce(db, settings, mail, now)
+    if mail.automatic:
+        return "auto_reply", None, None, mail.automatic
+    found = match_enquiry(db, settings, mail)
+    enquiry, by = found.enquiry, found.by
+    if found.forged:
+        return "refused", None, by, "the reply address has a wrong token"
+    if enquiry is None:
+        return "unmatched", None, by, ("no enquiry has this reference" if by else "no match")
+    from_applicant = bool(mail.sender) and mail.sender == str(enquiry.get("email") or "").lower()
+    if not may_answer(settings, mail.sender) and not from_applicant:
+        return "refused", enquiry, by, "the sender is not on secretariat.answer_from"
+    if not mail.answer:
+        return "ignored", enquiry, by, "no text after removing the quoted mail"
+    ref = str(enquiry["ref"])
+    try:
+        # Savepoints inside the caller's transaction: the effect and the record commit together.
+        if may_answer(settings, mail.sender):
+            answer_enquiry(
+                db,
+                ref,
+                mail.answer,
+                actor=f"email:{mail.sender}",
+                now=now,
+                settings=settings,
+                attachments=mail.attachments,
+            )
+            return "answer", enquiry, by, ""
+        # The applicant replied to the bot's answer: a follow-up for the secretariat.
+        follow_up_enquiry(db, settings, ref, mail.answer, via="email", now=now)
+        return "follow_up", enquiry, by, ""
+    except EnquiryError as exc:
+        return "ignored", enquiry, by, str(exc)
 
 
 def process_mail(
@@ -185,8 +207,6 @@ def process_mail(
     now: datetime,
 ) -> InboundResult:
     """Record one raw e-mail and apply its effect; a mail already seen changes nothing."""
-    from bot.enquiries import EnquiryError, answer_enquiry
-
     mail = parse_mail(raw)
     with transaction(db):
         seen = _rows(
@@ -194,77 +214,17 @@ def process_mail(
         )
         if seen:
             return InboundResult(int(seen[0]["id"]), str(seen[0]["status"]), duplicate=True)
-        if mail.is_bounce:
-            return _bounce(db, settings, mail, raw, source, now)
-        if mail.automatic:
-            return _record(
-                db, mail, raw, source=source, now=now, status="auto_reply", reason=mail.automatic
-            )
-        found = match_enquiry(db, settings, mail)
-        if found.forged:
-            return _record(
-                db,
-                mail,
-                raw,
-                source=source,
-                now=now,
-                status="refused",
-                by="token",
-                reason="the reply address has a wrong token",
-            )
-        enquiry = found.enquiry
-        if enquiry is None:
-            why = "no enquiry has this reference" if found.by else "no enquiry matches"
-            return _record(
-                db, mail, raw, source=source, now=now, status="unmatched", by=found.by, reason=why
-            )
-        if not may_answer(settings, mail.sender):
-            return _record(
-                db,
-                mail,
-                raw,
-                source=source,
-                now=now,
-                status="refused",
-                enquiry=enquiry,
-                by=found.by,
-                reason="the sender is not on secretariat.answer_from",
-            )
-        if not mail.answer:
-            return _record(
-                db,
-                mail,
-                raw,
-                source=source,
-                now=now,
-                status="ignored",
-                enquiry=enquiry,
-                by=found.by,
-                reason="no answer text after removing the quoted mail",
-            )
-        try:
-            # A savepoint inside this transaction: the answer and the record commit together.
-            answer_enquiry(
-                db,
-                str(enquiry["ref"]),
-                _relay_text(settings, enquiry, mail),
-                actor=f"email:{mail.sender}",
-                now=now,
-            )
-        except EnquiryError as exc:
-            return _record(
-                db,
-                mail,
-                raw,
-                source=source,
-                now=now,
-                status="ignored",
-                enquiry=enquiry,
-                by=found.by,
-                reason=str(exc),
-            )
+        status, enquiry, by, reason = _effect(db, settings, mail, now)
         return _record(
-            db, mail, raw, source=source, now=now, status="answer", enquiry=enquiry, by=found.by
+            db,
+            mail,
+            raw,
+            source=source,
+            now=now,
+            status=status,
+            enquiry=enquiry,
+            by=by,
+            reason=reason,
         )
 
 
