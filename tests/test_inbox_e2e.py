@@ -18,7 +18,7 @@ from telegram_standin import BotApiStandIn
 from test_telegram import fill_form
 
 from bot import jobs
-from bot.enquiries import get_enquiry
+from bot.enquiries import answer_enquiry, get_enquiry
 from bot.storage import utc_now
 
 STAFF = "anna.bianchi@segreteria-eccp.eu"
@@ -133,4 +133,37 @@ async def test_reply_by_e_mail_reaches_the_applicant_and_back(
             assert ref in follow_up.message["Subject"]
             assert follow_up.rcpt_tos == [settings.secretariat.email]
             assert "different countries" in follow_up.message.get_body(("plain",)).get_content()
+            assert get_enquiry(h.app.db, ref)["status"] == "open"
+
+
+async def test_a_follow_up_in_the_chat_re_opens_and_reaches_the_secretariat(
+    tmp_path: Path, api: BotApiStandIn
+) -> None:
+    async with SmtpServer() as smtp:
+        settings = make_settings(tmp_path, api, smtp_port=smtp.port)
+        async with running_bot(settings, api) as h:
+            user = 1001
+            await h.say(user, "/start")
+            ref = await fill_form(h, user, "Can a cluster from Norway lead the consortium?")
+            await until(lambda: smtp.handler.received, what="the enquiry e-mail")
+            before = len(api.bot_messages(user))
+            answer_enquiry(
+                h.app.db, ref, "Yes, it can.", actor="cli", now=utc_now(), settings=settings
+            )
+            h.app.kick()
+            relayed = (await h.messages(user, before + 1))[before:]
+            assert "Yes, it can." in relayed[-1].text
+            asked = await h.press(relayed[-1], f"fu:{ref}")
+            assert ref in asked[-1].text
+            done = await h.say(user, "And may the partners come from the same region?")
+            assert ref in done[-1].text
+            follow_up = await until(
+                lambda: next(
+                    (r for r in smtp.handler.received if "wrote again" in r.message["Subject"]),
+                    None,
+                ),
+                what="the follow-up e-mail",
+            )
+            body = follow_up.message.get_body(("plain",)).get_content()
+            assert "same region" in body and "in the chat" in body
             assert get_enquiry(h.app.db, ref)["status"] == "open"

@@ -14,7 +14,13 @@ import sqlite_utils
 
 from bot import enquiries, stats
 from bot.channels.telegram_journal import OutMessage
-from bot.channels.telegram_render import ChannelTexts, admin_data, lines, to_html_chunks
+from bot.channels.telegram_render import (
+    ChannelTexts,
+    admin_data,
+    callback_data,
+    lines,
+    to_html_chunks,
+)
 from bot.mail.compose import country_name, language_name
 from bot.settings import Settings
 from bot.storage import from_iso
@@ -117,8 +123,15 @@ def answer_messages(texts: ChannelTexts, row: Mapping[str, Any], chat_id: int) -
     """The secretariat's answer as the applicant receives it, prefixed with the reference."""
     lang = row.get("lang") or "en"
     body = f"{row.get('text') or ''}\n\n{texts.get(lang, 'answer_footer')}"
-    title = texts.get(lang, "answer_title", ref=row.get("ref") or "")
-    return [OutMessage(chat_id, chunk) for chunk in to_html_chunks(body, title)]
+    ref = str(row.get("ref") or "")
+    title = texts.get(lang, "answer_title", ref=ref)
+    chunks = to_html_chunks(body, title)
+    # Under the last piece: write again about this enquiry (the engine's follow-up flow).
+    follow_up = (((callback_data(f"fu:{ref}"), texts.get(lang, "button_follow_up", ref=ref)),),)
+    return [
+        OutMessage(chat_id, chunk, buttons=follow_up if ref and i == len(chunks) - 1 else ())
+        for i, chunk in enumerate(chunks)
+    ]
 
 
 def mail_failed_messages(

@@ -15,12 +15,13 @@ from datetime import datetime
 import sqlite_utils
 
 from bot.dialogue import session
-from bot.dialogue.flows import commands, enquiry, faq, form_entry, privacy
+from bot.dialogue.flows import commands, enquiry, faq, follow_up, form_entry, privacy
 from bot.dialogue.flows.commands import COMMANDS
 from bot.dialogue.form import clean_surrogates
 from bot.dialogue.texts import Texts, default_texts
 from bot.dialogue.turn import (
     CANCEL_WORDS,
+    FOLLOW_UP_STEP,
     FORGET_STEP,
     FORM_STEPS,
     MAX_BUTTON_ID_BYTES,
@@ -168,6 +169,8 @@ def _route_event(turn: Turn) -> None:
     elif turn.step == FORGET_STEP:
         # Only answers reach here (see route).
         privacy.typed_answer(turn)
+    elif turn.step == FOLLOW_UP_STEP:
+        follow_up.typed(turn)
     else:
         faq.free_text(turn, event.text)
 
@@ -183,6 +186,7 @@ def _press(turn: Turn, button_id: str) -> None:
         or commands.press_language(turn, button_id)
         or enquiry.press(turn, button_id)
         or privacy.press(turn, button_id)
+        or follow_up.press(turn, button_id)
     ):
         # A button from an old message: say so, and ask again what is being asked now.
         turn.say(turn.t("stale_button"))
@@ -195,6 +199,8 @@ def reprompt(turn: Turn) -> None:
         enquiry.prompt(turn)
     elif turn.step == FORGET_STEP:
         privacy.prompt(turn)
+    elif turn.step == FOLLOW_UP_STEP:
+        follow_up.prompt(turn)
 
 
 def _is_cancel(turn: Turn) -> bool:

@@ -12,7 +12,7 @@ import sqlite_utils
 from bot.dialogue.form import FIELDS
 from bot.dialogue.smalltalk import small_talk
 from bot.dialogue.texts import LANGUAGES
-from bot.dialogue.turn import FORGET_STEP, FORM_STEPS, STEPS, Event
+from bot.dialogue.turn import FOLLOW_UP_STEP, FORGET_STEP, FORM_STEPS, STEPS, Event
 from bot.knowledge.match import detect_language
 from bot.storage import dumps, from_iso, to_iso
 
@@ -54,6 +54,9 @@ def clean_state(raw: Any) -> dict[str, Any]:
     # "Did you mean …?" asked about the e-mail address typed (only while at that step).
     if isinstance(state.get("email_hint"), str) and clean.get("step") == "email":
         clean["email_hint"] = state["email_hint"]
+    # The enquiry a follow-up is being written about (only at that step).
+    if isinstance(state.get("follow_up"), str) and clean.get("step") == FOLLOW_UP_STEP:
+        clean["follow_up"] = state["follow_up"]
     faq = state.get("faq")
     if isinstance(faq, list):
         clean["faq"] = [item for item in faq if _is_turn(item)][-HISTORY_SIZE:]

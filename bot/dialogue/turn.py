@@ -19,7 +19,9 @@ EventKind = Literal["text", "button", "command"]
 # The steps a session can be at: the form's own, and the /forget question.
 FORM_STEPS = frozenset({*FIELDS, "country_other", "consent", "declined", "confirm", "edit"})
 FORGET_STEP = "forget"
-STEPS = FORM_STEPS | {FORGET_STEP}
+# Writing again about an answered enquiry (bot.dialogue.flows.follow_up).
+FOLLOW_UP_STEP = "follow_up"
+STEPS = FORM_STEPS | {FORGET_STEP, FOLLOW_UP_STEP}
 MAX_BUTTON_ID_BYTES = 40
 
 # A bare option number ("14", "3.", "2)"): what a user types for an entry of a menu.

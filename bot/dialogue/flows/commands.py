@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo
 
-from bot.dialogue.flows import enquiry, faq, form_entry, privacy
+from bot.dialogue.flows import enquiry, faq, follow_up, form_entry, privacy
 from bot.dialogue.session import normalize_lang
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.standing import call_standing, call_title
 from bot.dialogue.texts import LANGUAGES
-from bot.dialogue.turn import FORGET_STEP, FORM_STEPS, Button, Turn
+from bot.dialogue.turn import FOLLOW_UP_STEP, FORGET_STEP, FORM_STEPS, Button, Turn
 from bot.enquiries import user_enquiries
 from bot.knowledge.formatting import format_day
 from bot.storage import from_iso
@@ -100,7 +100,9 @@ def status(turn: Turn) -> None:
                 date=format_day(created, turn.lang),
             )
         )
-    turn.say("\n".join(lines))
+    # An answered enquiry can be written about again (it re-opens, the secretariat hears).
+    buttons = [follow_up.button(turn, row["ref"]) for row in found if row["status"] == "answered"]
+    turn.say("\n".join(lines), *buttons)
 
 
 def language(turn: Turn, args: str) -> None:
@@ -142,6 +144,8 @@ def cancel(turn: Turn) -> None:
     turn.state.pop("pending", None)
     if step == FORGET_STEP:
         privacy.answer(turn, False)
+    elif step == FOLLOW_UP_STEP:
+        follow_up.cancel(turn)
     elif step is None:
         turn.say(turn.t("cancel_nothing"))
     else:
