@@ -342,8 +342,12 @@ class App:
         await watcher.run()
 
     def _inbound_processed(self, result: Any) -> None:
+        if result.duplicate:
+            return
         if result.relayed:
             self._say(f"e-mail answer to {result.ref} received; relaying it")
+        if result.status in ("answer", "follow_up", "bounce"):
+            # It queued mail (or failed one) and changed when reminders are due.
             self.kick()
 
     async def run_reminders(self) -> list[str]:

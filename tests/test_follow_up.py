@@ -51,7 +51,7 @@ def _say(engine: Engine, user: str, text: str) -> str:
 
 
 def _follow_ups(db: sqlite_utils.Database) -> int:
-    return int(db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'follow_up'").fetchone()[0])
+    return int(db.execute("SELECT COUNT(*) FROM deliveries WHERE kind = 'follow_up'").fetchone()[0])
 
 
 def test_status_offers_to_write_again_and_the_text_reaches_the_secretariat(

@@ -361,7 +361,12 @@ def test_a_reply_naming_several_enquiries_matches_none(
 
 
 def _outbox(db: sqlite_utils.Database, kind: str) -> list[dict[str, Any]]:
-    return _rows(db, "SELECT * FROM outbox WHERE kind = ? ORDER BY id", kind)
+    return _rows(
+        db,
+        "SELECT recipient AS rcpt_to, payload AS raw, idempotency_key AS message_id "
+        "FROM deliveries WHERE kind = ? ORDER BY id",
+        kind,
+    )
 
 
 def test_the_answer_reaches_the_applicant_by_e_mail_too(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bot.commands.common import UserError, add_config_option, fail, open_db, settings_from_args
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.mail.inbound.process import InboundResult
 
 # Larger files are not e-mails anyone saved from a mail client.
 MAX_IMPORT_BYTES = 25 * 1024 * 1024
@@ -105,6 +109,21 @@ def _status(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     return 0
 
 
+def _describe(result: InboundResult) -> str:
+    if result.duplicate:
+        return f"already processed as #{result.inbound_id} ({result.status}); nothing done"
+    if result.relayed:
+        return (
+            f"answer recorded for {result.ref}: relayed to the applicant by e-mail, and to "
+            "their chat by the running bot"
+        )
+    if result.status == "follow_up":
+        return f"follow-up from the applicant of {result.ref}: forwarded to the secretariat"
+    where = f" ({result.ref})" if result.ref else ""
+    reason = f": {result.reason}" if result.reason else ""
+    return f"kept as #{result.inbound_id}: {result.status}{where}{reason}"
+
+
 def _import(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
     from bot.mail.inbound.process import process_mail
     from bot.storage import utc_now
@@ -124,23 +143,12 @@ def _import(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         raise UserError(f"{path}: not an e-mail (no header lines); save the message as .eml")
     with open_db(settings) as db:
         result = process_mail(db, settings, raw, source=f"import:{path.name}", now=utc_now())
-    where = f" ({result.ref})" if result.ref else ""
-    if result.duplicate:
-        print(
-            f"already processed as #{result.inbound_id} ({result.status}); nothing done", file=out
-        )
-    elif result.relayed:
-        print(
-            f"answer recorded for {result.ref}; it is relayed to the applicant by the "
-            "running bot ('clusterbot run' or 'chat')",
-            file=out,
-        )
-    else:
-        print(
-            f"kept as #{result.inbound_id}: {result.status}{where}"
-            f"{': ' + result.reason if result.reason else ''}",
-            file=out,
-        )
+        print(_describe(result), file=out)
+        if not result.duplicate and result.status in ("answer", "follow_up"):
+            from bot.commands.deliveries import deliver_or_wake
+
+            # The e-mails it queued go out now (or the running bot is woken to send them).
+            asyncio.run(deliver_or_wake(settings, db, out))
     return 0
 
 
