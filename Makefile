@@ -9,11 +9,15 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 # Rebuilt only when the pinned dependencies or the project metadata change.
+# It says what it does: the first run installs for a while with pip kept quiet.
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "Setting up $(VENV): installing the pinned dependencies (first time: about a minute)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@echo "Setting up $(VENV): installing clusterbot itself..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+	@echo "Setting up $(VENV): done."
 
 chat: $(STAMP)
 	$(BIN)/clusterbot chat $(ARGS)

@@ -15,7 +15,7 @@ from bot import instance, jobs
 from bot.deliveries.model import DeliveryReport
 from bot.deliveries.smtp import SmtpTarget, SmtpTransport, count_mails
 from bot.deliveries.worker import Worker
-from bot.storage import open_database, utc_now
+from bot.storage import Database, DatabaseFileLost, make_private, open_database, utc_now
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -75,6 +75,9 @@ class App:
         self._kick_listeners: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set when the app must stop (its database file vanished): one line saying why.
+        self.fatal: str | None = None
+        self._stop_listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -96,13 +99,21 @@ class App:
 
         settings = self.settings
         self._loop = asyncio.get_running_loop()
+        for fixed in make_private(settings.data_dir):
+            log.warning("made private (was readable by other users): %s", fixed)
         self.db = open_database(settings.database_path)
+        if isinstance(self.db, Database):
+            # Every write transaction checks the file is still the one opened (storage).
+            self.db.lost_listeners.append(self._database_lost)
         try:
             self.kb = KnowledgeBase.from_settings(settings)
-            if not settings.smtp.host:
-                from bot.mail.store import MailStore
+            if settings.smtp.embedded:
+                from bot.mail.store import MailStore, erase_stored_mail
 
                 self.mail_store = MailStore(settings.mail_dir, report=self._stored)
+                if isinstance(self.db, Database):
+                    mail_dir = settings.mail_dir
+                    self.db.erase_hooks.append(lambda refs: erase_stored_mail(mail_dir, refs))
                 host, port = await self.mail_store.start()
                 # The real client code path, in clear on loopback only.
                 self.smtp_target = SmtpTarget.from_settings(
@@ -278,6 +289,9 @@ class App:
                 # Only close() cancels jobs: end quietly instead of APScheduler logging the
                 # cancellation as a job error. The database state is consistent either way.
                 return
+            except DatabaseFileLost:
+                # Said once by _database_lost; the app is stopping.
+                return
             except Exception:
                 log.exception("job %s failed", getattr(func, "__name__", "?"))
             finally:
@@ -370,8 +384,38 @@ class App:
         return await self.run_digest(catch_up=True)
 
     async def run_retention(self) -> int:
-        """Erase personal data whose retention expired."""
-        return jobs.apply_retention(self._require_db(), self.settings, self.clock())
+        """Erase personal data whose retention expired (stored mail files included)."""
+        now = self.clock()
+        count = jobs.apply_retention(self._require_db(), self.settings, now)
+        if self.mail_store is not None:
+            from bot.mail.store import expire_stored_mail
+
+            expire_stored_mail(self.settings.mail_dir, now - self.settings.privacy.retention)
+        return count
+
+    # ------------------------------------------------------------ stopping
+
+    def add_stop_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the app's loop) when the app must stop; see `fatal`."""
+        self._stop_listeners.append(callback)
+
+    def _database_lost(self, reason: str) -> None:
+        if self.fatal is not None:
+            return
+        self.fatal = reason
+        log.critical("%s", reason)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for callback in self._stop_listeners:
+            if running is loop:
+                callback()
+            else:
+                loop.call_soon_threadsafe(callback)
 
     # ------------------------------------------------------------ kicks and reports
 

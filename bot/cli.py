@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from bot.commands.common import UserError, fail
 
 # Each module in bot.commands adds its own sub-command; imports stay light (no telegram).
-COMMANDS = ("chat", "run", "ask", "enquiries", "deliveries", "inbox", "digest", "check")
+COMMANDS = (
+    "chat",
+    "run",
+    "ask",
+    "enquiries",
+    "deliveries",
+    "inbox",
+    "digest",
+    "check",
+    "backup",
+    "health",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,8 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Everything the bot writes (database, mail, exports, backups) holds personal data.
+PRIVATE_UMASK = 0o077
+# What a shell reports for a process ended by SIGPIPE (`clusterbot ... | head -1`).
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def _quiet_broken_pipe() -> int:
+    # The reader went away (e.g. `| head -1`): stop quietly. Point stdout at /dev/null so
+    # the interpreter's final flush does not complain about the closed pipe either.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    # Set here, not at import: files and folders the command creates are private.
+    previous_umask = os.umask(PRIVATE_UMASK)
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    finally:
+        os.umask(previous_umask)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -55,9 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(func(args))
+        result = int(func(args))
+        # A pipe closed by the reader shows up here, at the latest.
+        sys.stdout.flush()
+        return result
     except UserError as exc:
         return fail(str(exc))
+    except BrokenPipeError:
+        raise
     except KeyboardInterrupt:
         print("clusterbot: interrupted", file=sys.stderr)
         return 130

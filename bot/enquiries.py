@@ -15,7 +15,7 @@ from bot.deliveries import store as deliveries
 from bot.deliveries.model import Delivery, Outcome, Retry, Sent
 from bot.dialogue.form import FieldError, validate_draft
 from bot.settings import Settings
-from bot.storage import dumps, record_audit, to_iso, transaction
+from bot.storage import Database, dumps, record_audit, to_iso, transaction
 
 STATUSES = ("open", "answered", "closed")
 # Columns that identify or describe a person; erasure nulls them.
@@ -464,6 +464,7 @@ def erase_enquiries(
     if not ids:
         return 0
     nulls = ", ".join(f"{column} = NULL" for column in PERSONAL_COLUMNS)
+    refs: list[str] = []
     with transaction(db):
         for enquiry_id in ids:
             found = db.conn.execute(
@@ -471,6 +472,8 @@ def erase_enquiries(
             ).fetchone()
             if found is None:
                 continue
+            if found[0]:
+                refs.append(found[0])
             db.conn.execute(
                 f"UPDATE enquiries SET {nulls}, faq_history = '[]', erased_at = ? WHERE id = ?",
                 (to_iso(now), enquiry_id),
@@ -500,6 +503,9 @@ def erase_enquiries(
                 ref=found[0],
                 detail={"reason": reason, "deliveries_cancelled": pending},
             )
+    if refs and isinstance(db, Database):
+        # Copies outside the database (the embedded mail store's files) go too.
+        db.erased(refs)
     return len(ids)
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,16 @@ SECRET_ENV: tuple[tuple[str, str, str], ...] = (
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_HELP = "a duration such as '90s', '15m', '48h' or '2d'"
+# Ten years: longer is a typo, and timedelta/scheduler arithmetic overflows far beyond it.
+MAX_DURATION = timedelta(days=3650)
+
+# `[smtp] host = "embedded"`: keep every mail as a local .eml file, on purpose.
+EMBEDDED_SMTP = "embedded"
+# Keys whose values are never printed, even in an error about their type.
+SECRET_KEYS = frozenset(f"{section}.{key}" for _, section, key in SECRET_ENV)
+# What BotFather hands out: the bot's numeric id, a colon, then 30+ URL-safe characters.
+_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{30,}$")
+OFFICIAL_BOT_API = "https://api.telegram.org/"
 
 
 class SettingsError(Exception):
@@ -52,7 +63,13 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            if seconds > MAX_DURATION.total_seconds():
+                raise ValueError(
+                    f"must be at most {format_duration(MAX_DURATION)} ({DURATION_HELP}), "
+                    f"got {value!r}"
+                )
+            return timedelta(seconds=seconds)
     raise ValueError(f"must be {DURATION_HELP}, got {value!r}")
 
 
@@ -116,10 +133,35 @@ class TelegramSettings(_Section):
 
     @field_validator("webhook_url")
     @classmethod
-    def _https_webhook(cls, value: str) -> str:
+    def _https_webhook(cls, value: str, info: ValidationInfo) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be empty (long polling) or an https:// URL, got {value!r}")
+        # Telegram's servers only call https:// webhooks; a local Bot API server (base_url,
+        # validated before this field, pointing elsewhere) also accepts http://.
+        base_url = str(info.data.get("base_url", OFFICIAL_BOT_API))
+        if value.startswith("http://") and base_url.startswith(OFFICIAL_BOT_API):
+            raise ValueError(
+                f"Telegram only calls https:// webhooks, got {value!r}; put a reverse proxy "
+                "with a certificate in front (docs/operations.md, 'Webhook mode')"
+            )
         return value
+
+    @property
+    def token_problem(self) -> str | None:
+        """Why the token cannot be a BotFather token (never quoting it), or None."""
+        token = self.token.strip()
+        if not token:
+            return (
+                "telegram.token is empty: set TELEGRAM_BOT_TOKEN (or telegram.token) to the "
+                "token @BotFather gave you"
+            )
+        if not _TOKEN.match(token):
+            return (
+                "telegram.token is not a bot token (expected digits, a colon, then 30 or "
+                "more letters, digits, '_' or '-', as @BotFather gives it); check "
+                "TELEGRAM_BOT_TOKEN / telegram.token"
+            )
+        return None
 
     @field_validator("webhook_secret")
     @classmethod
@@ -138,6 +180,11 @@ class SmtpSettings(_Section):
     password: str = ""
     sender: str = "Cluster call bot <noreply@example.org>"
     timeout: PositiveDuration = timedelta(seconds=30)
+
+    @property
+    def embedded(self) -> bool:
+        """True when mail goes to the embedded local store (.eml files), not a server."""
+        return self.host.strip() in ("", EMBEDDED_SMTP)
 
     @field_validator("sender")
     @classmethod
@@ -372,7 +419,13 @@ class Settings(_Section):
 def _describe_error(error: Mapping[str, Any]) -> str:
     loc = ".".join(str(part) for part in error["loc"] if not isinstance(part, int)) or "(top)"
     kind = error["type"]
-    value = error.get("input")
+    value: Any = error.get("input")
+    if loc in SECRET_KEYS:
+        # The value of a secret never reaches a terminal or a log, even when it is wrong.
+        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        if kind == "string_type":
+            message = "must be text in quotes"
+        return f"{loc}: {message} (the value is not shown: it is a secret)"
     if kind == "extra_forbidden":
         return f"unknown key '{loc}': remove it or check its spelling against the example file"
     if kind == "literal_error":
@@ -391,13 +444,89 @@ def _describe_error(error: Mapping[str, Any]) -> str:
     return f"{loc}: {message} (got {value!r})"
 
 
-def settings_from_mapping(data: Mapping[str, Any], source: str = "defaults") -> Settings:
-    """Validate a mapping (a parsed TOML file) into Settings, or raise SettingsError."""
+def _without(data: Mapping[str, Any], loc: tuple[Any, ...]) -> dict[str, Any]:
+    """A copy of data without the key at `loc` (a model-level error drops its section)."""
+    copy = dict(data)
+    if not loc:
+        return copy
+    head, rest = loc[0], loc[1:]
+    if head not in copy:
+        return copy
+    if rest and isinstance(copy[head], Mapping) and not isinstance(rest[0], int):
+        copy[head] = _without(copy[head], rest)
+    else:
+        del copy[head]
+    return copy
+
+
+def settings_with_problems(
+    data: Mapping[str, Any], source: str = "defaults", base_dir: Path | None = None
+) -> tuple[Settings, list[str]]:
+    """Validate like settings_from_mapping, but never raise: every problem, plus Settings
+    with the faulty keys left at their defaults, so `check` can go on to the rest."""
+    problems: list[str] = []
+    remaining = dict(data)
+    for _ in range(50):
+        try:
+            return settings_from_mapping(remaining, source, base_dir), problems
+        except _Invalid as exc:
+            problems.extend(exc.problems)
+            for loc in exc.locs:
+                remaining = _without(remaining, loc)
+    return Settings(source=source), problems
+
+
+class _Invalid(SettingsError):
+    def __init__(self, problems: list[str], locs: list[tuple[Any, ...]]) -> None:
+        super().__init__(problems)
+        self.locs = locs
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], source: str = "defaults", base_dir: Path | None = None
+) -> Settings:
+    """Validate a mapping (a parsed TOML file) into Settings, or raise SettingsError.
+
+    With `base_dir` (the settings file's folder), a relative data_dir or knowledge_dir is
+    read from there, so the bot finds its data whatever the working directory.
+    """
     try:
-        return Settings.model_validate({**data, "source": source})
+        settings = Settings.model_validate({**data, "source": source})
     except ValidationError as exc:
         problems = [f"{source}: {_describe_error(err)}" for err in exc.errors()]
-        raise SettingsError(problems) from None
+        raise _Invalid(problems, [tuple(err["loc"]) for err in exc.errors()]) from None
+    if base_dir is None:
+        return settings
+    anchored: dict[str, Path] = {}
+    if not settings.data_dir.is_absolute():
+        anchored["data_dir"] = base_dir / settings.data_dir
+    if settings.knowledge_dir is not None and not settings.knowledge_dir.is_absolute():
+        anchored["knowledge_dir"] = base_dir / settings.knowledge_dir
+    return settings.model_copy(update=anchored) if anchored else settings
+
+
+def run_problems(settings: Settings) -> list[str]:
+    """What `clusterbot run` refuses to start with (and `check` reports), each naming the key."""
+    telegram = settings.telegram
+    problems: list[str] = []
+    token_problem = telegram.token_problem
+    if token_problem:
+        problems.append(token_problem)
+    if telegram.admin_chat_id > 0:
+        # Positive ids are people's private chats: applicants' messages and the
+        # secretariat's would share it, and nobody else of the team would see the posts.
+        problems.append(
+            f"telegram.admin_chat_id: {telegram.admin_chat_id} is a private chat (a positive "
+            "id); use the secretariat's group chat, whose id is negative such as "
+            "-1001234567890, or 0 for no admin chat"
+        )
+    if settings.smtp.host.strip() == "":
+        problems.append(
+            "smtp.host is empty: e-mails to the secretariat would only be saved as .eml files "
+            f"under {settings.mail_dir} and never sent; set smtp.host to your mail server, "
+            f'or host = "{EMBEDDED_SMTP}" under [smtp] to keep them there on purpose'
+        )
+    return problems
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -412,17 +541,19 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict
     return merged
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Load settings from --config, else $CLUSTERBOT_CONFIG, else defaults; env secrets win."""
-    environ = os.environ if environ is None else environ
+def _read_settings_file(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], str, Path | None]:
+    """The parsed file (with environment secrets applied), its name, and its folder."""
     chosen = path if path is not None else environ.get(CONFIG_ENV) or None
     data: dict[str, Any] = {}
     source = "defaults"
+    base_dir: Path | None = None
     if chosen is not None:
         file = Path(chosen)
         source = str(file)
+        # Not resolve(): a symlinked config keeps its data beside the link, as written.
+        base_dir = Path(os.path.abspath(file)).parent
         try:
             text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -438,4 +569,25 @@ def load_settings(
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError([f"{file}: not valid TOML: {exc}"]) from None
-    return settings_from_mapping(_apply_environment(data, environ), source)
+    return _apply_environment(data, environ), source, base_dir
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from --config, else $CLUSTERBOT_CONFIG, else defaults; env secrets win."""
+    data, source, base_dir = _read_settings_file(path, os.environ if environ is None else environ)
+    return settings_from_mapping(data, source, base_dir)
+
+
+def load_settings_with_problems(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, list[str]]:
+    """Like load_settings, but returns every problem with best-effort Settings (for check)."""
+    try:
+        data, source, base_dir = _read_settings_file(
+            path, os.environ if environ is None else environ
+        )
+    except SettingsError as exc:
+        return Settings(), list(exc.problems)
+    return settings_with_problems(data, source, base_dir)

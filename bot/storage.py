@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +17,12 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT_MS = 5000
+DATABASE_NAME = "clusterbot.sqlite3"
+# The data directory holds personal data: only the bot's own user may enter it or read it.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+log = logging.getLogger(__name__)
 
 migrations = Migrations("clusterbot")
 
@@ -287,17 +296,168 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def open_database(path: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database at `path`, with WAL and migrations applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-    db = sqlite_utils.Database(conn, execute_plugins=False)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA journal_mode = WAL")
-    # FULL: a confirmed enquiry survives a power cut, not only a process crash.
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("PRAGMA foreign_keys = ON")
-    migrations.apply(db)
+class StorageError(Exception):
+    """The database cannot be used; the message names the file and what to do."""
+
+
+class DatabaseFileLost(StorageError):
+    """The database file was deleted or replaced while this process had it open."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_dev, found.st_ino)
+
+
+class Database(sqlite_utils.Database):
+    """A sqlite_utils.Database that knows which file it opened, to notice it disappearing."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        super().__init__(conn, execute_plugins=False)
+        self.path = path
+        self.identity = _identity(path)
+        self.lost: str | None = None
+        # Called once, with the one-line reason, when the file is found gone or replaced.
+        self.lost_listeners: list[Callable[[str], None]] = []
+        # Called after personal data of enquiries was erased, with their references:
+        # copies kept outside the database (the embedded mail store) are erased there.
+        self.erase_hooks: list[Callable[[list[str]], object]] = []
+
+    def verify_file(self) -> None:
+        """Raise DatabaseFileLost if the file at `path` is no longer the one opened."""
+        if self.lost is None:
+            now = _identity(self.path)
+            if now == self.identity:
+                return
+            what = "deleted" if now is None else "replaced by another file"
+            self.lost = (
+                f"{self.path} was {what} while the bot was running; stopping so that nothing "
+                "more is written to a file that no longer exists (restore it from a backup, "
+                "then start the bot again)"
+            )
+            for listener in list(self.lost_listeners):
+                try:
+                    listener(self.lost)
+                except Exception:
+                    log.exception("database-lost listener failed")
+        raise DatabaseFileLost(self.lost)
+
+    def erased(self, refs: list[str]) -> None:
+        """Tell the erase hooks that these enquiries' personal data is gone."""
+        for hook in list(self.erase_hooks):
+            try:
+                hook(refs)
+            except Exception:
+                log.exception("erase hook failed")
+
+
+def _loose(path: Path, wanted: int) -> int | None:
+    """The current permission bits if they allow more than `wanted`, else None."""
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    return mode if mode & ~wanted else None
+
+
+def _private_paths(data_dir: Path) -> Iterator[tuple[Path, int]]:
+    """The data directory and what it holds, each with the mode it should have."""
+    yield data_dir, DIR_MODE
+    if not data_dir.is_dir():
+        return
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs:
+            yield Path(root) / name, DIR_MODE
+        for name in files:
+            yield Path(root) / name, FILE_MODE
+
+
+def loose_modes(data_dir: Path) -> list[str]:
+    """Files and folders under data_dir that other users may read, one line each."""
+    problems = []
+    for path, wanted in _private_paths(data_dir):
+        mode = _loose(path, wanted)
+        if mode is not None and not path.is_symlink():
+            problems.append(
+                f"{path}: mode {mode:04o} lets other users read personal data; the bot sets "
+                f"{wanted:04o} when it starts, or run: chmod {wanted:o} {path}"
+            )
+    return problems
+
+
+def make_private(data_dir: Path) -> list[str]:
+    """Create data_dir (0700) and tighten looser modes under it; returns what was fixed."""
+    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    fixed = []
+    for path, wanted in _private_paths(data_dir):
+        mode = _loose(path, wanted)
+        if mode is None or path.is_symlink():
+            continue
+        try:
+            os.chmod(path, mode & wanted)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot make it private ({exc.strerror})") from None
+        fixed.append(f"{path}: {mode:04o} -> {mode & wanted:04o}")
+    return fixed
+
+
+def open_database(
+    path: Path, *, create: bool = True, check_integrity: bool = True
+) -> sqlite_utils.Database:
+    """Open the database at `path`, with WAL and migrations applied.
+
+    With create=False a missing file is a StorageError instead of a new empty database
+    (read-only commands must not invent one). The file is created 0600 in a 0700 folder,
+    checked (quick_check) and opened with secure_delete, so erased data leaves no trace
+    in free pages. Every error names the file.
+    """
+    if not path.exists():
+        if not create:
+            raise StorageError(
+                f"no database at {path}: start the bot once, or pass --config with the "
+                "settings file the bot runs with"
+            )
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # SQLite gives the -wal and -shm files the database file's permissions.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the database ({exc})") from None
+    db = Database(conn, path)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a confirmed enquiry survives a power cut, not only a process crash.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        # Erased personal data is overwritten with zeros, not left in free pages; not left
+        # to how this machine's SQLite happens to be built.
+        db.execute("PRAGMA secure_delete = ON")
+        if check_integrity:
+            verdict = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+            if verdict != ["ok"]:
+                raise StorageError(
+                    f"{path}: the database is damaged ({verdict[0]}); restore the last backup "
+                    "(docs/operations.md, 'Backup and restore')"
+                )
+        migrations.apply(db)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        raise StorageError(f"{path}: cannot use the database ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        # "file is not a database", "database disk image is malformed": say which file.
+        conn.close()
+        raise StorageError(
+            f"{path}: not a usable clusterbot database ({exc}); restore the last backup "
+            "(docs/operations.md) or point data_dir elsewhere"
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
     return db
 
 
@@ -322,7 +482,13 @@ def savepoint(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
 
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """All writes inside commit together or not at all."""
+    """All writes inside commit together or not at all.
+
+    Each transaction first checks that the database file is still the one opened: writing
+    to a deleted file would lose the data at the next restart and issue references twice.
+    """
+    if isinstance(db, Database):
+        db.verify_file()
     if db.conn.in_transaction:
         # Nested: a savepoint inside the caller's transaction.
         with savepoint(db):

@@ -724,6 +724,26 @@ class BotApiStandIn:
             "supports_inline_queries": False,
         }
 
+    def _m_getChat(self, p: dict[str, Any]) -> Any:
+        # Telegram answers only for chats the bot is in (or users who started it).
+        chat_id = p["chat_id"]
+        with self._cond:
+            chat = self._chats.get(int(chat_id)) if str(chat_id).lstrip("-").isdigit() else None
+        if chat is None:
+            raise ApiError(400, "Bad Request: chat not found")
+        return {
+            **chat,
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        }
+
     def _m_getUpdates(self, p: dict[str, Any]) -> Any:
         offset = p.get("offset")
         limit = p.get("limit", 100)

@@ -62,6 +62,7 @@ def _failed_row(config: str) -> tuple[Any, int]:
 
 def test_outbox_list_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config(tmp_path)
+    open_database(load_settings(config).database_path).close()
     assert main(["outbox", "list", "--config", config]) == 0
     assert "no deliveries" in capsys.readouterr().out
     db, outbox_id = _failed_row(config)
@@ -147,6 +148,7 @@ def test_digest_print_and_send_to_embedded_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _config(tmp_path)
+    open_database(load_settings(config).database_path).close()
     assert main(["digest", "--config", config]) == 0
     assert "nothing to report" in capsys.readouterr().out
     assert main(["digest", "--send", "--config", config]) == 0

@@ -196,4 +196,6 @@ def test_example_file_documents_every_key(repo_root: Path) -> None:
     documented = _flatten(tomllib.loads(uncommented))
     assert documented == _keys(Settings)
     settings = load_settings(example, {})
-    assert settings == load_settings(None, {}).model_copy(update={"source": str(example)})
+    # A relative data_dir is read from the settings file's folder.
+    expected = {"source": str(example), "data_dir": example.parent / "var"}
+    assert settings == load_settings(None, {}).model_copy(update=expected)

@@ -26,7 +26,8 @@ def write_config(tmp_path: Path, api: BotApiStandIn) -> Path:
     config = tmp_path / "clusterbot.toml"
     config.write_text(
         f'language = "en"\ndata_dir = "{tmp_path / "var"}"\n\n'
-        f'[telegram]\ntoken = "{api.token}"\nbase_url = "{api.base_url}"\n',
+        f'[telegram]\ntoken = "{api.token}"\nbase_url = "{api.base_url}"\n'
+        '[smtp]\nhost = "embedded"\n',
         encoding="utf-8",
     )
     return config

@@ -52,6 +52,7 @@ from bot.channels.telegram_render import BOTFATHER_HELP, ChannelTexts
 from bot.channels.telegram_updates import ALLOWED_UPDATES, UpdateIntake
 from bot.channels.telegram_webhook import Webhook, WebhookError
 from bot.dialogue.engine import Engine
+from bot.logs import network_cause
 from bot.settings import Settings
 from bot.storage import utc_now
 
@@ -218,7 +219,7 @@ class TelegramChannel:
                 ) from exc
             except NetworkError as exc:
                 log.warning(
-                    "Telegram unreachable (%s); retrying in %.0fs", type(exc).__name__, delay
+                    "Telegram unreachable (%s); retrying in %.0fs", network_cause(exc), delay
                 )
                 try:
                     await asyncio.wait_for(self._stop.wait(), delay)

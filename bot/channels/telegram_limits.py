@@ -26,6 +26,7 @@ from aiolimiter import AsyncLimiter
 from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.logs import network_cause
 from bot.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class FloodControl(BaseRateLimiter[int]):
                 log.warning(
                     "%s failed (%s); retry %d in %.1fs",
                     endpoint,
-                    type(exc).__name__,
+                    network_cause(exc),
                     network_count,
                     delay_s,
                 )

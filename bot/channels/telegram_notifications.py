@@ -35,6 +35,7 @@ from telegram.error import (
 from bot.channels.telegram_admin import answer_messages, mail_failed_messages, post_messages
 from bot.channels.telegram_journal import KIND_REPLY, GroupCommit, Journal, OutMessage
 from bot.channels.telegram_render import ChannelTexts
+from bot.logs import network_cause
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,8 @@ class TelegramNotifications:
                 self.journal.mark_failed(row_id, "failed", f"bad request: {exc.message}")
             return
         except (RetryAfter, NetworkError) as exc:
-            log.warning("notification %d delayed: %s", row_id, type(exc).__name__)
+            cause = type(exc).__name__ if isinstance(exc, RetryAfter) else network_cause(exc)
+            log.warning("notification %d delayed: %s", row_id, cause)
             self._retry(row, type(exc).__name__)
             return
         message_id = last

@@ -14,11 +14,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from telegram import Bot
-from telegram.error import EndPointNotFound, InvalidToken, RetryAfter, TelegramError
+from telegram.error import (
+    EndPointNotFound,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.warnings import PTBUserWarning
 
 from bot.channels.telegram_limits import retry_after_seconds
 from bot.channels.telegram_updates import ALLOWED_UPDATES
+from bot.logs import network_cause
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,8 @@ class Poller:
                 delay = min(POLL_BACKOFF_MAX, 0.5 * 2**failures)
                 if isinstance(exc, RetryAfter):
                     delay = retry_after_seconds(exc)
-                log.warning("getUpdates failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                cause = network_cause(exc) if isinstance(exc, NetworkError) else type(exc).__name__
+                log.warning("getUpdates failed (%s); retrying in %.1fs", cause, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
                 continue

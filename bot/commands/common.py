@@ -49,9 +49,11 @@ def configure_logging(verbose: bool = False) -> None:
     """Log to stderr; keep libraries that log URLs (with the bot token in them) quiet."""
     import logging
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    from bot.logs import setup_logging
+
+    setup_logging(
+        logging.DEBUG if verbose else logging.INFO,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx logs every request URL at INFO, and Telegram URLs contain the bot token.
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler", "mail.log"):
@@ -59,12 +61,14 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 @contextmanager
-def open_db(settings: Settings) -> Iterator[sqlite_utils.Database]:
-    """The database, or a UserError naming the file."""
-    from bot.storage import open_database
+def open_db(settings: Settings, *, create: bool = False) -> Iterator[sqlite_utils.Database]:
+    """The existing database (or a new one with create=True), or a UserError naming the file."""
+    from bot.storage import StorageError, open_database
 
     try:
-        db = open_database(settings.database_path)
+        db = open_database(settings.database_path, create=create)
+    except StorageError as exc:
+        raise UserError(str(exc)) from None
     except Exception as exc:
         raise UserError(f"{settings.database_path}: cannot open the database ({exc})") from None
     try:

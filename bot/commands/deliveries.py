@@ -98,7 +98,7 @@ async def deliver_now(settings: Settings, db: sqlite_utils.Database) -> Delivery
     from bot.enquiries import DeliveryRules
 
     store = None
-    if settings.smtp.host:
+    if not settings.smtp.embedded:
         target = SmtpTarget.from_settings(settings)
     else:
         from bot.mail.store import MailStore

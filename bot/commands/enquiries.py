@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -242,8 +243,10 @@ def _export(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         return 0
     path = Path(args.output)
     try:
-        # newline="": the csv module writes its own CRLF line ends.
-        with path.open("w", encoding="utf-8", newline="") as handle:
+        # 0600 whatever the umask (an export is personal data); an existing file keeps
+        # its owner's choice. newline="": the csv module writes its own CRLF line ends.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
             count = writer(rows, handle)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -14,6 +14,8 @@ from bot import instance
 from bot.commands.common import UserError, add_config_option, fail, settings_from_args
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The database file was deleted or replaced under the running bot.
+EXIT_DATABASE_LOST = 3
 
 
 def add_parser(subparsers: Any) -> None:
@@ -74,6 +76,7 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
             loop.add_signal_handler(signum, channel.stop)
         # Commands run meanwhile (chat, digest --send) queue and wake us with this signal.
         loop.add_signal_handler(instance.WAKE_SIGNAL, app.kick)
+        app.add_stop_listener(channel.stop)
         log.info("%s", describe(settings))
         try:
             await channel.run(ready=lambda: log.info("bot running; Ctrl-C stops it"))
@@ -86,6 +89,10 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, instance.WAKE_SIGNAL):
                 loop.remove_signal_handler(signum)
+        if app.fatal is not None:
+            # Already logged in one line; a distinct code so systemd does not restart it
+            # onto a fresh, empty database (RestartPreventExitStatus= in the unit).
+            return EXIT_DATABASE_LOST
         log.info("stopped")
     return 0
 
@@ -93,16 +100,19 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
 def run(args: argparse.Namespace) -> int:
     """Start the bot; exit 1 with one line for a setting or token problem."""
     from bot.knowledge.errors import KnowledgeError
+    from bot.logs import setup_logging
+    from bot.settings import run_problems
+    from bot.storage import StorageError
 
-    logging.basicConfig(level=getattr(args, "log_level", "INFO"), format=LOG_FORMAT)
+    setup_logging(getattr(args, "log_level", "INFO"), LOG_FORMAT)
     _quiet_libraries()
     try:
         settings = settings_from_args(args)
-        if not settings.telegram.token.strip():
-            # Checked before anything starts, and without importing telegram.
-            from bot.channels.telegram_render import BOTFATHER_HELP
-
-            raise UserError(BOTFATHER_HELP)
+        # Checked before anything starts, and without importing telegram: what `check`
+        # reports too (token format, a private admin chat, mail that would never leave).
+        problems = run_problems(settings)
+        if problems:
+            raise UserError("\n".join(problems))
         # Opt in to PTB's future durations (timedelta): our code reads both, and PTB
         # otherwise warns on every 429.
         os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -111,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except KnowledgeError as exc:
         return fail("\n".join(exc.problems))
+    except StorageError as exc:
+        return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot start the bot: {exc}")
     except KeyboardInterrupt:

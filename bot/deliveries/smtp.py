@@ -113,9 +113,10 @@ def describe_smtp(settings: Settings, problems: Sequence[str] | None = None) -> 
     was made (the line then only names the server).
     """
     smtp = settings.smtp
-    if not smtp.host:
+    if smtp.embedded:
+        why = "smtp.host is 'embedded'" if smtp.host.strip() else "smtp.host is empty"
         return (
-            "SMTP: embedded mail store (smtp.host is empty: mails are saved as .eml files "
+            f"SMTP: embedded mail store ({why}: mails are saved as .eml files "
             f"under {_display_path(settings.mail_dir)}, not sent)"
         )
     where = f"{smtp.host}:{smtp.port} (security {smtp.security})"
@@ -138,9 +139,9 @@ def _display_path(path: Path) -> str:
 async def probe_smtp(settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> list[str]:
     """Connect (and log in) to the configured SMTP server; returns the problems found.
 
-    With smtp.host empty there is nothing to probe (the embedded store is used): no problem.
+    With the embedded store there is nothing to probe: no problem.
     """
-    if not settings.smtp.host:
+    if settings.smtp.embedded:
         return []
     target = SmtpTarget.from_settings(settings, tls_context=tls_context)
     try:

@@ -199,13 +199,21 @@ def _parse_entry(
                 f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}"
             )
             continue
-        for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        try:
+            names = jinja2.meta.find_undeclared_variables(parsed)
+            # Compile the tree already parsed for validation instead of parsing it again.
+            answers[lang] = env.from_string(parsed)
+        except jinja2.TemplateSyntaxError as exc:
+            # Compiling finds what parsing does not, such as an unknown filter.
+            problems.append(
+                f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}"
+            )
+            continue
+        for name in sorted(names):
             if name not in call.facts and name not in CONTEXT_NAMES:
                 problems.append(
                     f"{where}: answer.{lang}: unknown fact '{name}' (not in {call.path.name})"
                 )
-        # Compile the tree already parsed for validation instead of parsing the text again.
-        answers[lang] = env.from_string(parsed)
     if problems:
         return None, problems
     entry = FaqEntry(

@@ -31,7 +31,7 @@ def smtputf8_offered(db: sqlite_utils.Database, settings: Settings) -> bool:
     connection saw it in the EHLO reply. Unknown counts as no: better a clear refusal now
     than an acknowledgement and answers that can never be delivered.
     """
-    if not settings.smtp.host:
+    if settings.smtp.embedded:
         return True
     row = db.conn.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
     return row is not None and row[0] == _key(settings)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
@@ -20,6 +22,7 @@ LOOPBACK = "127.0.0.1"
 # Generous, but bounded: the store writes what it receives to disk.
 DATA_SIZE_LIMIT = 10 * 1024 * 1024
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9-]{1,40}$")
+PRIVATE_FILE_MODE = 0o600
 
 
 class _Handler:
@@ -76,7 +79,7 @@ class MailStore:
 
         if self._server is not None:
             return self._host, self._port
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # aiosmtpd logs every envelope address at INFO; keep those out of our logs.
         quiet = logging.getLogger("mail.log")
         if quiet.level == logging.NOTSET:
@@ -125,9 +128,47 @@ class MailStore:
         temporary = path.with_suffix(".eml.tmp")
         # LF line ends: what mail readers and text tools expect of a .eml file on disk.
         text = data.replace(b"\r\n", b"\n")
-        with open(temporary, "wb") as handle:
+        # 0600 whatever the umask: the mail holds applicants' personal data.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         return path
+
+
+def erase_stored_mail(directory: Path, refs: Iterable[str]) -> int:
+    """Delete the stored mail of these enquiries (named after their reference); returns how many.
+
+    The store's files are copies of personal data like any other: /forget and retention
+    erase them with the database rows.
+    """
+    count = 0
+    for ref in set(refs):
+        if not _SAFE_WORD.match(ref):
+            continue
+        # The hyphen after the reference keeps 'ECCP-0001' from matching 'ECCP-00010'.
+        for path in directory.glob(f"{ref}-*.eml"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                count += 1
+    if count:
+        log.info("mail store: erased %d stored %s", count, "mail" if count == 1 else "mails")
+    return count
+
+
+def expire_stored_mail(directory: Path, older_than: datetime) -> int:
+    """Delete stored mail (digests included) written before `older_than`; returns how many."""
+    cutoff = older_than.timestamp()
+    count = 0
+    if not directory.is_dir():
+        return 0
+    for path in directory.glob("*.eml"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                count += 1
+    if count:
+        log.info("retention: erased %d stored %s", count, "mail" if count == 1 else "mails")
+    return count
