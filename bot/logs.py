@@ -25,6 +25,9 @@ class CollapsingHandler(logging.StreamHandler[TextIO]):
         self, stream: TextIO | None = None, window: float = COLLAPSE_WINDOW_SECONDS
     ) -> None:
         super().__init__(stream if stream is not None else sys.stderr)
+        # Without a stream of its own it writes to whatever sys.stderr is at the time (a
+        # test harness, or a redirect, may swap it after logging was set up).
+        self._follow_stderr = stream is None
         self.window = window
         self._key: tuple[str, int, str] | None = None
         self._first: logging.LogRecord | None = None
@@ -47,6 +50,11 @@ class CollapsingHandler(logging.StreamHandler[TextIO]):
         )
         self._repeats = 0
         return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
     def handle(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:

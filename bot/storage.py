@@ -364,15 +364,21 @@ def _loose(path: Path, wanted: int) -> int | None:
 
 
 def _private_paths(data_dir: Path) -> Iterator[tuple[Path, int]]:
-    """The data directory and what it holds, each with the mode it should have."""
+    """The data directory and the bot's files in it, each with the mode it should have.
+
+    Only what the bot writes there (the database with its -wal/-shm, the mail store):
+    another file an operator keeps in the folder is theirs to decide.
+    """
     yield data_dir, DIR_MODE
     if not data_dir.is_dir():
         return
-    for root, dirs, files in os.walk(data_dir):
-        for name in dirs:
-            yield Path(root) / name, DIR_MODE
-        for name in files:
-            yield Path(root) / name, FILE_MODE
+    for path in sorted(data_dir.glob(f"{DATABASE_NAME}*")):
+        yield path, FILE_MODE
+    mail = data_dir / "mail"
+    if mail.is_dir():
+        yield mail, DIR_MODE
+        for path in sorted(mail.iterdir()):
+            yield path, DIR_MODE if path.is_dir() else FILE_MODE
 
 
 def loose_modes(data_dir: Path) -> list[str]:

@@ -228,6 +228,10 @@ async def test_cli_check_imap_and_inbox_status(
         assert errors[0].startswith("clusterbot: error: inbox.username/inbox.password: login")
     finally:
         env.undo()
+    # Read-only commands never create a database: the bot's first start does.
+    from bot.storage import open_database
+
+    open_database(tmp_path / "clusterbot.sqlite3").close()
     code = await asyncio.to_thread(main, ["inbox", "status", "--config", str(config)])
     out = capsys.readouterr()
     assert code == 0 and "cursor: none yet" in out.out and "last poll: never" in out.out

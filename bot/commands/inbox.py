@@ -141,7 +141,8 @@ def _import(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     if b":" not in raw[:2000]:
         raise UserError(f"{path}: not an e-mail (no header lines); save the message as .eml")
-    with open_db(settings) as db:
+    # Like the running bot would: an import is kept (as unmatched) even on a fresh install.
+    with open_db(settings, create=True) as db:
         result = process_mail(db, settings, raw, source=f"import:{path.name}", now=utc_now())
         print(_describe(result), file=out)
         if not result.duplicate and result.status in ("answer", "follow_up"):
