@@ -26,6 +26,7 @@ from telegram.warnings import PTBUserWarning
 from bot.channels.telegram_limits import retry_after_seconds
 from bot.channels.telegram_updates import ALLOWED_UPDATES
 from bot.logs import network_cause
+from bot.storage import DatabaseFileLost
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class Poller:
                 continue
             try:
                 self.accept(updates)
+            except DatabaseFileLost:
+                # The app has said so in one line and is stopping; the updates stay with
+                # Telegram (offset not confirmed) for the restored bot.
+                return
             except Exception as exc:
                 # Not journaled: do not confirm the offset; Telegram sends them again.
                 log.error("journaling updates failed (%s); fetching them again", exc)
