@@ -191,7 +191,11 @@ def test_an_expired_lease_is_claimable_and_only_its_owner_records(tmp_path: Path
 
 def test_a_second_run_refuses_naming_the_holders_pid(tmp_path: Path) -> None:
     config = tmp_path / "bot.toml"
-    config.write_text(f'data_dir = "{tmp_path / "var"}"\n[telegram]\ntoken = "1:x"\n')
+    # A well-formed token and a mail choice: `run` checks both before taking the lock.
+    config.write_text(
+        f'data_dir = "{tmp_path / "var"}"\n[telegram]\ntoken = "1:{"x" * 35}"\n'
+        '[smtp]\nhost = "embedded"\n'
+    )
     settings = make_settings(tmp_path)
     with instance.acquire(settings):
         env = {**os.environ, "CLUSTERBOT_CONFIG": str(config)}
