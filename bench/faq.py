@@ -1,28 +1,34 @@
-"""FAQ matching benchmark: accuracy per id and language, and latency, against a baseline.
+"""FAQ understanding benchmark: the blind evaluation set, beside today's matcher, and latency.
 
-Run: .venv/bin/python bench/faq.py [--rounds N] [--synthetic N]
+Run: make eval   (or .venv/bin/python bench/faq.py [--half dev|heldout|both] [--fit])
 
-Prints, for the labelled development set (tests/data/dev_questions.yaml):
-  (a) the shipped knowledge base with bot.knowledge.match.Matcher;
-  (b) a synthetic knowledge base of 5 000 entries (the shipped ones plus generated ones),
-      for scale: accuracy on the same dev set and latency p50/p99 per query;
-  (c) a simple baseline on the same dev set: the nearest question variant by rapidfuzz
-      fuzz.token_set_ratio, answering when the ratio reaches a threshold (the best threshold
-      on the dev set is chosen, which flatters the baseline).
-Then, for each blind set (tests/data/blind*_questions.yaml, written without tuning on them),
-the in-scope accuracy and fallback rate of (a) and of the baseline at the same cutoff.
-Nothing is asserted: the numbers are printed for people to compare.
+For each half of the blind set (bench/data/eval_dev.yaml, bench/data/eval_heldout.yaml;
+format in bench/data/EVAL_README.md) it prints, for the knowledge base (bot.knowledge) and for
+the baseline (the matcher and FAQ shipped before issue 9, kept under bench/baseline/):
+  - in-scope top-1 accuracy by topic, correct-fallback rate, partial fallbacks carried,
+    all topics of multi-question messages covered, direct answers in the first sentence,
+    wrong figures and wrong-language replies; overall, per style and per language;
+  - then latency per message (p50, p99) on a 5 000-entry knowledge base (the shipped entries
+    plus generated ones), with the dev messages (three-question ones included);
+  - and the cold `clusterbot ask` time (a fresh process, one question).
+`--fit` searches the matcher's parameters (threshold, margin, blend, unknown weight) on the
+development half only and writes them to config/faq.yaml's `matching` block.
+The held-out half is never used for fitting. Nothing is asserted: numbers are for people.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
+import os
 import random
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jinja2
@@ -31,146 +37,295 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.baseline.match import Matcher as BaselineMatcher  # noqa: E402
+from bench.baseline.match import detect_language as baseline_detect  # noqa: E402
+from bench.baseline.match import load_entries as baseline_entries  # noqa: E402
+from bot.knowledge import KnowledgeBase  # noqa: E402
 from bot.knowledge.facts import load_call  # noqa: E402
-from bot.knowledge.faq import FaqEntry, load_faq  # noqa: E402
-from bot.knowledge.match import Matcher  # noqa: E402
+from bot.knowledge.faq import Faq, FaqEntry, parse_faq_file  # noqa: E402
+from bot.knowledge.lexicon import load_language, load_lexicon  # noqa: E402
+from bot.knowledge.match import Tuning  # noqa: E402
 
-DATA = ROOT / "tests" / "data"
-DEV_SET = DATA / "dev_questions.yaml"
-THRESHOLD = 0.5  # the KnowledgeBase default (settings faq.min_score)
-
-Answerer = Callable[[str], tuple[str | None, float]]
+DATA = ROOT / "bench" / "data"
+HALVES = {"dev": DATA / "eval_dev.yaml", "heldout": DATA / "eval_heldout.yaml"}
+CONFIG = ROOT / "config"
+BASELINE_FAQ = ROOT / "bench" / "baseline" / "faq.yaml"
+BASELINE_THRESHOLD = 0.5  # the old settings default (faq.min_score)
+_DIGITS_RE = re.compile(r"\d+")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s|\n")
+_URL_RE = re.compile(r"https?://\S+")
+_BILLION_RE = re.compile(r"miliard|billion", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled dev-set question."""
+    """One message of the blind set."""
 
-    q: str
+    id: str
     lang: str
-    id: str | None
-    typo: bool
+    style: str
+    text: str
+    expect: tuple[str, ...]
+    fallback: bool
+    direct: str | None
 
 
-@dataclass
-class Result:
-    """How one answerer did on the dev set."""
+@dataclass(frozen=True)
+class Outcome:
+    """What an answerer replied to one message."""
 
-    name: str
-    predictions: list[str | None]
-    latencies_us: list[float]
-    build_s: float
-    # Per question, its fastest round: the matcher's own cost, without scheduler noise.
-    best_us: list[float] = field(default_factory=list)
+    topic: str | None
+    topics: tuple[str, ...]
+    carries_fallback: bool
+    lang: str
+    text: str
 
 
-def load_dev(path: Path = DEV_SET) -> list[Item]:
-    """The labelled development set (or another labelled set in the same format)."""
+Answerer = Callable[[str], Outcome]
+
+
+def load_items(path: Path) -> list[Item]:
+    """The messages of one half of the blind set."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [
-        Item(str(row["q"]), str(row["lang"]), row.get("id"), bool(row.get("typo", False)))
-        for row in data["questions"]
+        Item(
+            str(row["id"]),
+            str(row["lang"]),
+            str(row["style"]),
+            str(row["text"]),
+            tuple(row.get("expect") or ()),
+            bool(row.get("fallback")),
+            None if row.get("direct") is None else str(row["direct"]),
+        )
+        for row in data
     ]
 
 
-def run(
-    name: str,
-    answer: Answerer,
-    items: Sequence[Item],
-    rounds: int,
-    build_s: float,
-    threshold: float = THRESHOLD,
-) -> Result:
-    """Answer every item `rounds` times; keep the first round's answers and every latency."""
-    predictions: list[str | None] = []
-    latencies: list[float] = []
-    # Like timeit: no garbage collection pauses inside the timed calls.
-    gc.collect()
-    gc.disable()
-    try:
-        _timed(answer, items, rounds, threshold, predictions, latencies)
-    finally:
-        gc.enable()
-    count = len(items)
-    best = [min(latencies[n::count]) for n in range(count)] if count else []
-    return Result(name, predictions, latencies, build_s, best)
+# --- the two answerers ------------------------------------------------------------------------
 
 
-def _timed(
-    answer: Answerer,
-    items: Sequence[Item],
-    rounds: int,
-    threshold: float,
-    predictions: list[str | None],
-    latencies: list[float],
-) -> None:
-    for round_no in range(rounds):
-        for item in items:
-            start = time.perf_counter_ns()
-            faq_id, score = answer(item.q)
-            latencies.append((time.perf_counter_ns() - start) / 1000)
-            if round_no == 0:
-                predictions.append(faq_id if faq_id is not None and score >= threshold else None)
+def ours(kb: KnowledgeBase) -> Answerer:
+    """The knowledge base as the bot uses it: one understanding per message."""
 
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The value below which `fraction` of `values` lie (nearest rank)."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
-def scores(result: Result, items: Sequence[Item]) -> tuple[float, float, float]:
-    """In-scope top-1 accuracy, fallback rate, accuracy on typo items."""
-    inside = [(p, i) for p, i in zip(result.predictions, items, strict=True) if i.id is not None]
-    outside = [(p, i) for p, i in zip(result.predictions, items, strict=True) if i.id is None]
-    typos = [(p, i) for p, i in zip(result.predictions, items, strict=True) if i.typo]
-    return (
-        sum(p == i.id for p, i in inside) / max(1, len(inside)),
-        sum(p is None for p, i in outside) / max(1, len(outside)),
-        sum(p == i.id for p, i in typos) / max(1, len(typos)),
-    )
-
-
-def print_per_id(results: Sequence[Result], items: Sequence[Item]) -> None:
-    """Accuracy per expected id and language, one column per answerer."""
-    keys = sorted({(i.id or "(fallback)", i.lang) for i in items})
-    for number, result in enumerate(results, 1):
-        print(f"  [{number}] {result.name}")
-    header = f"{'expected id':<20}{'lang':<6}{'n':>4}" + "".join(
-        f"{f'[{number}]':>8}" for number in range(1, len(results) + 1)
-    )
-    print(header)
-    print("-" * len(header))
-    for faq_id, lang in keys:
-        chosen = [
-            n for n, i in enumerate(items) if (i.id or "(fallback)") == faq_id and i.lang == lang
-        ]
-        row = f"{faq_id:<20}{lang:<6}{len(chosen):>4}"
-        for result in results:
-            right = sum(result.predictions[n] == items[n].id for n in chosen)
-            row += f"{100 * right / len(chosen):>7.0f}%"
-        print(row)
-    print()
-
-
-def print_summary(results: Sequence[Result], items: Sequence[Item]) -> None:
-    """Overall accuracy, fallback, typo accuracy and latency per answerer."""
-    header = (
-        f"{'answerer':<34}{'in-scope':>9}{'fallback':>9}{'typos':>8}"
-        f"{'p50 µs':>9}{'p99 µs':>9}{'max µs':>9}{'p99 best':>9}{'build s':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for result in results:
-        inside, fallback, typo = scores(result, items)
-        lat = result.latencies_us
-        print(
-            f"{result.name:<34}{100 * inside:>8.1f}%{100 * fallback:>8.1f}%{100 * typo:>7.1f}%"
-            f"{percentile(lat, 0.5):>9.0f}{percentile(lat, 0.99):>9.0f}{max(lat):>9.0f}"
-            f"{percentile(result.best_us, 0.99):>9.0f}{result.build_s:>9.2f}"
+    def answer(text: str) -> Outcome:
+        found = kb.understand(text)
+        reply = kb.answer(text)
+        return Outcome(
+            found.topic,
+            tuple(item.topic for item in found.answers if item.topic),
+            found.unanswered is not None,
+            found.lang,
+            reply.text,
         )
+
+    return answer
+
+
+def _old_faq(call_path: Path) -> Faq:
+    """The pre-issue-9 FAQ file read with today's parser (its labels were called 'topic')."""
+    data = yaml.safe_load(BASELINE_FAQ.read_text(encoding="utf-8"))
+    for raw in data["entries"]:
+        raw["label"] = raw.pop("topic")
+    data["topics"] = [raw["id"] for raw in data["entries"]]
+    return parse_faq_file(data, BASELINE_FAQ, load_call(call_path))
+
+
+def baseline() -> Answerer:
+    """Today's matcher and FAQ before issue 9: one answer per message, all sources cited."""
+    call = load_call(CONFIG / "call.yaml")
+    faq = _old_faq(CONFIG / "call.yaml")
+    kb = KnowledgeBase(call, faq)
+    matcher = BaselineMatcher(baseline_entries(str(BASELINE_FAQ)))
+
+    def answer(text: str) -> Outcome:
+        lang = baseline_detect(text) or "en"
+        faq_id, score = matcher.best(text)
+        if faq_id is None or score < BASELINE_THRESHOLD:
+            return Outcome(None, (), True, lang, kb.fallback[lang])
+        return Outcome(faq_id, (faq_id,), False, lang, kb.render(faq_id, lang))
+
+    return answer
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def allowed_numbers() -> set[str]:
+    """Every number call-facts.md states (the only figures a reply may carry)."""
+    facts = (ROOT.parent.parent / "shared" / "call-facts.md", Path("/work/shared/call-facts.md"))
+    for path in facts:
+        if path.exists():
+            text = re.sub(r"(?<=\d)[ .,](?=\d{3}\b)", "", path.read_text(encoding="utf-8"))
+            return set(_DIGITS_RE.findall(text)) | {"0", "1"}
+    return set()
+
+
+ALLOWED = allowed_numbers()
+
+
+def wrong_figures(text: str) -> list[str]:
+    """Numbers in a reply (source links aside) that the facts do not state."""
+    body = _URL_RE.sub("", text)
+    body = re.sub(r"(?<=\d)[ .,\u00a0\u202f](?=\d{3}\b)", "", body)
+    found = [n for n in _DIGITS_RE.findall(body) if ALLOWED and n.lstrip("0") not in {
+        a.lstrip("0") for a in ALLOWED
+    }]
+    if _BILLION_RE.search(body):
+        found.append("billion")
+    return found
+
+
+def has_direct(text: str, direct: str, lang: str) -> bool:
+    """Whether the first sentence of a reply carries the expected direct answer."""
+    first = _SENTENCE_END_RE.split(text.strip(), maxsplit=1)[0].casefold()
+    digits = re.sub(r"\D", "", direct)
+    if digits:
+        joined = re.sub(r"(?<=\d)[ .,\u00a0\u202f](?=\d{3}\b)", "", first)
+        if digits in re.sub(r"[^\d ]", " ", joined).replace(" ", "") or digits in joined:
+            return True
+        if digits == "6000000" and ("6 milion" in first or "6 million" in first):
+            return True
+        return False
+    word = direct.casefold()
+    if word in {"yes", "sì", "si"}:
+        word = "sì" if lang == "it" else "yes"
+        return bool(re.search(rf"\b{word}\b", first)) or (lang == "it" and "si:" in first)
+    return bool(re.search(rf"\b{re.escape(word)}\b", first))
+
+
+@dataclass
+class Tally:
+    """Counts for one group of messages."""
+
+    inscope: int = 0
+    top1: int = 0
+    fallback: int = 0
+    fallback_ok: int = 0
+    partial: int = 0
+    partial_ok: int = 0
+    multi: int = 0
+    multi_ok: int = 0
+    direct: int = 0
+    direct_ok: int = 0
+    figures: int = 0
+    wrong_lang: int = 0
+    n: int = 0
+
+    def add(self, item: Item, out: Outcome) -> None:
+        self.n += 1
+        if item.expect:
+            self.inscope += 1
+            self.top1 += out.topic == item.expect[0]
+            if len(item.expect) > 1:
+                self.multi += 1
+                self.multi_ok += set(item.expect) <= set(out.topics)
+            if item.fallback:
+                self.partial += 1
+                self.partial_ok += out.carries_fallback
+            if item.direct:
+                self.direct += 1
+                self.direct_ok += out.topic == item.expect[0] and has_direct(
+                    out.text, item.direct, item.lang
+                )
+        else:
+            self.fallback += 1
+            self.fallback_ok += out.topic is None and out.carries_fallback
+        self.figures += bool(wrong_figures(out.text))
+        self.wrong_lang += out.lang != item.lang
+
+
+def _pct(right: int, total: int) -> str:
+    return f"{100 * right / total:5.1f}%" if total else "    - "
+
+
+def evaluate(answer: Answerer, items: Sequence[Item]) -> tuple[dict[str, Tally], list[Outcome]]:
+    """Tallies overall, per style and per language."""
+    tallies: dict[str, Tally] = {}
+    outcomes = []
+    for item in items:
+        out = answer(item.text)
+        outcomes.append(out)
+        for key in ("all", f"style {item.style}", f"lang {item.lang}"):
+            tallies.setdefault(key, Tally()).add(item, out)
+    return tallies, outcomes
+
+
+def print_tables(name: str, results: Sequence[tuple[str, dict[str, Tally]]]) -> None:
+    """One table: a row per group, the two answerers side by side."""
+    print(f"== {name} ==")
+    columns = "top-1 fallbk partial multi direct figs lang"
+    header = f"{'group':<18}{'n':>4}  " + "  |  ".join(
+        f"{label}: {columns}" for label, _ in results
+    )
+    print(header)
+    keys = sorted(results[0][1], key=lambda k: (k != "all", k))
+    for key in keys:
+        row = f"{key:<18}{results[0][1][key].n:>4}  "
+        cells = []
+        for _, tallies in results:
+            t = tallies[key]
+            cells.append(
+                f"{' ' * (len(_) + 2)}{_pct(t.top1, t.inscope)} {_pct(t.fallback_ok, t.fallback)}"
+                f" {_pct(t.partial_ok, t.partial)} {_pct(t.multi_ok, t.multi)}"
+                f" {_pct(t.direct_ok, t.direct)} {t.figures:>4} {t.wrong_lang:>4}"
+            )
+        print(row + "  |  ".join(cells))
     print()
+
+
+# --- fitting ----------------------------------------------------------------------------------
+
+
+def fit(items: Sequence[Item]) -> Tuning:
+    """The parameters that maximise in-scope top-1 plus correct fallback on the dev half."""
+    kb = KnowledgeBase.load(CONFIG)
+    best: tuple[float, Tuning] | None = None
+    grid = itertools.product(
+        (0.3, 0.4, 0.5, 0.6, 0.7),  # blend
+        (0.4, 0.6, 0.8, 1.0),  # unknown weight
+    )
+    for blend, unknown in grid:
+        base = replace(kb.matcher.tuning, blend=blend, unknown_weight=unknown)
+        kb.matcher.tuning = base
+        for threshold in [x / 100 for x in range(25, 71, 3)]:
+            for margin in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1):
+                kb.matcher.tuning = replace(base, threshold=threshold, margin=margin)
+                tally = Tally()
+                for item in items:
+                    found = kb.understand(item.text, item.lang)
+                    tally.add(
+                        item,
+                        Outcome(
+                            found.topic,
+                            tuple(a.topic for a in found.answers if a.topic),
+                            found.unanswered is not None,
+                            item.lang,
+                            "",
+                        ),
+                    )
+                objective = tally.top1 / max(1, tally.inscope) + tally.fallback_ok / max(
+                    1, tally.fallback
+                )
+                if best is None or objective > best[0] + 1e-9:
+                    best = (objective, kb.matcher.tuning)
+                    print(f"  {objective:.4f} {best[1]}", flush=True)
+    assert best is not None
+    return best[1]
+
+
+def write_tuning(tuning: Tuning) -> None:
+    """Replace the `matching` block of config/faq.yaml."""
+    path = CONFIG / "faq.yaml"
+    text = path.read_text(encoding="utf-8")
+    block = (
+        "matching:\n"
+        f"  threshold: {tuning.threshold}\n"
+        f"  margin: {tuning.margin}\n"
+        f"  blend: {tuning.blend}\n"
+        f"  unknown_weight: {tuning.unknown_weight}\n"
+    )
+    text = re.sub(r"matching:\n(?:  .*\n)+", block, text, count=1)
+    path.write_text(text, encoding="utf-8")
 
 
 # --- synthetic knowledge base -----------------------------------------------------------------
@@ -248,141 +403,148 @@ def synthetic_entries(real: Sequence[FaqEntry], total: int, seed: int = 7) -> li
         entries.append(
             FaqEntry(
                 id=f"synthetic-{number:04d}",
-                topic={"it": topic, "en": topic},
+                label={"it": topic, "en": topic},
                 questions=questions,
                 keywords={"it": (topic, *extra), "en": (topic, *extra)},
                 answers={"it": answer, "en": answer},
                 sources=("official_link",),
+                topic=f"synthetic-{number:04d}",
             )
         )
     return entries
 
 
-def synthetic_queries(entries: Sequence[FaqEntry], count: int, seed: int = 11) -> list[str]:
-    """Questions drawn from synthetic variants, with a typo in about a third of them."""
-    rng = random.Random(seed)
-    queries = []
-    for _ in range(count):
-        entry = rng.choice(entries)
-        lang = rng.choice(["it", "en"])
-        text = rng.choice(entry.questions[lang])
-        if rng.random() < 0.33 and len(text) > 6:
-            cut = rng.randrange(1, len(text) - 1)
-            text = text[:cut] + text[cut + 1 :]
-        queries.append(text)
-    return queries
+def latency(answer: Callable[[str], object], texts: Sequence[str], rounds: int) -> list[float]:
+    """Microseconds per message, every round (no garbage collection inside the timings)."""
+    answer(texts[0])
+    times: list[float] = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for text in texts:
+                start = time.perf_counter_ns()
+                answer(text)
+                times.append((time.perf_counter_ns() - start) / 1000)
+    finally:
+        gc.enable()
+    return times
 
 
-# --- baseline ---------------------------------------------------------------------------------
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie (nearest rank)."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
 
 
-def baseline(entries: Sequence[FaqEntry]) -> Answerer:
-    """Nearest question variant by rapidfuzz token_set_ratio; the score is the ratio / 100."""
-    from rapidfuzz import fuzz, process, utils
+def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
+    """p50/p99 per message with a `size`-entry knowledge base, ours and the baseline's."""
+    from bench.baseline.match import FaqEntry as OldEntry
 
-    choices: list[str] = []
-    owners: list[str] = []
-    for entry in entries:
-        for lang in entry.questions:
-            for question in entry.questions[lang]:
-                choices.append(utils.default_process(question))
-                owners.append(entry.id)
-
-    def answer(text: str) -> tuple[str | None, float]:
-        found = process.extractOne(
-            utils.default_process(text), choices, scorer=fuzz.token_set_ratio
+    call = load_call(CONFIG / "call.yaml")
+    shipped = KnowledgeBase.load(CONFIG)
+    entries = synthetic_entries(shipped.entries, size)
+    faq = Faq(tuple(entries), shipped.faq.topics, shipped.faq.cite, shipped.faq.matching)
+    t0 = time.perf_counter()
+    big = KnowledgeBase(
+        call, faq, lexicon=load_lexicon(CONFIG), cues=load_language(CONFIG)
+    )
+    big.understand("warm up")
+    build = time.perf_counter() - t0
+    old_entries = [OldEntry(e.id, dict(e.questions), dict(e.keywords)) for e in entries]
+    t0 = time.perf_counter()
+    old = BaselineMatcher(old_entries)
+    old_build = time.perf_counter() - t0
+    texts = [item.text for item in items]
+    multi = [item.text for item in items if len(item.expect) >= 2]
+    rows = [
+        ("ours", lambda text: big.understand(text), build),
+        ("baseline", lambda text: old.best(text), old_build),
+    ]
+    print(f"== latency, {len(entries)}-entry knowledge base, {rounds} rounds ==")
+    print(f"{'answerer':<10}{'build s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'multi p50':>11}{'multi p99':>11}")
+    for name, answer, built in rows:
+        times = latency(answer, texts, rounds)
+        multi_times = latency(answer, multi, rounds) if multi else [0.0]
+        print(
+            f"{name:<10}{built:>9.2f}{percentile(times, 0.5) / 1000:>9.2f}"
+            f"{percentile(times, 0.99) / 1000:>9.2f}{max(times) / 1000:>9.2f}"
+            f"{percentile(multi_times, 0.5) / 1000:>11.2f}{percentile(multi_times, 0.99) / 1000:>11.2f}"
         )
-        if found is None:
-            return None, 0.0
-        _, ratio, index = found
-        return owners[index], float(ratio) / 100
+    print()
 
-    return answer
+
+def print_cold_ask(runs: int = 3) -> None:
+    """Wall time of a fresh `clusterbot ask` process (best of `runs`), and the baseline's."""
+    clusterbot = Path(sys.executable).parent / "clusterbot"
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    question = "qual è il budget del bando?"
+    baseline_code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from bench.baseline.match import Matcher, load_entries, detect_language\n"
+        "from bot.knowledge import KnowledgeBase\n"
+        "m = Matcher(load_entries(%r)); print(m.best(%r), detect_language(%r))\n"
+    ) % (str(ROOT), str(BASELINE_FAQ), question, question)
+    commands = {
+        "ours: clusterbot ask": [str(clusterbot), "ask", question],
+        "baseline: old matcher, import + build + 1 question": [sys.executable, "-c", baseline_code],
+    }
+    print("== cold start (best of %d) ==" % runs)
+    for name, command in commands.items():
+        best = float("inf")
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env, cwd=ROOT)
+            best = min(best, time.perf_counter() - start)
+        print(f"{name:<52}{best:>7.2f} s")
+    print()
 
 
 def main() -> int:
     """Run the benchmark and print its tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timing rounds over the dev set")
-    parser.add_argument("--synthetic", type=int, default=5000, help="synthetic KB size")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--half", choices=("dev", "heldout", "both"), default="both")
+    parser.add_argument("--fit", action="store_true", help="fit the matcher on the dev half")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
+    parser.add_argument("--synthetic", type=int, default=5000, help="knowledge base size")
+    parser.add_argument("--no-latency", action="store_true", help="accuracy tables only")
+    parser.add_argument("--misses", action="store_true", help="list the dev half's misses")
     args = parser.parse_args()
-
-    started = time.perf_counter()
-    call = load_call(ROOT / "config" / "call.yaml")
-    entries = load_faq(ROOT / "config" / "faq.yaml", call)
-    items = load_dev()
+    if args.fit:
+        tuning = fit(load_items(HALVES["dev"]))
+        write_tuning(tuning)
+        print(f"wrote {tuning} to config/faq.yaml")
+        return 0
+    kb = KnowledgeBase.load(CONFIG)
+    answerers = [("ours", ours(kb)), ("baseline", baseline())]
+    halves = ["dev", "heldout"] if args.half == "both" else [args.half]
     print(
-        f"dev set: {len(items)} questions ({sum(i.id is not None for i in items)} in scope, "
-        f"{sum(i.id is None for i in items)} fallback, {sum(i.typo for i in items)} with typos); "
-        f"threshold {THRESHOLD}; {args.rounds} timing rounds\n"
+        "top-1: in-scope primary topic right; fallbk: whole-message fallbacks right; partial:"
+        " fallback carried beside answers; multi: every asked topic answered; direct: direct"
+        " answer in the first sentence; figs/lang: replies with a wrong figure / language\n"
     )
-
-    t0 = time.perf_counter()
-    shipped = Matcher(entries)
-    ours = run("ours (shipped KB)", shipped.best, items, args.rounds, time.perf_counter() - t0)
-
-    big_entries = synthetic_entries(entries, args.synthetic)
-    t0 = time.perf_counter()
-    big = Matcher(big_entries)
-    big_build = time.perf_counter() - t0
-    ours_big = run(f"ours ({len(big_entries)}-entry KB)", big.best, items, args.rounds, big_build)
-    queries = synthetic_queries(big_entries[len(entries) :], 2000)
-    synth_items = [Item(q, "en", None, False) for q in queries]
-    ours_big_synth = run(
-        f"ours ({len(big_entries)} KB, synth. q.)", big.best, synth_items, 3, big_build
-    )
-
-    # The baseline answers when the ratio reaches a cutoff: the best one on the dev set.
-    t0 = time.perf_counter()
-    base_answer = baseline(entries)
-    base_build = time.perf_counter() - t0
-    raw = [base_answer(item.q) for item in items]
-    best_cut, best_value = 0.5, -1.0
-    for percent in range(40, 101, 5):
-        cut = percent / 100
-        trial = Result("trial", [f if s >= cut else None for f, s in raw], [0.0], 0.0)
-        inside, fallback, _typo = scores(trial, items)
-        if inside + fallback > best_value:
-            best_cut, best_value = cut, inside + fallback
-    base = run(
-        f"baseline token_set_ratio>={100 * best_cut:.0f}",
-        base_answer,
-        items,
-        args.rounds,
-        base_build,
-        threshold=best_cut,
-    )
-
-    print("Accuracy per expected id and language (dev set; fallback rows = share that fell back)")
-    print_per_id([ours, ours_big, base], items)
-    print("Summary (latency per query, microseconds)")
-    print_summary([ours, ours_big, base], items)
-    lat = ours_big_synth.latencies_us
-    print(
-        f"{len(big_entries)}-entry KB on {len(queries)} synthetic queries x 3 rounds: "
-        f"p50 {percentile(lat, 0.5):.0f} µs, p99 {percentile(lat, 0.99):.0f} µs, "
-        f"max {max(lat):.0f} µs; p99 of each query's best round "
-        f"{percentile(ours_big_synth.best_us, 0.99):.0f} µs"
-    )
-    print(
-        "p99 best = 99th percentile over questions of each question's fastest round "
-        "(scheduler noise removed); p50/p99/max are over every timed call."
-    )
-    blind_sets = sorted(DATA.glob("blind*_questions.yaml"))
-    if blind_sets:
-        print("\nBlind sets (shipped KB; baseline at the dev-set cutoff)")
-        for path in blind_sets:
-            blind = load_dev(path)
-            for result in (
-                run("ours (shipped KB)", shipped.best, blind, 1, 0.0),
-                run("baseline", base_answer, blind, 1, 0.0, threshold=best_cut),
-            ):
-                inside, fallback, _typo = scores(result, blind)
-                print(
-                    f"  {path.name:<26}{result.name:<20}{len(blind):>5} q.  "
-                    f"in-scope {100 * inside:5.1f}%  fallback {100 * fallback:5.1f}%"
-                )
-    print(f"\ntotal benchmark time {time.perf_counter() - started:.1f} s")
+    for half in halves:
+        items = load_items(HALVES[half])
+        results = []
+        for name, answer in answerers:
+            tallies, outcomes = evaluate(answer, items)
+            results.append((name, tallies))
+            if args.misses and half == "dev" and name == "ours":
+                for item, out in zip(items, outcomes, strict=True):
+                    right = (
+                        out.topic == item.expect[0] if item.expect else out.topic is None
+                    )
+                    if not right or out.lang != item.lang or wrong_figures(out.text):
+                        print(f"MISS {item.id} {item.style} {item.lang}->{out.lang} "
+                              f"want {list(item.expect)} got {out.topic} {out.topics} "
+                              f"fb={out.carries_fallback} figs={wrong_figures(out.text)}"
+                              f"\n     {item.text!r}")
+        print_tables(f"{half} half ({len(items)} messages)", results)
+    if not args.no_latency:
+        print_latency(args.synthetic, args.rounds, load_items(HALVES["dev"]))
+        print_cold_ask()
     return 0
 
 

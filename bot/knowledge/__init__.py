@@ -3,34 +3,83 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call, read_yaml
-from bot.knowledge.faq import FaqEntry, call_status, load_faq, render_answer
-from bot.knowledge.match import Matcher, detect_language
+from bot.knowledge.faq import Faq, FaqEntry, call_status, load_faq_file, render_answer
+from bot.knowledge.lexicon import LanguageCues, Lexicon, load_language, load_lexicon
 
 if TYPE_CHECKING:
+    from bot.knowledge.match import Matcher
+    from bot.knowledge.understand import Reader
     from bot.settings import Settings
 
 CALL_FILE = "call.yaml"
 FAQ_FILE = "faq.yaml"
 RENDER_CACHE_SIZE = 1024
+MAX_ANSWERS = 3
 
-__all__ = ["Answer", "KnowledgeBase", "KnowledgeError", "detect_language"]
+__all__ = ["Answer", "Found", "KnowledgeBase", "KnowledgeError", "Understanding"]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One question of a message and the entry that answers it (or the unconfirmed point)."""
+
+    faq_id: str
+    topic: str | None
+    score: float
+    question: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What the bot understood of a whole message.
+
+    `answers`: the questions the facts answer (at most 3, in message order); `unconfirmed`:
+    questions on points the facts leave open, each with its tailored text; `unanswered`: the
+    question(s) to forward (pre-filling the form), None when everything was answered.
+    """
+
+    lang: str
+    answers: tuple[Found, ...]
+    unconfirmed: tuple[Found, ...]
+    unanswered: str | None
+    score: float
+
+    @property
+    def faq_id(self) -> str | None:
+        """The primary entry: the first answer, else the first unconfirmed point."""
+        if self.answers:
+            return self.answers[0].faq_id
+        if self.unconfirmed:
+            return self.unconfirmed[0].faq_id
+        return None
+
+    @property
+    def topic(self) -> str | None:
+        """The primary answer's topic; None on any fallback."""
+        return self.answers[0].topic if self.answers else None
 
 
 @dataclass(frozen=True)
 class Answer:
-    """The result of one look-up: faq_id is None when the bot should fall back."""
+    """The result of one look-up: faq_id is None when nothing matched; topic is None on any
+    fallback (also an unconfirmed point, which faq_id then names). `text` is the whole reply;
+    `answers` holds each answered question's own text."""
 
     faq_id: str | None
     score: float
     lang: str
     text: str
+    topic: str | None = None
+    answers: tuple[Found, ...] = ()
 
 
 def _load_fallback_texts() -> dict[str, str]:
@@ -47,23 +96,29 @@ def _load_fallback_texts() -> dict[str, str]:
 
 
 class KnowledgeBase:
-    """Facts, FAQ entries and a matcher; answers free-text questions in it or en."""
+    """Facts, FAQ entries, lexicon and matcher; understands free-text messages in it or en."""
 
     def __init__(
         self,
         call: Call,
-        entries: tuple[FaqEntry, ...],
-        min_score: float = 0.5,
+        faq: Faq | tuple[FaqEntry, ...],
+        min_score: float | None = None,
         fallback: Mapping[str, str] | None = None,
         *,
         default_lang: str = "en",
         secretariat_email: str = "",
+        lexicon: Lexicon | None = None,
+        cues: LanguageCues | None = None,
     ) -> None:
+        if not isinstance(faq, Faq):
+            faq = Faq(tuple(faq), (), None, {})
         self.call = call
-        self.entries = entries
-        self.by_id = {entry.id: entry for entry in entries}
-        self.min_score = min_score
-        self.matcher = Matcher(entries)
+        self.faq = faq
+        self.entries = faq.entries
+        self.by_id = {entry.id: entry for entry in self.entries}
+        self.lexicon = lexicon or Lexicon.from_groups(())
+        self._cues = cues
+        self._min_score = min_score
         self.fallback = dict(fallback) if fallback else _load_fallback_texts()
         self.default_lang = default_lang if default_lang in LANGUAGES else "en"
         self.secretariat_email = secretariat_email
@@ -73,22 +128,25 @@ class KnowledgeBase:
     def load(
         cls,
         directory: Path,
-        min_score: float = 0.5,
+        min_score: float | None = None,
         *,
         default_lang: str = "en",
         secretariat_email: str = "",
     ) -> KnowledgeBase:
-        """Load call.yaml and faq.yaml from `directory`; raise KnowledgeError with every problem."""
+        """Load call.yaml, faq.yaml and lexicon.yaml from `directory`; raise KnowledgeError
+        with every problem."""
         if not directory.is_dir():
             raise KnowledgeError([f"{directory}: knowledge folder not found (check knowledge_dir)"])
         call = load_call(directory / CALL_FILE)
-        entries = load_faq(directory / FAQ_FILE, call)
+        faq = load_faq_file(directory / FAQ_FILE, call)
         return cls(
             call,
-            entries,
+            faq,
             min_score,
             default_lang=default_lang,
             secretariat_email=secretariat_email,
+            lexicon=load_lexicon(directory),
+            cues=load_language(directory),
         )
 
     @classmethod
@@ -101,28 +159,139 @@ class KnowledgeBase:
             secretariat_email=settings.secretariat.email,
         )
 
-    def detect(self, question: str, lang: str | None = None) -> str:
-        """The language to answer in: the one asked for, else the question's, else the default."""
+    # ------------------------------------------------------------------ matching parts
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        """The ranking index, built on first use (it loads numpy and the stemmers)."""
+        from bot.knowledge.match import Document, Matcher, Tuning
+
+        tuning = Tuning.from_mapping(self.faq.matching)
+        if self._min_score is not None:
+            tuning = replace(tuning, threshold=self._min_score)
+        documents = [
+            Document(
+                entry.id,
+                entry.topic if entry.confirmed else "?" + entry.id,
+                entry.questions,
+                entry.keywords,
+            )
+            for entry in self.entries
+        ]
+        return Matcher(documents, self.lexicon, tuning)
+
+    @cached_property
+    def reader(self) -> Reader:
+        from bot.knowledge.understand import Reader
+
+        cues = self._cues if self._cues is not None else load_language()
+        return Reader(self.matcher, cues)
+
+    @property
+    def min_score(self) -> float:
+        return self.matcher.tuning.threshold
+
+    # ------------------------------------------------------------------ language
+
+    def detect(self, question: str, lang: str | None = None) -> str | None:
+        """The message's language, 'it' or 'en', or None when it does not say."""
         if lang in LANGUAGES:
             return lang
-        return detect_language(question) or self.default_lang
+        from bot.knowledge.language import identify
+        from bot.knowledge.lexicon import tokens
+
+        votes = self.matcher.language_votes(tokens(question))
+        return identify(question, votes)
+
+    def choose_language(
+        self, text: str, lang: str | None = None, previous_lang: str | None = None
+    ) -> str:
+        """An explicit choice, else the message's language, else the previous one, else the
+        default."""
+        if lang in LANGUAGES:
+            return str(lang)
+        detected = self.detect(text)
+        if detected is not None:
+            return detected
+        if previous_lang in LANGUAGES:
+            return str(previous_lang)
+        return self.default_lang
+
+    # ------------------------------------------------------------------ understanding
+
+    def understand(
+        self,
+        text: str,
+        lang: str | None = None,
+        previous_lang: str | None = None,
+        now: datetime | None = None,
+    ) -> Understanding:
+        """Read a whole message: its language, up to 3 answers, unconfirmed points and the
+        question(s) left for the secretariat. `lang` is an explicit choice (/language)."""
+        reply_lang = self.choose_language(text, lang, previous_lang)
+        match_lang = self.detect(text) or reply_lang
+        answers: list[Found] = []
+        unconfirmed: list[Found] = []
+        unanswered: list[str] = []
+        best_score = 0.0
+        for piece in self.reader.read(text, match_lang):
+            score = piece.best.score if piece.best is not None else 0.0
+            best_score = max(best_score, score)
+            if piece.best is not None and (piece.answered or piece.unconfirmed):
+                entry = self.by_id[piece.best.id]
+                target = answers if piece.answered else unconfirmed
+                if all(found.faq_id != entry.id for found in answers + unconfirmed):
+                    if len(target) < MAX_ANSWERS:
+                        target.append(
+                            Found(
+                                entry.id,
+                                entry.topic if entry.confirmed else None,
+                                round(score, 4),
+                                piece.sentence,
+                                self.render(entry.id, reply_lang, now),
+                            )
+                        )
+                if piece.answered:
+                    continue
+            if piece.sentence not in unanswered:
+                unanswered.append(piece.sentence)
+        return Understanding(
+            reply_lang,
+            tuple(answers),
+            tuple(unconfirmed),
+            "\n".join(unanswered) if unanswered else None,
+            round(best_score, 4),
+        )
+
+    def answer(
+        self,
+        question: str,
+        lang: str | None = None,
+        now: datetime | None = None,
+        previous_lang: str | None = None,
+    ) -> Answer:
+        """The whole reply to a message, as one text (see `understand` for its parts)."""
+        found = self.understand(question, lang, previous_lang, now)
+        parts = [item.text for item in found.answers + found.unconfirmed]
+        if found.unanswered is not None:
+            parts.append(self.fallback[found.lang])
+        primary = found.answers[0].score if found.answers else found.score
+        return Answer(
+            found.faq_id,
+            primary,
+            found.lang,
+            "\n\n".join(parts),
+            found.topic,
+            found.answers,
+        )
 
     def match(self, question: str, lang: str | None = None) -> tuple[str | None, float]:
-        """Best FAQ id and score; the id is None below the confidence threshold."""
-        faq_id, score = self.matcher.best(question, lang)
-        if faq_id is None or score < self.min_score:
-            return None, score
-        return faq_id, score
-
-    def answer(self, question: str, lang: str | None = None, now: datetime | None = None) -> Answer:
-        """Answer a question in `lang` (detected when None) at `now` (default: the current time)."""
-        reply_lang = self.detect(question, lang)
-        # The reply language may differ from the question's, so the matcher searches both.
-        faq_id, score = self.match(question)
-        if faq_id is None:
-            return Answer(None, round(score, 4), reply_lang, self.fallback[reply_lang])
-        text = self.render(faq_id, reply_lang, now)
-        return Answer(faq_id, round(score, 4), reply_lang, text)
+        """The id that answers a question and its score; None when the bot falls back."""
+        found = self.understand(question, lang)
+        return (found.answers[0].faq_id, found.answers[0].score) if found.answers else (
+            None,
+            found.score,
+        )
 
     def render(self, faq_id: str, lang: str, now: datetime | None = None) -> str:
         """One FAQ answer in `lang`, with the call status computed at `now`."""
@@ -136,10 +305,24 @@ class KnowledgeBase:
             if len(self._rendered) >= RENDER_CACHE_SIZE:
                 self._rendered.clear()
             extra = {"secretariat_email": self.secretariat_email}
-            text = render_answer(self.by_id[faq_id], self.call, lang, moment, extra)
+            text = render_answer(
+                self.by_id[faq_id], self.call, lang, moment, extra, cite=self.faq.cite
+            )
             self._rendered[key] = text
         return text
 
     def topics(self, lang: str) -> list[tuple[str, str]]:
-        """(faq id, button label) pairs in FAQ order."""
-        return [(entry.id, entry.topic[lang]) for entry in self.entries]
+        """(faq id, button label) pairs of the topics' main entries, in FAQ order."""
+        return [
+            (entry.id, entry.label[lang])
+            for entry in self.entries
+            if entry.confirmed and entry.id == entry.topic and lang in entry.label
+        ]
+
+    def title(self, faq_id: str, lang: str) -> str | None:
+        """The label of an entry's topic (a claim's title is its topic's label)."""
+        entry = self.by_id.get(faq_id)
+        if entry is None:
+            return None
+        main = self.by_id.get(entry.topic, entry)
+        return main.label.get(lang) or entry.label.get(lang)

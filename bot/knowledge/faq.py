@@ -22,22 +22,7 @@ from bot.knowledge.formatting import (
     format_time,
 )
 
-REQUIRED_IDS = (
-    "programme",
-    "objective",
-    "specific-objective",
-    "activities",
-    "clusterxchange",
-    "eligibility",
-    "countries",
-    "budget",
-    "max-grant",
-    "funded-proposals",
-    "funding-rate",
-    "deadline",
-    "how-to-apply",
-    "contact",
-)
+KINDS = ("answer", "unconfirmed")
 
 # Names a template may use besides the facts: computed at answer time.
 CONTEXT_NAMES = frozenset(
@@ -48,14 +33,33 @@ SOURCE_LABEL = {"it": "Fonte", "en": "Source"}
 
 @dataclass(frozen=True)
 class FaqEntry:
-    """One FAQ topic: id, button label, question variants, answers and cited facts."""
+    """One FAQ entry: a topic's main answer, a finer claim under a topic, or a point the
+    facts leave open (`kind: unconfirmed`), with its variants, answers and cited facts."""
 
     id: str
-    topic: Mapping[str, str]
+    label: Mapping[str, str]
     questions: Mapping[str, tuple[str, ...]]
     keywords: Mapping[str, tuple[str, ...]]
     answers: Mapping[str, jinja2.Template] = field(repr=False)
     sources: tuple[str, ...]
+    topic: str = ""
+    kind: str = "answer"
+
+    @property
+    def confirmed(self) -> bool:
+        """False for an entry on a point the facts do not confirm (a tailored fallback)."""
+        return self.kind == "answer"
+
+
+@dataclass(frozen=True)
+class Faq:
+    """The FAQ file: its entries, the required topic ids, the fact cited under every answer
+    and the matcher's fitted parameters."""
+
+    entries: tuple[FaqEntry, ...]
+    topics: tuple[str, ...]
+    cite: str | None
+    matching: Mapping[str, float]
 
 
 @dataclass(frozen=True)
@@ -145,16 +149,25 @@ def _parse_entry(
         return None, [f"{path}: entry #{index + 1} has no 'id'"]
     entry_id = raw["id"]
     where = f"{path}: entry '{entry_id}'"
-    topic_raw = raw.get("topic")
+    label_raw = raw.get("label")
+    topic_id = raw.get("topic", entry_id)
+    kind = raw.get("kind", "answer")
+    if kind not in KINDS:
+        problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, not '{kind}'")
+    if not isinstance(topic_id, str) or not topic_id:
+        problems.append(f"{where}: 'topic' must be a topic id")
+        topic_id = entry_id
+    if label_raw is None:
+        label_raw = {}
     questions_raw = raw.get("questions")
     keywords_raw = raw.get("keywords") or {}
     answers_raw = raw.get("answer")
-    topic: dict[str, str] = {}
+    label: dict[str, str] = {}
     questions: dict[str, tuple[str, ...]] = {}
     keywords: dict[str, tuple[str, ...]] = {}
     answers: dict[str, jinja2.Template] = {}
     for part, value in (
-        ("topic", topic_raw),
+        ("label", label_raw),
         ("questions", questions_raw),
         ("answer", answers_raw),
     ):
@@ -162,7 +175,7 @@ def _parse_entry(
             problems.append(f"{where}: '{part}' must have an 'it' and an 'en' version")
     if problems:
         return None, problems
-    assert isinstance(topic_raw, Mapping)
+    assert isinstance(label_raw, Mapping)
     assert isinstance(questions_raw, Mapping)
     assert isinstance(answers_raw, Mapping)
     if not isinstance(keywords_raw, Mapping):
@@ -175,15 +188,13 @@ def _parse_entry(
     if not sources:
         problems.append(f"{where}: 'sources' must name at least one fact whose link is cited")
     for lang in LANGUAGES:
-        for part, mapping in (
-            ("topic", topic_raw),
-            ("questions", questions_raw),
-            ("answer", answers_raw),
-        ):
+        for part, mapping in (("questions", questions_raw), ("answer", answers_raw)):
             if lang not in mapping or not mapping[lang]:
                 problems.append(f"{where}: missing '{lang}' translation of '{part}'")
-        if isinstance(topic_raw.get(lang), str):
-            topic[lang] = topic_raw[lang]
+        if label_raw and not label_raw.get(lang):
+            problems.append(f"{where}: missing '{lang}' translation of 'label'")
+        if isinstance(label_raw.get(lang), str):
+            label[lang] = label_raw[lang]
         questions[lang] = _string_list(
             questions_raw.get(lang), f"{where}: questions.{lang}", problems
         )
@@ -218,26 +229,65 @@ def _parse_entry(
         return None, problems
     entry = FaqEntry(
         id=entry_id,
-        topic=topic,
+        label=label,
         questions=questions,
         keywords=keywords,
         answers=answers,
         sources=sources,
+        topic=topic_id,
+        kind=str(kind),
     )
     return entry, []
 
 
-def parse_faq(data: Any, path: Path, call: Call) -> tuple[FaqEntry, ...]:
+def _topic_list(data: Mapping[str, Any], path: Path, problems: list[str]) -> tuple[str, ...]:
+    raw = data.get("topics")
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) and t for t in raw):
+        problems.append(f"{path}: 'topics' must list the topic ids every entry belongs to")
+        return ()
+    return tuple(raw)
+
+
+def _check_topics(
+    entries: list[FaqEntry], topics: tuple[str, ...], path: Path, problems: list[str]
+) -> None:
+    by_id = {entry.id: entry for entry in entries}
+    for entry in entries:
+        if topics and entry.topic not in topics:
+            problems.append(
+                f"{path}: entry '{entry.id}': unknown topic '{entry.topic}' "
+                f"(topics: {', '.join(topics)})"
+            )
+    for topic in topics:
+        main = by_id.get(topic)
+        if main is None:
+            problems.append(f"{path}: required entry '{topic}' is missing")
+        elif not main.confirmed or main.topic != topic:
+            problems.append(f"{path}: entry '{topic}' must be the answer of its own topic")
+        elif set(main.label) != set(LANGUAGES):
+            problems.append(f"{path}: entry '{topic}' needs a 'label' (the menu button) per language")
+
+
+def parse_faq_file(data: Any, path: Path, call: Call) -> Faq:
     """Validate a parsed FAQ document against the call; raise with every problem found."""
-    if isinstance(data, Mapping):
-        data = data.get("entries")
-    if not isinstance(data, list):
-        raise KnowledgeError([f"{path}: must be a list of entries (or a mapping with 'entries')"])
-    envs = {lang: make_environment(lang) for lang in LANGUAGES}
+    if not isinstance(data, Mapping) or not isinstance(data.get("entries"), list):
+        raise KnowledgeError([f"{path}: must be a mapping with 'topics' and 'entries'"])
     problems: list[str] = []
+    topics = _topic_list(data, path, problems)
+    cite = data.get("cite")
+    if cite is not None and (not isinstance(cite, str) or cite not in call.facts):
+        problems.append(f"{path}: cite: unknown fact '{cite}' (not in {call.path.name})")
+        cite = None
+    matching = data.get("matching") or {}
+    if not isinstance(matching, Mapping) or not all(
+        isinstance(v, int | float) for v in matching.values()
+    ):
+        problems.append(f"{path}: 'matching' must map parameter names to numbers")
+        matching = {}
+    envs = {lang: make_environment(lang) for lang in LANGUAGES}
     entries: list[FaqEntry] = []
     seen: set[str] = set()
-    for index, raw in enumerate(data):
+    for index, raw in enumerate(data["entries"]):
         entry, entry_problems = _parse_entry(raw, index, path, call, envs)
         problems.extend(entry_problems)
         if entry is not None:
@@ -245,18 +295,26 @@ def parse_faq(data: Any, path: Path, call: Call) -> tuple[FaqEntry, ...]:
                 problems.append(f"{path}: entry '{entry.id}' appears twice")
             seen.add(entry.id)
             entries.append(entry)
-    known = {raw.get("id") for raw in data if isinstance(raw, Mapping)}
-    for required in REQUIRED_IDS:
-        if required not in known:
-            problems.append(f"{path}: required entry '{required}' is missing")
+    if not problems:
+        _check_topics(entries, topics, path, problems)
     if problems:
         raise KnowledgeError(problems)
-    return tuple(entries)
+    return Faq(tuple(entries), topics, cite, dict(matching))
+
+
+def parse_faq(data: Any, path: Path, call: Call) -> tuple[FaqEntry, ...]:
+    """The entries of a parsed FAQ document (see parse_faq_file)."""
+    return parse_faq_file(data, path, call).entries
+
+
+def load_faq_file(path: Path, call: Call) -> Faq:
+    """Load and validate the FAQ file."""
+    return parse_faq_file(read_yaml(path), path, call)
 
 
 def load_faq(path: Path, call: Call) -> tuple[FaqEntry, ...]:
-    """Load and validate the FAQ file."""
-    return parse_faq(read_yaml(path), path, call)
+    """Load and validate the FAQ file's entries."""
+    return load_faq_file(path, call).entries
 
 
 def fact_context(call: Call, lang: str) -> dict[str, Any]:
@@ -275,14 +333,24 @@ def source_links(entry: FaqEntry, facts: Mapping[str, Fact]) -> list[str]:
     return links
 
 
+def cited_links(entry: FaqEntry, call: Call, cite: str | None) -> list[str]:
+    """The link shown under an answer: the fact named by the FAQ's `cite` (the official call
+    page), else the entry's own sources. The other sources stay in the data as evidence."""
+    if cite is not None and cite in call.facts:
+        fact = call.facts[cite]
+        return [fact.value if fact.type == "url" else fact.sources[0]]
+    return source_links(entry, call.facts)
+
+
 def render_answer(
     entry: FaqEntry,
     call: Call,
     lang: str,
     now: datetime,
     extra: Mapping[str, Any] | None = None,
+    cite: str | None = None,
 ) -> str:
-    """Render one answer in `lang` at `now`, followed by its source link(s)."""
+    """Render one answer in `lang` at `now`, followed by its source link."""
     status = call_status(call, now)
     context = fact_context(call, lang)
     context.update(
@@ -296,5 +364,5 @@ def render_answer(
     if extra:
         context.update(extra)
     body = entry.answers[lang].render(context).strip()
-    links = source_links(entry, call.facts)
+    links = cited_links(entry, call, cite)
     return f"{body}\n\n{SOURCE_LABEL[lang]}: {' ; '.join(links)}"

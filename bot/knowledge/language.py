@@ -1,0 +1,67 @@
+"""Which language a message is written in: Italian or English, or undecided.
+
+A language-identification library (lingua, restricted to the two languages, low-accuracy
+mode so that it loads in milliseconds) reads the letters; the knowledge base's own words
+(those only one language's variants use) and the generic courtesy words of language.yaml
+vote too. Neither is reliable alone on a one- or two-word message ("ciao", "ok grazie"), so
+an undecided message returns None and the caller falls back to the conversation's language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from bot.knowledge.facts import LANGUAGES
+from bot.knowledge.lexicon import tokens
+
+# How far the library's probability of Italian must be from 1/2 to count on its own, for
+# short and for longer messages; one knowledge-base word is worth this much probability.
+SHORT_WORDS = 2
+SHORT_CONFIDENCE = 0.4
+LONG_CONFIDENCE = 0.1
+WORD_VOTE = 0.15
+MAX_CHARS = 600
+
+
+@cache
+def _detector() -> Any:
+    from lingua import Language, LanguageDetectorBuilder
+
+    return (
+        LanguageDetectorBuilder.from_languages(Language.ITALIAN, Language.ENGLISH)
+        .with_low_accuracy_mode()
+        .build()
+    )
+
+
+def italian_probability(text: str) -> float:
+    """The library's probability that `text` is Italian rather than English (0.5: unknown)."""
+    from lingua import Language
+
+    values = _detector().compute_language_confidence_values(text[:MAX_CHARS])
+    for value in values:
+        if value.language == Language.ITALIAN:
+            return float(value.confidence if hasattr(value, "confidence") else value.value)
+    return 0.5
+
+
+def identify(text: str, votes: Mapping[str, int]) -> str | None:
+    """'it', 'en' or None (undecided) for `text`, given knowledge-base word votes."""
+    words = tokens(text[:MAX_CHARS])
+    if not words:
+        return None
+    balance = WORD_VOTE * (votes.get("it", 0) - votes.get("en", 0))
+    if all(word.isdigit() for word in words):
+        return None
+    probability = italian_probability(text)
+    # Both values read toward Italian when positive.
+    lean = (probability - 0.5) + balance
+    needed = SHORT_CONFIDENCE if len(words) <= SHORT_WORDS else LONG_CONFIDENCE
+    if abs(lean) < needed and abs(balance) < needed:
+        return None
+    return "it" if lean > 0 else "en"
+
+
+__all__ = ["LANGUAGES", "identify", "italian_probability"]

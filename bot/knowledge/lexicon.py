@@ -1,0 +1,205 @@
+"""The per-call lexicon and the generic language resources, both read from YAML data.
+
+`lexicon.yaml` (one per call, beside `faq.yaml`) holds the call's vocabulary: groups of
+terms that mean the same thing (synonyms, acronyms and their expansions, Italian and English
+equivalents), each read as one concept, and `other_programmes`, names that must never be
+answered as this call (they all read as the one concept `other_programmes`).
+
+`language.yaml` holds what is not about any call: per language, the words and phrases that
+mark a sentence as a question (`question_cues`), the phrases after which the real question
+starts in a chatty sentence (`focus_cues`), and the conjunctions that join two questions
+(`conjunctions`). A knowledge folder may carry its own; otherwise the shipped one is used.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.knowledge.errors import KnowledgeError
+from bot.knowledge.facts import LANGUAGES, read_yaml
+
+LEXICON_FILE = "lexicon.yaml"
+LANGUAGE_FILE = "language.yaml"
+OTHER_PROGRAMMES = "other_programmes"
+CONCEPT_MARK = "~"
+
+_TOKEN_RE = re.compile(r"[^\W_]+")
+_APOSTROPHES = str.maketrans({"’": " ", "‘": " ", "`": " ", "´": " ", "'": " "})
+# "6.000.000", "6 000 000" and "500,000" are one number.
+_THOUSANDS_RE = re.compile(r"(?<=\d)[.,\u00a0\u202f ](?=\d{3}\b)")
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, apostrophes as spaces, digit groups joined."""
+    text = _THOUSANDS_RE.sub("", text.translate(_APOSTROPHES))
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokens(text: str) -> list[str]:
+    """The folded words of `text` (letters and digits)."""
+    return _TOKEN_RE.findall(fold(text))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Terms read as one concept; `name` is the first term, `terms` every folded phrase."""
+
+    name: str
+    terms: tuple[tuple[str, ...], ...]
+    where: str
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Phrase -> concept table built from the groups, longest phrases first."""
+
+    groups: tuple[Group, ...]
+    phrases: Mapping[tuple[str, ...], str]
+    longest: int
+
+    @classmethod
+    def from_groups(cls, groups: tuple[Group, ...]) -> Lexicon:
+        phrases: dict[tuple[str, ...], str] = {}
+        for group in groups:
+            concept = CONCEPT_MARK + "_".join(tokens(group.name))
+            for term in group.terms:
+                phrases.setdefault(term, concept)
+        longest = max((len(term) for term in phrases), default=1)
+        return cls(groups, phrases, longest)
+
+    def concepts(self, words: list[str]) -> list[str]:
+        """`words` with every lexicon phrase replaced by its concept (longest match first)."""
+        if not self.phrases:
+            return words
+        out: list[str] = []
+        index = 0
+        while index < len(words):
+            for size in range(min(self.longest, len(words) - index), 0, -1):
+                concept = self.phrases.get(tuple(words[index : index + size]))
+                if concept is not None:
+                    out.append(concept)
+                    index += size
+                    break
+            else:
+                out.append(words[index])
+                index += 1
+        return out
+
+
+@dataclass(frozen=True)
+class LanguageCues:
+    """Generic, per-language cues for splitting a message into its questions."""
+
+    question: Mapping[str, frozenset[tuple[str, ...]]]
+    focus: Mapping[str, frozenset[tuple[str, ...]]]
+    conjunctions: Mapping[str, frozenset[str]]
+
+    def all_question(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.question.values())
+
+    def all_focus(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.focus.values())
+
+    def all_conjunctions(self) -> frozenset[str]:
+        return frozenset().union(*self.conjunctions.values())
+
+
+def _phrase_list(raw: Any, where: str, problems: list[str]) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+        problems.append(f"{where}: must be a list of non-empty strings")
+        return ()
+    phrases = tuple(tuple(tokens(item)) for item in raw)
+    for item, phrase in zip(raw, phrases, strict=True):
+        if not phrase:
+            problems.append(f"{where}: '{item}' has no letters or digits")
+    return tuple(phrase for phrase in phrases if phrase)
+
+
+def parse_lexicon(data: Any, path: Path) -> Lexicon:
+    """Validate a parsed lexicon document; raise with every problem found."""
+    if data is None:
+        return Lexicon.from_groups(())
+    if not isinstance(data, Mapping):
+        raise KnowledgeError([f"{path}: must be a mapping with 'synonyms' and 'other_programmes'"])
+    problems: list[str] = []
+    groups: list[Group] = []
+    unknown = sorted(set(data) - {"synonyms", OTHER_PROGRAMMES})
+    if unknown:
+        problems.append(f"{path}: unknown section(s) {', '.join(unknown)}")
+    raw_groups = data.get("synonyms") or []
+    if not isinstance(raw_groups, list):
+        problems.append(f"{path}: 'synonyms' must be a list of lists of terms")
+        raw_groups = []
+    seen: dict[tuple[str, ...], str] = {}
+    for number, raw in enumerate(raw_groups, 1):
+        where = f"{path}: synonyms #{number}"
+        terms = _phrase_list(raw, where, problems)
+        if len(terms) < 2:
+            problems.append(f"{where}: a group needs at least two terms")
+            continue
+        name = " ".join(terms[0])
+        for term in terms:
+            if term in seen and seen[term] != name:
+                problems.append(
+                    f"{where}: '{' '.join(term)}' is already in the group of '{seen[term]}'"
+                )
+            seen.setdefault(term, name)
+        groups.append(Group(name, terms, where))
+    raw_other = data.get(OTHER_PROGRAMMES)
+    if raw_other is not None:
+        terms = _phrase_list(raw_other, f"{path}: {OTHER_PROGRAMMES}", problems)
+        if terms:
+            groups.append(Group(OTHER_PROGRAMMES, terms, f"{path}: {OTHER_PROGRAMMES}"))
+    if problems:
+        raise KnowledgeError(problems)
+    return Lexicon.from_groups(tuple(groups))
+
+
+def load_lexicon(directory: Path) -> Lexicon:
+    """The lexicon of a knowledge folder (an absent file is an empty lexicon)."""
+    path = directory / LEXICON_FILE
+    if not path.exists():
+        return Lexicon.from_groups(())
+    return parse_lexicon(read_yaml(path), path)
+
+
+def parse_language(data: Any, path: Path) -> LanguageCues:
+    """Validate the generic language cues."""
+    problems: list[str] = []
+    sections: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {}
+    if not isinstance(data, Mapping):
+        raise KnowledgeError([f"{path}: must be a mapping"])
+    for section in ("question_cues", "focus_cues", "conjunctions"):
+        raw = data.get(section)
+        if not isinstance(raw, Mapping):
+            problems.append(f"{path}: '{section}' must have an 'it' and an 'en' list")
+            continue
+        sections[section] = {
+            lang: _phrase_list(raw.get(lang), f"{path}: {section}.{lang}", problems)
+            for lang in LANGUAGES
+        }
+    if problems:
+        raise KnowledgeError(problems)
+    return LanguageCues(
+        question={lang: frozenset(v) for lang, v in sections["question_cues"].items()},
+        focus={lang: frozenset(v) for lang, v in sections["focus_cues"].items()},
+        conjunctions={
+            lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
+        },
+    )
+
+
+def load_language(directory: Path | None = None) -> LanguageCues:
+    """The knowledge folder's language.yaml, else the shipped one."""
+    from bot.resources import config_dir
+
+    path = directory / LANGUAGE_FILE if directory is not None else None
+    if path is None or not path.exists():
+        path = config_dir() / LANGUAGE_FILE
+    return parse_language(read_yaml(path), path)
