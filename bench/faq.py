@@ -281,14 +281,14 @@ def fit(items: Sequence[Item]) -> Tuning:
     kb = KnowledgeBase.load(CONFIG)
     best: tuple[float, Tuning] | None = None
     grid = itertools.product(
-        (0.3, 0.4, 0.5, 0.6, 0.7),  # blend
-        (0.4, 0.6, 0.8, 1.0),  # unknown weight
+        (0.3, 0.5, 0.7, 0.85, 1.0),  # blend
+        (0.3, 0.5, 0.7, 1.0),  # unknown weight
     )
     for blend, unknown in grid:
         base = replace(kb.matcher.tuning, blend=blend, unknown_weight=unknown)
         kb.matcher.tuning = base
-        for threshold in [x / 100 for x in range(25, 71, 3)]:
-            for margin in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1):
+        for threshold in [x / 100 for x in range(5, 61, 5)]:
+            for margin in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.13):
                 kb.matcher.tuning = replace(base, threshold=threshold, margin=margin)
                 tally = Tally()
                 for item in items:

@@ -175,6 +175,8 @@ class KnowledgeBase:
                 entry.topic if entry.confirmed else "?" + entry.id,
                 entry.questions,
                 entry.keywords,
+                {lang: entry.label.get(lang, "") + " " + entry.answer_texts.get(lang, "")
+                 for lang in LANGUAGES},
             )
             for entry in self.entries
         ]
@@ -200,7 +202,9 @@ class KnowledgeBase:
         from bot.knowledge.language import identify
         from bot.knowledge.lexicon import tokens
 
-        votes = self.matcher.language_votes(tokens(question))
+        words = tokens(question[:600])
+        # Typos corrected to known words vote too ("tel me a jok").
+        votes = self.matcher.language_votes(set(words) | {self.matcher.correct(w) for w in words})
         return identify(question, votes)
 
     def choose_language(

@@ -44,6 +44,8 @@ class FaqEntry:
     sources: tuple[str, ...]
     topic: str = ""
     kind: str = "answer"
+    # The answers' template sources: their words tell the two languages apart.
+    answer_texts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def confirmed(self) -> bool:
@@ -236,6 +238,7 @@ def _parse_entry(
         sources=sources,
         topic=topic_id,
         kind=str(kind),
+        answer_texts={lang: str(answers_raw[lang]) for lang in LANGUAGES},
     )
     return entry, []
 

@@ -19,9 +19,9 @@ from bot.knowledge.lexicon import tokens
 # How far the library's probability of Italian must be from 1/2 to count on its own, for
 # short and for longer messages; one knowledge-base word is worth this much probability.
 SHORT_WORDS = 2
-SHORT_CONFIDENCE = 0.4
-LONG_CONFIDENCE = 0.1
-WORD_VOTE = 0.15
+SHORT_CONFIDENCE = 0.3
+LONG_CONFIDENCE = 0.05
+WORD_VOTE = 0.3
 MAX_CHARS = 600
 
 
@@ -55,11 +55,14 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
     balance = WORD_VOTE * (votes.get("it", 0) - votes.get("en", 0))
     if all(word.isdigit() for word in words):
         return None
+    if len(words) <= SHORT_WORDS and min(votes.values(), default=0) == 0 and balance:
+        # On one or two words the knowledge base's own words are the better judge.
+        return "it" if balance > 0 else "en"
     probability = italian_probability(text)
     # Both values read toward Italian when positive.
     lean = (probability - 0.5) + balance
     needed = SHORT_CONFIDENCE if len(words) <= SHORT_WORDS else LONG_CONFIDENCE
-    if abs(lean) < needed and abs(balance) < needed:
+    if abs(lean) < needed:
         return None
     return "it" if lean > 0 else "en"
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,8 @@ class Document:
     group: str
     questions: Mapping[str, Sequence[str]]
     keywords: Mapping[str, Sequence[str]]
+    # Other texts in each language (answers): evidence of the language only, never matched.
+    texts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,9 @@ class Matcher:
                     for term in self.analyzer.terms(keyword, lang):
                         profile[term] = 1.0
             profiles.append(profile)
+            for lang, text in document.texts.items():
+                if lang in self.language_words:
+                    self.language_words[lang].update(tokens(text))
         self.surface = frozenset(word for word in surface if not word.isdigit())
         count = len(self.documents)
         frequency: dict[str, int] = {}
