@@ -278,17 +278,21 @@ def print_tables(name: str, results: Sequence[tuple[str, dict[str, Tally]]]) -> 
 
 def fit(items: Sequence[Item]) -> Tuning:
     """The parameters that maximise in-scope top-1 plus correct fallback on the dev half."""
-    kb = KnowledgeBase.load(CONFIG)
     best: tuple[float, Tuning] | None = None
     grid = itertools.product(
-        (0.3, 0.5, 0.7, 0.85, 1.0),  # blend
+        (0.1, 0.3, 0.6, 1.0),  # stop-word weight (changes the index: one build each)
+        (0.5, 0.7, 0.85, 1.0),  # blend
         (0.3, 0.5, 0.7, 1.0),  # unknown weight
     )
-    for blend, unknown in grid:
+    kb = KnowledgeBase.load(CONFIG)
+    for stop, blend, unknown in grid:
+        if kb.matcher.tuning.stopword_weight != stop:
+            kb = KnowledgeBase.load(CONFIG)
+            kb.faq.matching["stopword_weight"] = stop  # type: ignore[index]
         base = replace(kb.matcher.tuning, blend=blend, unknown_weight=unknown)
         kb.matcher.tuning = base
-        for threshold in [x / 100 for x in range(5, 61, 5)]:
-            for margin in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.13):
+        for threshold in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
+            for margin in (0.0, 0.03, 0.06, 0.09, 0.12):
                 kb.matcher.tuning = replace(base, threshold=threshold, margin=margin)
                 tally = Tally()
                 for item in items:
@@ -323,6 +327,7 @@ def write_tuning(tuning: Tuning) -> None:
         f"  margin: {tuning.margin}\n"
         f"  blend: {tuning.blend}\n"
         f"  unknown_weight: {tuning.unknown_weight}\n"
+        f"  stopword_weight: {tuning.stopword_weight}\n"
     )
     text = re.sub(r"matching:\n(?:  .*\n)+", block, text, count=1)
     path.write_text(text, encoding="utf-8")

@@ -52,6 +52,7 @@ class Tuning:
     margin: float = 0.04
     blend: float = 0.5
     unknown_weight: float = 0.6
+    stopword_weight: float = 0.3
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Tuning:
@@ -59,7 +60,7 @@ class Tuning:
         return cls(
             **{
                 name: float(raw.get(name, getattr(defaults, name)))
-                for name in ("threshold", "margin", "blend", "unknown_weight")
+                for name in ("threshold", "margin", "blend", "unknown_weight", "stopword_weight")
             }
         )
 
@@ -194,7 +195,16 @@ class Matcher:
             for term in profile:
                 frequency[term] = frequency.get(term, 0) + 1
         scale = math.log(1 + max(1, count))
-        self.idf = {term: math.log(1 + count / df) / scale for term, df in frequency.items()}
+        # Function words (stop-words lists) weigh less even when the entries use them.
+        stop_terms = {
+            self.analyzer.term(word, lang) for word in self.stopwords for lang in LANGUAGES
+        }
+        self.idf = {
+            term: math.log(1 + count / df)
+            / scale
+            * (self.tuning.stopword_weight if term in stop_terms else 1.0)
+            for term, df in frequency.items()
+        }
         # Variants sorted by entry, so a per-entry maximum is one reduceat.
         variants.sort(key=lambda item: item[0])
         self._variant_entry = np.array([index for index, _ in variants], dtype=np.int64)
