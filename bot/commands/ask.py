@@ -21,9 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "ask",
         help="answer one question from the FAQ (or one per line with '-')",
         description=(
-            "Look a question up in the FAQ and print the answer. With '-', read one question "
-            "per line from standard input and answer each. faq_id is null when the bot would "
-            "offer to forward the question to the secretariat."
+            "Look a message up in the FAQ and print the reply: up to 3 answers, one per "
+            "question in the message. With '-', read one message per line from standard input "
+            "and answer each. topic is null when the bot would offer to forward the question "
+            "to the secretariat (faq_id then names the matched 'not confirmed' entry, if any)."
         ),
     )
     parser.add_argument("question", metavar="QUESTION", help="the question, or '-' for stdin")
@@ -35,7 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--json",
         action="store_true",
-        help='print {"faq_id", "score", "lang", "answer"} as JSON (one object per line)',
+        help=(
+            'print {"faq_id", "score", "lang", "answer", "topic", "answers", "reply"} as JSON '
+            "(one object per line)"
+        ),
     )
     add_config_option(parser)
     parser.set_defaults(func=run)
@@ -51,15 +55,27 @@ def _load(args: argparse.Namespace) -> KnowledgeBase:
         raise UserError("\n".join(exc.problems)) from None
 
 
+def record(answer: Answer) -> dict[str, object]:
+    """The JSON form of a reply: the primary answer's fields, every answer, the whole reply."""
+    answers = [
+        {"faq_id": found.faq_id, "topic": found.topic, "answer": found.text}
+        for found in answer.answers
+    ]
+    return {
+        "faq_id": answer.faq_id,
+        "score": answer.score,
+        "lang": answer.lang,
+        # The primary answer alone (equal to answers[0]); on a fallback, the whole reply.
+        "answer": answers[0]["answer"] if answers else answer.text,
+        "topic": answer.topic,
+        "answers": answers,
+        "reply": answer.text,
+    }
+
+
 def _emit(answer: Answer, as_json: bool) -> None:
     if as_json:
-        record = {
-            "faq_id": answer.faq_id,
-            "score": answer.score,
-            "lang": answer.lang,
-            "answer": answer.text,
-        }
-        print(json.dumps(record, ensure_ascii=False), flush=True)
+        print(json.dumps(record(answer), ensure_ascii=False), flush=True)
     else:
         print(answer.text)
 

@@ -99,12 +99,16 @@ class LanguageCues:
     question: Mapping[str, frozenset[tuple[str, ...]]]
     focus: Mapping[str, frozenset[tuple[str, ...]]]
     conjunctions: Mapping[str, frozenset[str]]
+    open: Mapping[str, frozenset[tuple[str, ...]]]
 
     def all_question(self) -> frozenset[tuple[str, ...]]:
         return frozenset().union(*self.question.values())
 
     def all_focus(self) -> frozenset[tuple[str, ...]]:
         return frozenset().union(*self.focus.values())
+
+    def all_open(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.open.values())
 
     def all_conjunctions(self) -> frozenset[str]:
         return frozenset().union(*self.conjunctions.values())
@@ -175,7 +179,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
     sections: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {}
     if not isinstance(data, Mapping):
         raise KnowledgeError([f"{path}: must be a mapping"])
-    for section in ("question_cues", "focus_cues", "conjunctions"):
+    for section in ("question_cues", "focus_cues", "open_cues", "conjunctions"):
         raw = data.get(section)
         if not isinstance(raw, Mapping):
             problems.append(f"{path}: '{section}' must have an 'it' and an 'en' list")
@@ -189,6 +193,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
     return LanguageCues(
         question={lang: frozenset(v) for lang, v in sections["question_cues"].items()},
         focus={lang: frozenset(v) for lang, v in sections["focus_cues"].items()},
+        open={lang: frozenset(v) for lang, v in sections["open_cues"].items()},
         conjunctions={
             lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
         },

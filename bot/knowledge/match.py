@@ -96,6 +96,10 @@ class QueryTerms:
     words: int
 
 
+def _meaningful(word: str) -> bool:
+    return len(word) > 1 or word.isdigit()
+
+
 def _stemmers() -> dict[str, Any]:
     import Stemmer
 
@@ -120,8 +124,9 @@ class Analyzer:
         self.stem = _stemmers()
 
     def words(self, text: str) -> list[str]:
-        """Folded words with lexicon phrases replaced by their concept."""
-        return self.lexicon.concepts(tokens(text)[:MAX_WORDS])
+        """Folded words with lexicon phrases replaced by their concept (single letters, left
+        by elisions such as "what's" or "l'", dropped)."""
+        return [w for w in self.lexicon.concepts(tokens(text)[:MAX_WORDS]) if _meaningful(w)]
 
     def term(self, word: str, lang: str) -> str:
         """A word's index term in `lang`: a concept as is, any other word by its stem."""
@@ -188,6 +193,7 @@ class Matcher:
             for lang, text in document.texts.items():
                 if lang in self.language_words:
                     self.language_words[lang].update(tokens(text))
+        self.profiles = profiles
         self.surface = frozenset(word for word in surface if not word.isdigit())
         count = len(self.documents)
         frequency: dict[str, int] = {}
@@ -275,9 +281,13 @@ class Matcher:
     def query(self, text: str, lang: str) -> QueryTerms:
         """The weighted terms of a question written (mostly) in `lang`."""
         order = [lang, *(other for other in LANGUAGES if other != lang)]
-        words = self.analyzer.lexicon.concepts(
-            [self.correct(word) for word in tokens(text)[:MAX_WORDS]]
-        )
+        words = [
+            word
+            for word in self.analyzer.lexicon.concepts(
+                [self.correct(word) for word in tokens(text)[:MAX_WORDS]]
+            )
+            if _meaningful(word)
+        ]
         weights: dict[str, float] = {}
         unknown: set[str] = set()
         for word in words:
@@ -338,11 +348,15 @@ class Matcher:
 
     def rank(self, text: str, lang: str, limit: int = 5) -> list[Ranked]:
         """The best entries for `text`, best first (at most `limit`, only scores above 0)."""
+        return self.rank_query(self.query(text, lang), limit)
+
+    def rank_query(self, query: QueryTerms, limit: int = 5) -> list[Ranked]:
+        """The best entries for an analysed question."""
         import numpy as np
 
         if not self.documents:
             return []
-        scores = self.scores(self.query(text, lang))
+        scores = self.scores(query)
         size = min(limit, len(scores))
         top = np.argpartition(-scores, size - 1)[:size] if size < len(scores) else np.arange(size)
         ordered = sorted(top.tolist(), key=lambda i: (-scores[i], i))
@@ -352,14 +366,20 @@ class Matcher:
             if scores[i] > 0
         ]
 
-    def best(self, text: str, lang: str) -> tuple[Ranked | None, float]:
-        """The best entry and its margin over the best entry of another group."""
-        ranked = self.rank(text, lang)
+    def best(self, query: QueryTerms) -> tuple[Ranked | None, float, list[Ranked]]:
+        """The best entry, its margin over the best entry of another group, and the ranking."""
+        ranked = self.rank_query(query)
         if not ranked:
-            return None, 0.0
+            return None, 0.0, ranked
         first = ranked[0]
         runner_up = next((r.score for r in ranked[1:] if r.group != first.group), 0.0)
-        return first, first.score - runner_up
+        return first, first.score - runner_up, ranked
+
+    def residual(self, query: QueryTerms, index: int) -> QueryTerms:
+        """What `query` asks beyond entry `index`: its terms the entry does not hold."""
+        profile = self.profiles[index]
+        left = {term: weight for term, weight in query.weights.items() if term not in profile}
+        return QueryTerms(left, query.unknown, query.words)
 
     # ------------------------------------------------------------------ language evidence
 

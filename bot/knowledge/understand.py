@@ -17,13 +17,23 @@ goes, alone, to the form.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.knowledge.lexicon import LanguageCues, tokens
-from bot.knowledge.match import Matcher, Ranked
+from bot.knowledge.match import Matcher, QueryTerms, Ranked
 
 MAX_QUESTIONS = 3
 MAX_PIECES = 8
+UNCONFIRMED = "?"
+# Share of a question's known weight an answer must leave out before the rest is read as a
+# second question.
+RESIDUAL_SHARE = 0.35
+# How much closer a topic's general answer may be than one of its claims and still give way
+# to it on a yes/no question.
+CLAIM_PREFERENCE = 0.15
+# A conjunction starts a new question when a question cue follows within this many words
+# ("and with which criteria").
+CUE_WINDOW = 2
 _SENTENCE_RE = re.compile(r"[^.!?;:\n]*[.!?;:\n]+|[^.!?;:\n]+$")
 
 
@@ -53,6 +63,16 @@ def _find(words: list[str], phrases: frozenset[tuple[str, ...]]) -> int:
     return found
 
 
+def _comma_positions(text: str) -> set[int]:
+    """Word positions that follow a comma in `text`."""
+    positions: set[int] = set()
+    count = 0
+    for part in text.split(","):
+        count += len(tokens(part))
+        positions.add(count)
+    return positions
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of `text`, with their closing punctuation."""
     return [part.strip() for part in _SENTENCE_RE.findall(text) if tokens(part)]
@@ -66,6 +86,7 @@ class Reader:
         self.question_cues = cues.all_question()
         self.focus_cues = cues.all_focus()
         self.conjunctions = cues.all_conjunctions()
+        self.open_cues = cues.all_open()
 
     def is_question(self, sentence: str) -> bool:
         words = tokens(sentence)
@@ -84,19 +105,30 @@ class Reader:
         return sentence
 
     def _halves(self, question: str) -> list[str]:
-        """`question` cut where a conjunction starts a new question ("… and when …")."""
+        """`question` cut where a conjunction or a comma starts a new question ("… and when
+        …", "… and with which criteria …", "…, is there …")."""
         words = tokens(question)
-        cuts = [
-            at
-            for at in range(1, len(words) - 1)
-            if words[at] in self.conjunctions and _starts_with(words, self.question_cues, at + 1)
-        ]
+        commas = _comma_positions(question)
+        # (end of one part, start of the next): a conjunction is dropped, a comma is not a word.
+        cuts: list[tuple[int, int]] = []
+        for at in range(1, len(words) - 1):
+            if words[at] in self.conjunctions and any(
+                words[at + skip] not in self.conjunctions
+                and _starts_with(words, self.question_cues, at + skip)
+                for skip in range(1, min(CUE_WINDOW, len(words) - at - 1) + 1)
+            ):
+                cuts.append((at, at + 1))
+            elif at in commas and _starts_with(words, self.question_cues, at):
+                cuts.append((at, at))
         if not cuts:
             return [question]
         parts, start = [], 0
-        for cut in cuts:
-            parts.append(" ".join(words[start:cut]))
-            start = cut + 1
+        for end, next_start in cuts:
+            if end <= start:
+                start = max(start, next_start)
+                continue
+            parts.append(" ".join(words[start:end]))
+            start = next_start
         parts.append(" ".join(words[start:]))
         return [part for part in parts if part]
 
@@ -115,39 +147,88 @@ class Reader:
             return [(text, "", text.strip())]
         return asked[:MAX_PIECES]
 
-    def decide(self, text: str, lang: str) -> tuple[Ranked | None, float, bool, bool]:
+    def is_closed(self, question: str) -> bool:
+        """A yes/no question: no question word asking for information ("what", "quanto")."""
+        words = tokens(question)
+        return not any(_starts_with(words, self.open_cues, at) for at in range(len(words)))
+
+    def decide(
+        self, query: QueryTerms, closed: bool = False
+    ) -> tuple[Ranked | None, float, bool, bool]:
         """Best entry, margin, whether it answers, whether it is an unconfirmed point."""
         tuning = self.matcher.tuning
-        best, margin = self.matcher.best(text, lang)
+        best, margin, ranked = self.matcher.best(query)
+        if closed and best is not None and best.id == best.group:
+            # A yes/no question: a claim of the same topic nearly as close gives the direct
+            # answer the topic's general text lacks.
+            claim = next(
+                (
+                    r
+                    for r in ranked[1:]
+                    if r.group == best.group and best.score - r.score < CLAIM_PREFERENCE
+                ),
+                None,
+            )
+            if claim is not None:
+                best = replace(claim)
         if best is None or best.score < tuning.threshold:
             return best, margin, False, False
-        confirmed = not best.group.startswith("?")
-        if not confirmed:
+        if best.group.startswith(UNCONFIRMED):
             return best, margin, False, True
         if margin < tuning.margin:
             # Too close to call: an unconfirmed point close behind wins (never a wrong
             # figure); otherwise nothing is answered.
-            ranked = self.matcher.rank(text, lang)
             close = [
                 r
                 for r in ranked[1:]
-                if r.group.startswith("?") and best.score - r.score < tuning.margin
+                if r.group.startswith(UNCONFIRMED) and best.score - r.score < tuning.margin
             ]
             if close:
                 return close[0], margin, False, True
             return best, margin, False, False
         return best, margin, True, False
 
+    def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
+        ranked = self.matcher.rank_query(query)
+        return any(
+            r.id == entry_id and score - r.score < 2 * self.matcher.tuning.margin for r in ranked
+        )
+
     def read(self, text: str, lang: str) -> list[Piece]:
-        """Every question of `text` with its decision."""
+        """Every question of `text` with its decision, in message order."""
         pieces: list[Piece] = []
         for question, before, sentence in self.questions(text):
-            best, margin, answered, unconfirmed = self.decide(question, lang)
+            query = self.matcher.query(question, lang)
+            closed = self.is_closed(question)
+            best, margin, answered, unconfirmed = self.decide(query, closed)
+            last = pieces[-1] if pieces else None
+            if (
+                answered
+                and best is not None
+                and last is not None
+                and last.sentence == sentence
+                and last.unconfirmed
+                and last.best is not None
+                and self._close(query, last.best.id, best.score)
+            ):
+                # "… how many partners, and must they be from different countries?": a second
+                # half nearly as close to the point the first half asked stays with it.
+                continue
             if not answered and not unconfirmed and before:
                 # "Can we apply?" after "We are a university…": read with its context.
-                joined = f"{before} {question}"
-                best2, margin2, answered2, unconfirmed2 = self.decide(joined, lang)
-                if answered2 or unconfirmed2:
-                    best, margin, answered, unconfirmed = best2, margin2, answered2, unconfirmed2
+                joined = self.matcher.query(f"{before} {question}", lang)
+                decided = self.decide(joined, closed)
+                if decided[2] or decided[3]:
+                    query = joined
+                    best, margin, answered, unconfirmed = decided
             pieces.append(Piece(question, sentence, best, margin, answered, unconfirmed))
+            if best is not None and answered:
+                # "scadenza e budget?": what the first entry leaves out may be a second question.
+                rest = self.matcher.residual(query, best.index)
+                known = sum(w * w for w in query.weights.values())
+                left = sum(w * w for w in rest.weights.values())
+                if known and left / known >= RESIDUAL_SHARE:
+                    extra = self.decide(rest)
+                    if extra[0] is not None and extra[2] and extra[0].group != best.group:
+                        pieces.append(Piece(question, sentence, extra[0], extra[1], True, False))
         return pieces
