@@ -38,8 +38,13 @@ def test_ask_json_has_the_documented_shape() -> None:
     result = clusterbot("ask", "What is the deadline?", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert set(record) == {"faq_id", "score", "lang", "answer"}
-    assert record["faq_id"] == "deadline"
+    assert set(record) == {"faq_id", "score", "lang", "answer", "topic", "answers", "reply"}
+    assert record["topic"] == "deadline"
+    assert record["answers"][0] == {
+        "faq_id": record["faq_id"],
+        "topic": record["topic"],
+        "answer": record["answer"],
+    }
     assert record["lang"] == "en"
     assert 0.0 <= record["score"] <= 1.0
     assert "2 February 2021" in record["answer"]
@@ -58,13 +63,14 @@ def test_ask_stdin_answers_one_json_object_per_line() -> None:
     result = clusterbot("ask", "-", "--json", stdin="\n".join(questions) + "\n")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["faq_id"] for r in records] == ["budget", None, "funded-proposals"]
+    assert [r["topic"] for r in records] == ["budget", None, "funded-proposals"]
     assert records[1]["answer"]
 
 
 def test_ask_fallback_is_null() -> None:
     record = json.loads(clusterbot("ask", "what's the weather like in Rome?", "--json").stdout)
-    assert record["faq_id"] is None
+    assert record["topic"] is None
+    assert record["answers"] == []
 
 
 def test_ask_empty_question_is_a_user_error() -> None:

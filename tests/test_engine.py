@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from bot.dialogue.engine import MAX_BUTTON_ID_BYTES, Engine, Event
 from bot.dialogue.texts import default_texts
-from bot.knowledge.faq import REQUIRED_IDS
+from tests.knowledge_support import REQUIRED_IDS
 from bot.settings import Settings
 from tests.dialogue_support import (
     Chat,

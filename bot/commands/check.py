@@ -34,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "template, the database and the data folder's permissions, what 'run' needs "
             "(token, admin chat, mail server), and report deliveries that failed "
             "permanently (dead) or are stuck. Prints where everything lives and every "
-            "problem at once; exit code 1 if there is any."
+            "problem at once; exit code 1 if there is any error. Warnings (privacy "
+            "placeholders, a question variant that matches another FAQ entry better than its "
+            "own, a lexicon group that references nothing) are printed but do not fail it."
         ),
     )
     add_config_option(parser)
@@ -54,14 +56,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def _check_knowledge(settings: Settings) -> list[str]:
+def _check_knowledge(settings: Settings) -> tuple[list[str], list[str]]:
+    """Errors and warnings of the knowledge base (FAQ data, lexicon)."""
     from bot.knowledge import KnowledgeBase, KnowledgeError
+    from bot.knowledge.lint import lint
 
     try:
-        KnowledgeBase.from_settings(settings)
+        kb = KnowledgeBase.from_settings(settings)
     except KnowledgeError as exc:
-        return list(exc.problems)
-    return []
+        return list(exc.problems), []
+    directory = settings.resolved_knowledge_dir
+    findings = lint(kb, str(directory / "faq.yaml"), str(directory / "lexicon.yaml"))
+    return findings.errors, findings.warnings
 
 
 def _optional_check(module_name: str, function: str) -> Callable[..., list[str]] | None:
@@ -224,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
     from bot.storage import loose_modes
 
     settings, problems = load_settings_with_problems(args.config)
-    problems.extend(_check_knowledge(settings))
+    knowledge_errors, knowledge_warnings = _check_knowledge(settings)
+    problems.extend(knowledge_errors)
     for module_name, function in TEMPLATE_CHECKS:
         check = _optional_check(module_name, function)
         if check is not None:
@@ -262,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     # Placeholders do not stop the bot (the notice falls back to the secretariat), so they
     # are warnings: shown on every check until the operator fills them in.
-    warnings = privacy_warnings(settings)
+    warnings = privacy_warnings(settings) + knowledge_warnings
     for warning in warnings:
         print(f"clusterbot: warning: {warning}", file=sys.stderr)
     if problems:
