@@ -1,4 +1,5 @@
-"""Countries for the enquiry form: EU and COSME participants first, then any other, then 'other'."""
+"""Countries for the enquiry form: EU and programme participants first, then any other, then
+'other'."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ EU: tuple[tuple[str, str, str], ...] = (
     ("SE", "Sweden", "Svezia"),
 )
 
-# Non-EU countries participating in COSME (call-facts.md, 2018 list), then the United
+# Non-EU countries participating in the call's programme (call-facts.md, 2018 list), then the United
 # Kingdom, which the call text addresses in a section of its own.
-COSME: tuple[tuple[str, str, str], ...] = (
+PROGRAMME_COUNTRIES: tuple[tuple[str, str, str], ...] = (
     ("IS", "Iceland", "Islanda"),
     ("AL", "Albania", "Albania"),
     ("BA", "Bosnia and Herzegovina", "Bosnia ed Erzegovina"),
@@ -136,7 +137,7 @@ _NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "ZZ", "QO", "XA", "XB"})
 
 @dataclass(frozen=True)
 class Country:
-    """A country the form accepts; `group` is 'eu', 'cosme' or 'other'."""
+    """A country the form accepts; `group` is 'eu', 'programme' or 'other'."""
 
     code: str
     en: str
@@ -168,10 +169,10 @@ def fold(text: str) -> str:
 
 @cache
 def listed() -> tuple[Country, ...]:
-    """EU Member States, then the non-EU COSME countries and the UK, in list order."""
+    """EU Member States, then the programme's non-EU countries and the UK, in list order."""
     eu = tuple(Country(code, en, it, "eu") for code, en, it in EU)
-    cosme = tuple(Country(code, en, it, "cosme") for code, en, it in COSME)
-    return eu + cosme
+    others = tuple(Country(code, en, it, "programme") for code, en, it in PROGRAMME_COUNTRIES)
+    return eu + others
 
 
 @cache

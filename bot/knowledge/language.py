@@ -19,7 +19,7 @@ from bot.knowledge.lexicon import tokens
 # How far the library's probability of Italian must be from 1/2 to count on its own, for
 # short and for longer messages; one knowledge-base word is worth this much probability.
 SHORT_WORDS = 2
-SHORT_CONFIDENCE = 0.3
+SHORT_CONFIDENCE = 0.4
 LONG_CONFIDENCE = 0.05
 WORD_VOTE = 0.3
 MAX_CHARS = 600
@@ -40,11 +40,14 @@ def italian_probability(text: str) -> float:
     """The library's probability that `text` is Italian rather than English (0.5: unknown)."""
     from lingua import Language
 
-    values = _detector().compute_language_confidence_values(text[:MAX_CHARS])
-    for value in values:
-        if value.language == Language.ITALIAN:
-            return float(value.confidence if hasattr(value, "confidence") else value.value)
-    return 0.5
+    values = {
+        value.language: float(value.value)
+        for value in _detector().compute_language_confidence_values(text[:MAX_CHARS])
+    }
+    italian = values.get(Language.ITALIAN, 0.0)
+    total = italian + values.get(Language.ENGLISH, 0.0)
+    # Both zero: the library has no evidence at all ("ok", an emoji).
+    return italian / total if total > 0 else 0.5
 
 
 def identify(text: str, votes: Mapping[str, int]) -> str | None:

@@ -94,6 +94,8 @@ class QueryTerms:
     weights: Mapping[str, float]
     unknown: float
     words: int
+    # Lexicon concepts named in the question, known to the entries or not ("other_programmes").
+    concepts: frozenset[str] = frozenset()
 
 
 def _meaningful(word: str) -> bool:
@@ -304,7 +306,10 @@ class Matcher:
                 weights[term] = self.idf[term]
             elif word not in self.stopwords and len(word) > 1:
                 unknown.add(word)
-        return QueryTerms(weights, self.tuning.unknown_weight**2 * len(unknown), len(words))
+        concepts = frozenset(word for word in words if word.startswith(CONCEPT_MARK))
+        return QueryTerms(
+            weights, self.tuning.unknown_weight**2 * len(unknown), len(words), concepts
+        )
 
     # ------------------------------------------------------------------ ranking
 
@@ -375,11 +380,15 @@ class Matcher:
         runner_up = next((r.score for r in ranked[1:] if r.group != first.group), 0.0)
         return first, first.score - runner_up, ranked
 
+    def holds(self, index: int, term: str) -> bool:
+        """Whether entry `index` knows `term` (in a variant or a keyword)."""
+        return term in self.profiles[index]
+
     def residual(self, query: QueryTerms, index: int) -> QueryTerms:
         """What `query` asks beyond entry `index`: its terms the entry does not hold."""
         profile = self.profiles[index]
         left = {term: weight for term, weight in query.weights.items() if term not in profile}
-        return QueryTerms(left, query.unknown, query.words)
+        return QueryTerms(left, query.unknown, query.words, query.concepts)
 
     # ------------------------------------------------------------------ language evidence
 

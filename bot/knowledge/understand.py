@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from bot.knowledge.lexicon import LanguageCues, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, LanguageCues, tokens
+from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
 
 MAX_QUESTIONS = 3
 MAX_PIECES = 8
 UNCONFIRMED = "?"
+OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 # Share of a question's known weight an answer must leave out before the rest is read as a
 # second question.
 RESIDUAL_SHARE = 0.35
@@ -172,6 +174,12 @@ class Reader:
             if claim is not None:
                 best = replace(claim)
         if best is None or best.score < tuning.threshold:
+            return best, margin, False, False
+        if OTHER_PROGRAMMES in query.concepts and not self.matcher.holds(
+            best.index, OTHER_PROGRAMMES
+        ):
+            # Another programme is named, and this entry is not about other programmes: the
+            # answer would be about this call, not the one asked about.
             return best, margin, False, False
         if best.group.startswith(UNCONFIRMED):
             return best, margin, False, True

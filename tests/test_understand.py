@@ -1,0 +1,216 @@
+"""How the knowledge base reads a whole message: questions, language, answers and fallbacks.
+
+Behaviour, not accuracy: accuracy on realistic messages is measured by bench/faq.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.knowledge import KnowledgeBase, KnowledgeError
+from bot.knowledge.lint import lint
+
+ROOT = Path(__file__).resolve().parent.parent
+SECOND_CALL = Path(__file__).resolve().parent / "data" / "second_call"
+CALL_WORDS = re.compile(r"cosme|clusterxchange|easme|eismea|escp|bando|partenariat", re.I)
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load(ROOT / "config")
+
+
+# --- the whole message ----------------------------------------------------------------------
+
+
+def test_two_questions_get_two_answers_in_the_order_asked(kb: KnowledgeBase) -> None:
+    found = kb.understand("Hi! What is the total budget? And when is the deadline?\nThanks, Anna")
+    assert [a.topic for a in found.answers] == ["budget", "deadline"]
+    assert found.unanswered is None
+    assert found.lang == "en"
+    # Each answer carries its own source link.
+    assert all("Source: https://" in a.text for a in found.answers)
+
+
+def test_two_questions_in_one_sentence(kb: KnowledgeBase) -> None:
+    found = kb.understand("qual è il budget e quando scade il bando?")
+    assert [a.topic for a in found.answers] == ["budget", "deadline"]
+
+
+def test_at_most_three_answers(kb: KnowledgeBase) -> None:
+    found = kb.understand(
+        "What is the budget? What is the deadline? What is the maximum grant? "
+        "How many projects will be funded? What is the funding rate?"
+    )
+    assert 1 <= len(found.answers) <= 3
+
+
+def test_context_greeting_and_signature_do_not_dilute_the_question(kb: KnowledgeBase) -> None:
+    found = kb.understand(
+        "Good morning,\nwe are a cluster of 40 SMEs in Apulia working on agrifood and we have "
+        "partners in Spain and Greece.\nWhat is the maximum grant per project?\n"
+        "Best regards,\nGiulia Rossi"
+    )
+    assert [a.topic for a in found.answers] == ["max-grant"]
+
+
+def test_yes_no_question_gets_the_direct_answer_first(kb: KnowledgeBase) -> None:
+    found = kb.understand("Is the call still open?")
+    assert found.topic == "deadline"
+    assert found.answers[0].text.startswith("No")
+
+
+# --- points the facts do not confirm ----------------------------------------------------------
+
+
+def test_unconfirmed_point_falls_back_with_its_own_text(kb: KnowledgeBase) -> None:
+    question = "What is the minimum number of partners in the consortium?"
+    found = kb.understand(question)
+    assert found.answers == ()
+    assert found.topic is None
+    assert found.faq_id is not None and found.unconfirmed[0].faq_id == found.faq_id
+    assert "not confirmed" in found.unconfirmed[0].text
+    assert found.unanswered == question
+
+
+def test_only_the_unanswered_question_prefills_the_form(kb: KnowledgeBase) -> None:
+    found = kb.understand("What is the budget? And how long do the projects last?")
+    assert [a.topic for a in found.answers] == ["budget"]
+    assert found.unanswered == "And how long do the projects last?"
+
+
+def test_another_programme_is_never_answered_as_this_call(kb: KnowledgeBase) -> None:
+    found = kb.understand("When is the Horizon Europe deadline?")
+    assert found.topic is None
+    assert found.unanswered is not None
+
+
+def test_off_topic_falls_back(kb: KnowledgeBase) -> None:
+    found = kb.understand("what's the weather like in Rome?")
+    assert found.answers == ()
+
+
+def test_typos_are_tolerated(kb: KnowledgeBase) -> None:
+    assert kb.understand("wat is the dedline?").topic == "deadline"
+    assert kb.understand("qual e il bugdet totale").topic == "budget"
+
+
+def test_answer_joins_every_part_of_the_reply(kb: KnowledgeBase) -> None:
+    reply = kb.answer("What is the budget? And how long do the projects last?")
+    assert reply.topic == "budget" and reply.faq_id == "budget"
+    assert reply.text.startswith(reply.answers[0].text)
+    assert reply.text.endswith(kb.fallback["en"])
+
+
+# --- language ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Qual è il contributo massimo per progetto?", "it"),
+        ("What is the maximum grant per project?", "en"),
+        ("scadenza?", "it"),
+        ("deadline?", "en"),
+        # A mixed message gets its main language.
+        ("Hi, volevo sapere quando scade il bando e quanto è il budget", "it"),
+    ],
+)
+def test_reply_language_is_the_message_language(kb: KnowledgeBase, text: str, lang: str) -> None:
+    assert kb.understand(text, previous_lang="it" if lang == "en" else "en").lang == lang
+
+
+@pytest.mark.parametrize("text", ["ok", "ciao", "👍", "2021"])
+def test_a_message_too_short_to_tell_keeps_the_previous_language(
+    kb: KnowledgeBase, text: str
+) -> None:
+    assert kb.understand(text, previous_lang="it").lang in ("it",)
+    assert kb.choose_language("2021", previous_lang="en") == "en"
+
+
+def test_an_explicit_choice_wins(kb: KnowledgeBase) -> None:
+    found = kb.understand("What is the budget?", lang="it")
+    assert found.lang == "it"
+    assert "Fonte" in found.answers[0].text
+
+
+# --- call knowledge is data -------------------------------------------------------------------
+
+
+def test_no_call_specific_word_in_the_code() -> None:
+    for folder in ("bot/knowledge", "bot/dialogue"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert not CALL_WORDS.search(text), (path, CALL_WORDS.search(text))
+
+
+def test_a_second_call_is_new_files_only() -> None:
+    kb = KnowledgeBase.load(SECOND_CALL)
+    assert kb.call.id == "PORTS-2031-01"
+    assert kb.understand("How much funding can a harbor get?").topic == "grant"
+    assert kb.understand("quando scade?").topic == "deadline"
+    both = kb.understand("Can a marina apply? And what is the closing date?")
+    assert [a.topic for a in both.answers] == ["who", "deadline"]
+    unconfirmed = kb.understand("Is dredging eligible?")
+    assert unconfirmed.topic is None and unconfirmed.faq_id == "dredging-costs"
+    assert kb.understand("Interreg deadline?").topic is None
+
+
+def test_check_reports_duplicated_and_misread_variants(tmp_path: Path) -> None:
+    target = tmp_path / "kb"
+    shutil.copytree(SECOND_CALL, target)
+    faq = target / "faq.yaml"
+    text = faq.read_text(encoding="utf-8")
+    # The same variant in two entries (an error), and a grant question filed under 'who'.
+    text = text.replace(
+        "en: [Who can apply?,", "en: [How much is the grant?, What funding does a marina get?,"
+    )
+    faq.write_text(text, encoding="utf-8")
+    (target / "lexicon.yaml").write_text(
+        "synonyms:\n  - [lighthouse, faro]\n", encoding="utf-8"
+    )
+    findings = lint(KnowledgeBase.load(target))
+    assert any("'How much is the grant?' is in both" in e for e in findings.errors)
+    assert any(
+        "entry 'who'" in w and "matches entry 'grant'" in w for w in findings.warnings
+    )
+    assert any("'lighthouse' references nothing" in w for w in findings.warnings)
+
+
+def test_unknown_topic_is_an_error(tmp_path: Path) -> None:
+    target = tmp_path / "kb"
+    shutil.copytree(SECOND_CALL, target)
+    faq = target / "faq.yaml"
+    faq.write_text(
+        faq.read_text(encoding="utf-8").replace("topic: grant", "topic: grants"), encoding="utf-8"
+    )
+    with pytest.raises(KnowledgeError) as caught:
+        KnowledgeBase.load(target)
+    assert any("unknown topic 'grants'" in p for p in caught.value.problems)
+
+
+# --- any input --------------------------------------------------------------------------------
+
+
+@given(st.text(max_size=400))
+def test_any_text_is_understood_without_error(text: str) -> None:
+    kb = _shared_kb()
+    found = kb.understand(text)
+    assert found.lang in ("it", "en")
+    assert len(found.answers) <= 3
+    assert all(a.topic is not None for a in found.answers)
+
+
+_KB: list[KnowledgeBase] = []
+
+
+def _shared_kb() -> KnowledgeBase:
+    if not _KB:
+        _KB.append(KnowledgeBase.load(ROOT / "config"))
+    return _KB[0]
