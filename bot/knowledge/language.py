@@ -20,7 +20,7 @@ from bot.knowledge.lexicon import tokens
 # short and for longer messages; one knowledge-base word is worth this much probability.
 SHORT_WORDS = 2
 SHORT_CONFIDENCE = 0.4
-LONG_CONFIDENCE = 0.05
+LONG_CONFIDENCE = 0.2
 WORD_VOTE = 0.3
 MAX_CHARS = 600
 
