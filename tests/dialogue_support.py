@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from bot.dialogue.engine import Button, Engine, Event, Reply
-from bot.knowledge import KnowledgeBase
+from bot.knowledge import Found, KnowledgeBase, Understanding
 from bot.resources import config_dir
 from bot.settings import Settings, settings_from_mapping
 from bot.storage import open_database
@@ -23,20 +24,40 @@ KEYWORDS = {"budget": "budget", "deadline": "deadline", "scadenza": "deadline"}
 
 
 class KeywordKB(KnowledgeBase):
-    """The shipped knowledge base with a predictable matcher: a keyword hit scores 0.9."""
+    """The shipped knowledge base with a predictable reader: each sentence naming a keyword
+    is answered (score 0.9), any other sentence is left for the secretariat."""
 
-    def match(self, question: str, lang: str | None = None) -> tuple[str | None, float]:
-        lowered = question.lower()
-        for word, faq_id in KEYWORDS.items():
-            if word in lowered:
-                return faq_id, 0.9
-        return None, 0.1
+    def understand(
+        self,
+        text: str,
+        lang: str | None = None,
+        previous_lang: str | None = None,
+        now: datetime | None = None,
+    ) -> Understanding:
+        reply_lang = self.choose_language(text, lang, previous_lang)
+        answers: list[Found] = []
+        unanswered: list[str] = []
+        for sentence in re.findall(r"[^?!.\n]+[?!.]?", text) or [text]:
+            if not sentence.strip():
+                continue
+            lowered = sentence.lower()
+            faq_id = next((f for word, f in KEYWORDS.items() if word in lowered), None)
+            if faq_id is None:
+                unanswered.append(sentence.strip())
+            elif all(found.faq_id != faq_id for found in answers):
+                text_ = self.render(faq_id, reply_lang, now)
+                answers.append(Found(faq_id, faq_id, 0.9, sentence.strip(), text_))
+        return Understanding(
+            reply_lang, tuple(answers), (), " ".join(unanswered) or None, 0.9 if answers else 0.1
+        )
 
 
 def load_kb() -> KeywordKB:
-    """The shipped call and FAQ, with the keyword matcher."""
+    """The shipped call and FAQ, with the keyword reader."""
     base = KnowledgeBase.load(config_dir())
-    return KeywordKB(base.call, base.entries, base.min_score, base.fallback)
+    return KeywordKB(
+        base.call, base.faq, None, base.fallback, lexicon=base.lexicon, cues=base._cues
+    )
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -933,7 +933,7 @@ def test_an_internal_error_gives_an_apology_not_an_exception(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("matcher exploded")
 
-    monkeypatch.setattr(env.kb, "answer", broken)
+    monkeypatch.setattr(env.kb, "understand", broken)
     chat = env.chat(lang_hint="en")
     chat.say("What is the budget?")
     assert "something went wrong" in chat.text or "qualcosa è andato storto" in chat.text

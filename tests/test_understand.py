@@ -117,7 +117,7 @@ def test_answer_joins_every_part_of_the_reply(kb: KnowledgeBase) -> None:
         ("Qual è il contributo massimo per progetto?", "it"),
         ("What is the maximum grant per project?", "en"),
         ("scadenza?", "it"),
-        ("deadline?", "en"),
+        ("when is the deadline?", "en"),
         # A mixed message gets its main language.
         ("Hi, volevo sapere quando scade il bando e quanto è il budget", "it"),
     ],

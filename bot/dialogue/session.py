@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,6 @@ from bot.dialogue.form import FIELDS
 from bot.dialogue.smalltalk import small_talk
 from bot.dialogue.texts import LANGUAGES
 from bot.dialogue.turn import FOLLOW_UP_STEP, FORGET_STEP, FORM_STEPS, STEPS, Event
-from bot.knowledge.match import detect_language
 from bot.storage import dumps, from_iso, to_iso
 
 # Free text is matched on its beginning only: a 10 000-character paste is not a question.
@@ -147,15 +146,18 @@ def normalize_lang(value: str | None) -> str | None:
     return code if code in LANGUAGES else None
 
 
-def reply_language(state: dict[str, Any], event: Event, default: str) -> str:
-    """Choice, else the message's clear language, else the last clear one, else the hint,
-    else the language last used, else the configured default."""
+def reply_language(
+    state: dict[str, Any], event: Event, default: str, detect: Callable[[str], str | None]
+) -> str:
+    """Choice, else the message's clear language (`detect`: the knowledge base's language
+    identification), else the last clear one, else the hint, else the language last used,
+    else the configured default."""
     chosen = state.get("chosen")
     if isinstance(chosen, str):
         return chosen
     # Form answers (names, organisations) say nothing reliable about the language.
     if event.kind == "text" and state.get("step") not in STEPS:
-        detected = _detect(event.text)
+        detected = _detect(event.text, detect)
         if detected:
             state["seen"] = detected
             return detected
@@ -168,9 +170,9 @@ def reply_language(state: dict[str, Any], event: Event, default: str) -> str:
     return normalize_lang(event.lang_hint) or fallback
 
 
-def _detect(text: str) -> str | None:
+def _detect(text: str, detect: Callable[[str], str | None]) -> str | None:
     chat = small_talk(text)
     if chat.kind is not None and chat.lang in LANGUAGES:
         return chat.lang
-    detected = detect_language(text[:MATCH_CHARS])
+    detected = detect(text[:MATCH_CHARS])
     return detected if detected in LANGUAGES else None

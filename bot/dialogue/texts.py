@@ -27,6 +27,8 @@ KEYS: Mapping[str, frozenset[str]] = {
     "topic_unknown": frozenset(),
     "fallback": frozenset(),
     "fallback_retry": frozenset(),
+    "fallback_part": frozenset({"question"}),
+    "fallback_unconfirmed": frozenset(),
     "fallback_too_long": frozenset({"length", "max"}),
     "greeting": frozenset({"standing"}),
     "greeting_how": frozenset(),

@@ -16,11 +16,14 @@ from typing import Any
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import tokens
 
-# How far the library's probability of Italian must be from 1/2 to count on its own, for
-# short and for longer messages; one knowledge-base word is worth this much probability.
+# How far the library's probability of Italian (plus the word votes) must be from 1/2: for
+# one or two words, for longer messages, and for messages with no knowledge-base word at all;
+# one knowledge-base word is worth this much probability.
 SHORT_WORDS = 2
 SHORT_CONFIDENCE = 0.4
-LONG_CONFIDENCE = 0.2
+LONG_CONFIDENCE = 0.1
+ALONE_CONFIDENCE = 0.4
+ALONE_WORDS = 4
 WORD_VOTE = 0.3
 MAX_CHARS = 600
 
@@ -58,13 +61,23 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
     balance = WORD_VOTE * (votes.get("it", 0) - votes.get("en", 0))
     if all(word.isdigit() for word in words):
         return None
+    if not any(votes.values()) and sum(len(word) > 2 for word in words) < ALONE_WORDS:
+        # Nothing the knowledge base knows, and too few words for the library alone (a name,
+        # "broken bytes", markup): it does not say which language the conversation is in.
+        return None
     if len(words) <= SHORT_WORDS and min(votes.values(), default=0) == 0 and balance:
         # On one or two words the knowledge base's own words are the better judge.
         return "it" if balance > 0 else "en"
     probability = italian_probability(text)
     # Both values read toward Italian when positive.
     lean = (probability - 0.5) + balance
-    needed = SHORT_CONFIDENCE if len(words) <= SHORT_WORDS else LONG_CONFIDENCE
+    if len(words) <= SHORT_WORDS:
+        needed = SHORT_CONFIDENCE
+    elif any(votes.values()):
+        needed = LONG_CONFIDENCE
+    else:
+        # No word of the knowledge base: the library alone must be sure.
+        needed = ALONE_CONFIDENCE
     if abs(lean) < needed:
         return None
     return "it" if lean > 0 else "en"

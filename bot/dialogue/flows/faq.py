@@ -35,7 +35,7 @@ def show_topics(turn: Turn) -> None:
 def answer_topic(turn: Turn, faq_id: str) -> None:
     """The answer of one topic (a topic button, /start <faq-id>): a side trip."""
     kb = turn.services.kb
-    title = kb.by_id[faq_id].topic.get(turn.lang)
+    title = kb.title(faq_id, turn.lang)
     text = kb.render(faq_id, turn.lang, turn.now)
     turn.say(
         text,
@@ -86,32 +86,46 @@ def free_text(turn: Turn, text: str) -> None:
         return
     # "Ciao, qual è il budget?": the question wins, matched without its greeting.
     kb = turn.services.kb
-    answer = kb.answer(chat.rest[:MATCH_CHARS], lang=turn.lang, now=turn.now)
-    turn.faq_log.append((turn.lang, answer.faq_id, float(answer.score)))
-    record_turn(
-        turn.state, turn.now, question, answer.text if answer.faq_id else None, answer.faq_id
-    )
-    if answer.faq_id is not None:
-        turn.state.pop("pending", None)
-        turn.say(
-            answer.text,
-            topics,
-            Button("contact", turn.t("btn_contact")),
-            title=kb.by_id[answer.faq_id].topic.get(turn.lang),
+    found = kb.understand(chat.rest[:MATCH_CHARS], lang=turn.lang, now=turn.now)
+    primary = found.answers[0] if found.answers else None
+    turn.faq_log.append(
+        (
+            turn.lang,
+            primary.faq_id if primary else None,
+            float(primary.score if primary else found.score),
         )
+    )
+    answered = "\n\n".join(item.text for item in found.answers) or None
+    record_turn(turn.state, turn.now, question, answered, primary.faq_id if primary else None)
+    contact = Button("contact", turn.t("btn_contact"))
+    # One reply per answered question (each with its title and source); the buttons go
+    # under the last reply of the turn.
+    for number, item in enumerate(found.answers, 1):
+        last = number == len(found.answers) and found.unanswered is None
+        turn.say(
+            item.text, *((topics, contact) if last else ()), title=kb.title(item.faq_id, turn.lang)
+        )
+    if found.unanswered is None:
+        turn.state.pop("pending", None)
         return
-    too_long = _too_long(question)
+    # Only what was not answered goes to the form.
+    pending = found.unanswered if found.answers else question
+    too_long = _too_long(pending)
     if too_long is not None:
         # Too long to forward: say so now, rather than drop it silently in the form.
         turn.state.pop("pending", None)
         turn.say(turn.t("fallback_too_long", **too_long), topics)
         return
-    turn.state["pending"] = question
-    turn.say(
-        turn.t("fallback") + "\n" + turn.t("fallback_retry"),
-        Button("fwd", turn.t("btn_forward")),
-        topics,
-    )
+    turn.state["pending"] = pending
+    # A point the facts leave open: what the call does say, then the offer to forward.
+    parts = [item.text for item in found.unconfirmed]
+    if parts:
+        parts.append(turn.t("fallback_unconfirmed"))
+    elif found.answers:
+        parts.append(turn.t("fallback_part", question=pending))
+    else:
+        parts.append(turn.t("fallback") + "\n" + turn.t("fallback_retry"))
+    turn.say("\n\n".join(parts), Button("fwd", turn.t("btn_forward")), topics)
 
 
 def _too_long(question: str) -> dict[str, Any] | None:
