@@ -167,9 +167,11 @@ def wrong_figures(text: str) -> list[str]:
     """Numbers in a reply (source links aside) that the facts do not state."""
     body = _URL_RE.sub("", text)
     body = re.sub(r"(?<=\d)[ .,\u00a0\u202f](?=\d{3}\b)", "", body)
-    found = [n for n in _DIGITS_RE.findall(body) if ALLOWED and n.lstrip("0") not in {
-        a.lstrip("0") for a in ALLOWED
-    }]
+    found = [
+        n
+        for n in _DIGITS_RE.findall(body)
+        if ALLOWED and n.lstrip("0") not in {a.lstrip("0") for a in ALLOWED}
+    ]
     if _BILLION_RE.search(body):
         found.append("billion")
     return found
@@ -183,9 +185,7 @@ def has_direct(text: str, direct: str, lang: str) -> bool:
         joined = re.sub(r"(?<=\d)[ .,\u00a0\u202f](?=\d{3}\b)", "", first)
         if digits in re.sub(r"[^\d ]", " ", joined).replace(" ", "") or digits in joined:
             return True
-        if digits == "6000000" and ("6 milion" in first or "6 million" in first):
-            return True
-        return False
+        return digits == "6000000" and ("6 milion" in first or "6 million" in first)
     word = direct.casefold()
     if word in {"yes", "sì", "si"}:
         word = "sì" if lang == "it" else "yes"
@@ -455,9 +455,7 @@ def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
     entries = synthetic_entries(shipped.entries, size)
     faq = Faq(tuple(entries), shipped.faq.topics, shipped.faq.cite, shipped.faq.matching)
     t0 = time.perf_counter()
-    big = KnowledgeBase(
-        call, faq, lexicon=load_lexicon(CONFIG), cues=load_language(CONFIG)
-    )
+    big = KnowledgeBase(call, faq, lexicon=load_lexicon(CONFIG), cues=load_language(CONFIG))
     big.understand("warm up")
     build = time.perf_counter() - t0
     old_entries = [OldEntry(e.id, dict(e.questions), dict(e.keywords)) for e in entries]
@@ -471,15 +469,18 @@ def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
         ("baseline", lambda text: old.best(text), old_build),
     ]
     print(f"== latency, {len(entries)}-entry knowledge base, {rounds} rounds ==")
-    print(f"{'answerer':<10}{'build s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'multi p50':>11}{'multi p99':>11}")
+    print(
+        f"{'answerer':<10}{'build s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'multi p50':>11}{'multi p99':>11}"
+    )
     for name, answer, built in rows:
         times = latency(answer, texts, rounds)
         multi_times = latency(answer, multi, rounds) if multi else [0.0]
         print(
             f"{name:<10}{built:>9.2f}{percentile(times, 0.5) / 1000:>9.2f}"
             f"{percentile(times, 0.99) / 1000:>9.2f}{max(times) / 1000:>9.2f}"
-            f"{percentile(multi_times, 0.5) / 1000:>11.2f}{percentile(multi_times, 0.99) / 1000:>11.2f}"
+            f"{percentile(multi_times, 0.5) / 1000:>11.2f}"
+            f"{percentile(multi_times, 0.99) / 1000:>11.2f}"
         )
     print()
 
@@ -489,17 +490,18 @@ def print_cold_ask(runs: int = 3) -> None:
     clusterbot = Path(sys.executable).parent / "clusterbot"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
     question = "qual è il budget del bando?"
+    # Today's `ask` before issue 9: load the call and the old FAQ, build the old matcher,
+    # answer once (bench.faq.baseline does exactly that).
     baseline_code = (
-        "import sys; sys.path.insert(0, %r)\n"
-        "from bench.baseline.match import Matcher, load_entries, detect_language\n"
-        "from bot.knowledge import KnowledgeBase\n"
-        "m = Matcher(load_entries(%r)); print(m.best(%r), detect_language(%r))\n"
-    ) % (str(ROOT), str(BASELINE_FAQ), question, question)
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from bench.faq import baseline\n"
+        f"print(baseline()({question!r}).topic)\n"
+    )
     commands = {
         "ours: clusterbot ask": [str(clusterbot), "ask", question],
-        "baseline: old matcher, import + build + 1 question": [sys.executable, "-c", baseline_code],
+        "baseline: old FAQ + matcher, load + 1 question": [sys.executable, "-c", baseline_code],
     }
-    print("== cold start (best of %d) ==" % runs)
+    print(f"== cold start (best of {runs}) ==")
     for name, command in commands.items():
         best = float("inf")
         for _ in range(runs):
@@ -541,14 +543,14 @@ def main() -> int:
             results.append((name, tallies))
             if args.misses and half == "dev" and name == "ours":
                 for item, out in zip(items, outcomes, strict=True):
-                    right = (
-                        out.topic == item.expect[0] if item.expect else out.topic is None
-                    )
+                    right = out.topic == item.expect[0] if item.expect else out.topic is None
                     if not right or out.lang != item.lang or wrong_figures(out.text):
-                        print(f"MISS {item.id} {item.style} {item.lang}->{out.lang} "
-                              f"want {list(item.expect)} got {out.topic} {out.topics} "
-                              f"fb={out.carries_fallback} figs={wrong_figures(out.text)}"
-                              f"\n     {item.text!r}")
+                        print(
+                            f"MISS {item.id} {item.style} {item.lang}->{out.lang} "
+                            f"want {list(item.expect)} got {out.topic} {out.topics} "
+                            f"fb={out.carries_fallback} figs={wrong_figures(out.text)}"
+                            f"\n     {item.text!r}"
+                        )
         print_tables(f"{half} half ({len(items)} messages)", results)
     if not args.no_latency:
         print_latency(args.synthetic, args.rounds, load_items(HALVES["dev"]))

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from bot.dialogue.engine import MAX_BUTTON_ID_BYTES, Engine, Event
 from bot.dialogue.texts import default_texts
-from tests.knowledge_support import REQUIRED_IDS
 from bot.settings import Settings
 from tests.dialogue_support import (
     Chat,
@@ -28,6 +27,7 @@ from tests.dialogue_support import (
     open_db,
     rows,
 )
+from tests.knowledge_support import REQUIRED_IDS
 
 
 @dataclass

@@ -172,14 +172,10 @@ def test_check_reports_duplicated_and_misread_variants(tmp_path: Path) -> None:
         "en: [Who can apply?,", "en: [How much is the grant?, What funding does a marina get?,"
     )
     faq.write_text(text, encoding="utf-8")
-    (target / "lexicon.yaml").write_text(
-        "synonyms:\n  - [lighthouse, faro]\n", encoding="utf-8"
-    )
+    (target / "lexicon.yaml").write_text("synonyms:\n  - [lighthouse, faro]\n", encoding="utf-8")
     findings = lint(KnowledgeBase.load(target))
     assert any("'How much is the grant?' is in both" in e for e in findings.errors)
-    assert any(
-        "entry 'who'" in w and "matches entry 'grant'" in w for w in findings.warnings
-    )
+    assert any("entry 'who'" in w and "matches entry 'grant'" in w for w in findings.warnings)
     assert any("'lighthouse' references nothing" in w for w in findings.warnings)
 
 

@@ -32,7 +32,6 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 from dataclasses import dataclass as _dataclass
 
 
@@ -59,6 +58,7 @@ def load_entries(path: str) -> list[FaqEntry]:
         )
         for raw in data["entries"]
     ]
+
 
 # Longest input looked at: enough for any real question, bounded work for any input.
 MAX_CHARS = 600

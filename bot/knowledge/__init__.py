@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,8 +175,10 @@ class KnowledgeBase:
                 entry.topic if entry.confirmed else "?" + entry.id,
                 entry.questions,
                 entry.keywords,
-                {lang: entry.label.get(lang, "") + " " + entry.answer_texts.get(lang, "")
-                 for lang in LANGUAGES},
+                {
+                    lang: entry.label.get(lang, "") + " " + entry.answer_texts.get(lang, "")
+                    for lang in LANGUAGES
+                },
             )
             for entry in self.entries
         ]
@@ -244,18 +246,19 @@ class KnowledgeBase:
             if piece.best is not None and (piece.answered or piece.unconfirmed):
                 entry = self.by_id[piece.best.id]
                 target = answers if piece.answered else unconfirmed
-                if all(found.faq_id != entry.id for found in answers + unconfirmed):
-                    if len(target) < MAX_ANSWERS:
-                        target.append(
-                            Found(
-                                entry.id,
-                                entry.topic if entry.confirmed else None,
-                                round(score, 4),
-                                piece.sentence,
-                                self.render(entry.id, reply_lang, now),
-                            )
-                        )
-                if piece.answered:
+                seen = any(found.faq_id == entry.id for found in answers + unconfirmed)
+                if not seen and len(target) < MAX_ANSWERS:
+                    found = Found(
+                        entry.id,
+                        entry.topic if entry.confirmed else None,
+                        round(score, 4),
+                        piece.sentence,
+                        self.render(entry.id, reply_lang, now),
+                    )
+                    target.append(found)
+                # An answer given (now or for an earlier question) settles the question; a
+                # fourth one is left for the secretariat rather than dropped.
+                if piece.answered and (seen or target[-1].faq_id == entry.id):
                     continue
             if piece.sentence not in unanswered:
                 unanswered.append(piece.sentence)
@@ -292,9 +295,13 @@ class KnowledgeBase:
     def match(self, question: str, lang: str | None = None) -> tuple[str | None, float]:
         """The id that answers a question and its score; None when the bot falls back."""
         found = self.understand(question, lang)
-        return (found.answers[0].faq_id, found.answers[0].score) if found.answers else (
-            None,
-            found.score,
+        return (
+            (found.answers[0].faq_id, found.answers[0].score)
+            if found.answers
+            else (
+                None,
+                found.score,
+            )
         )
 
     def render(self, faq_id: str, lang: str, now: datetime | None = None) -> str:

@@ -268,7 +268,9 @@ def _check_topics(
         elif not main.confirmed or main.topic != topic:
             problems.append(f"{path}: entry '{topic}' must be the answer of its own topic")
         elif set(main.label) != set(LANGUAGES):
-            problems.append(f"{path}: entry '{topic}' needs a 'label' (the menu button) per language")
+            problems.append(
+                f"{path}: entry '{topic}' needs a 'label' (the menu button) per language"
+            )
 
 
 def parse_faq_file(data: Any, path: Path, call: Call) -> Faq:

@@ -37,7 +37,9 @@ def _phrases(words: list[str], longest: int) -> set[tuple[str, ...]]:
     }
 
 
-def lint(kb: KnowledgeBase, faq_name: str = "faq.yaml", lexicon_name: str = "lexicon.yaml") -> Findings:
+def lint(
+    kb: KnowledgeBase, faq_name: str = "faq.yaml", lexicon_name: str = "lexicon.yaml"
+) -> Findings:
     """Every duplicated variant, misread variant and unused lexicon group of `kb`."""
     found = Findings()
     owners: dict[tuple[str, str], str] = {}

@@ -159,8 +159,8 @@ class Matcher:
         self._corrections: dict[str, str] = {}
         surface: set[str] = set()
         for group in lexicon.groups:
-            for term in group.terms:
-                surface.update(term)
+            for phrase in group.terms:
+                surface.update(phrase)
         # Per entry: its variants' term sets, and its profile (term -> strength in [0, 1]).
         variants: list[tuple[int, frozenset[str]]] = []
         profiles: list[dict[str, float]] = []
