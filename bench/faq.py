@@ -276,7 +276,7 @@ def print_tables(name: str, results: Sequence[tuple[str, dict[str, Tally]]]) -> 
 # --- fitting ----------------------------------------------------------------------------------
 
 
-def fit(items: Sequence[Item]) -> Tuning:
+def fit(items: Sequence[Item], quick: bool = False) -> Tuning:
     """The parameters that maximise in-scope top-1 plus correct fallback on the dev half
     (a fallback rate under 95 % is penalised)."""
     best: tuple[float, Tuning] | None = None
@@ -286,6 +286,9 @@ def fit(items: Sequence[Item]) -> Tuning:
         (0.3, 0.5, 0.7, 1.0),  # unknown weight
     )
     kb = KnowledgeBase.load(CONFIG)
+    if quick:
+        now = kb.matcher.tuning
+        grid = iter([(now.stopword_weight, now.blend, now.unknown_weight)])
     for stop, blend, unknown in grid:
         if kb.matcher.tuning.stopword_weight != stop:
             kb = KnowledgeBase.load(CONFIG)
@@ -293,8 +296,14 @@ def fit(items: Sequence[Item]) -> Tuning:
         base = replace(kb.matcher.tuning, blend=blend, unknown_weight=unknown)
         kb.matcher.tuning = base
         for threshold in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
-            for margin in (0.0, 0.03, 0.06, 0.09, 0.12):
-                kb.matcher.tuning = replace(base, threshold=threshold, margin=margin)
+            for margin, answer_margin in itertools.product(
+                (0.0, 0.03, 0.06, 0.09, 0.12), (0.0, 0.02, 0.04, 0.06)
+            ):
+                if answer_margin > margin:
+                    continue
+                kb.matcher.tuning = replace(
+                    base, threshold=threshold, margin=margin, answer_margin=answer_margin
+                )
                 tally = Tally()
                 for item in items:
                     found = kb.understand(item.text, item.lang)
@@ -331,6 +340,7 @@ def write_tuning(tuning: Tuning) -> None:
         f"  blend: {tuning.blend}\n"
         f"  unknown_weight: {tuning.unknown_weight}\n"
         f"  stopword_weight: {tuning.stopword_weight}\n"
+        f"  answer_margin: {tuning.answer_margin}\n"
     )
     text = re.sub(r"matching:\n(?:  .*\n)+", block, text, count=1)
     path.write_text(text, encoding="utf-8")
@@ -517,13 +527,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--half", choices=("dev", "heldout", "both"), default="both")
     parser.add_argument("--fit", action="store_true", help="fit the matcher on the dev half")
+    parser.add_argument(
+        "--quick", action="store_true", help="with --fit: only the threshold and the margin"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--synthetic", type=int, default=5000, help="knowledge base size")
     parser.add_argument("--no-latency", action="store_true", help="accuracy tables only")
     parser.add_argument("--misses", action="store_true", help="list the dev half's misses")
     args = parser.parse_args()
     if args.fit:
-        tuning = fit(load_items(HALVES["dev"]))
+        tuning = fit(load_items(HALVES["dev"]), quick=args.quick)
         write_tuning(tuning)
         print(f"wrote {tuning} to config/faq.yaml")
         return 0

@@ -53,6 +53,9 @@ class Tuning:
     blend: float = 0.5
     unknown_weight: float = 0.6
     stopword_weight: float = 0.3
+    # Margin needed over another topic's answer (ambiguity); `margin` is the one needed over
+    # an unconfirmed point (safety).
+    answer_margin: float = 0.04
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Tuning:
@@ -60,7 +63,14 @@ class Tuning:
         return cls(
             **{
                 name: float(raw.get(name, getattr(defaults, name)))
-                for name in ("threshold", "margin", "blend", "unknown_weight", "stopword_weight")
+                for name in (
+                    "threshold",
+                    "margin",
+                    "blend",
+                    "unknown_weight",
+                    "stopword_weight",
+                    "answer_margin",
+                )
             }
         )
 

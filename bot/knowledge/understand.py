@@ -33,6 +33,7 @@ RESIDUAL_SHARE = 0.35
 # How much closer a topic's general answer may be than one of its claims and still give way
 # to it on a yes/no question.
 CLAIM_PREFERENCE = 0.15
+CLOSED_MIN_WORDS = 4
 # A conjunction starts a new question when a question cue follows within this many words
 # ("and with which criteria").
 CUE_WINDOW = 2
@@ -152,7 +153,10 @@ class Reader:
     def is_closed(self, question: str) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
         words = tokens(question)
-        return not any(_starts_with(words, self.open_cues, at) for at in range(len(words)))
+        # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
+        return len(words) >= CLOSED_MIN_WORDS and not any(
+            _starts_with(words, self.open_cues, at) for at in range(len(words))
+        )
 
     def decide(
         self, query: QueryTerms, closed: bool = False
@@ -193,7 +197,8 @@ class Reader:
             ]
             if close:
                 return close[0], margin, False, True
-            return best, margin, False, False
+            if margin < tuning.answer_margin:
+                return best, margin, False, False
         return best, margin, True, False
 
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
