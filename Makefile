@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chat test lint format bench eval check clean venv mail-screenshots
+.PHONY: chat web test lint format bench eval check clean venv mail-screenshots
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 chat: $(STAMP)
 	$(BIN)/clusterbot chat $(ARGS)
+
+# The web chat in a browser: http://127.0.0.1:8081/chat (web.listen / web.port).
+web: $(STAMP)
+	$(BIN)/clusterbot web $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

@@ -13,6 +13,7 @@ from bot.commands.common import UserError, fail
 # Each module in bot.commands adds its own sub-command; imports stay light (no telegram).
 COMMANDS = (
     "chat",
+    "web",
     "run",
     "ask",
     "enquiries",

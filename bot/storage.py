@@ -221,6 +221,22 @@ def _inbound_mail(db: sqlite_utils.Database) -> None:
         )
         """
     )
+@migrations(name="0004_web_transcripts")
+def _web_transcripts(db: sqlite_utils.Database) -> None:
+    # The web chat's conversation as the page shows it, so a reload (or a bot restart)
+    # keeps it; `session` is the engine's user_id for channel "web" (a hash of the token).
+    db.execute(
+        """
+        CREATE TABLE web_messages (
+            id INTEGER PRIMARY KEY,
+            session TEXT NOT NULL,
+            at TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            payload TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX web_messages_session ON web_messages (session, id)")
 
 
 # Every outgoing message, whatever carries it (bot.deliveries). `idempotency_key` is stable

@@ -1,0 +1,79 @@
+"""Run the web channel's ASGI app with uvicorn inside the bot's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+if TYPE_CHECKING:
+    from bot.channels.web.server import WebChannel
+
+# Open event streams are ended by the channel at stop; anything else gets this long.
+GRACEFUL_SECONDS = 3
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the command that runs the bot owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket first, so a busy port is a clear OSError, not an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host.strip("[]"), port), family=family, reuse_port=False)
+
+
+def address_of(sock: socket.socket) -> str:
+    """http://host:port of a bound socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve_web(
+    channel: WebChannel,
+    stop: asyncio.Event,
+    *,
+    sock: socket.socket | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until `stop` is set; `ready(base_url)` is called once the port is listening."""
+    web = channel.settings.web
+    sock = sock if sock is not None else bind(web.listen, web.port)
+    config = uvicorn.Config(
+        channel.asgi(),
+        log_config=None,
+        # Client addresses are personal data: no access log.
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # X-Forwarded-For from a reverse proxy on this machine gives the client's address
+        # for the per-address limits (uvicorn trusts 127.0.0.1 by default).
+        proxy_headers=True,
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            # Pending answers stored while the bot was down go to the transcripts now.
+            channel.deliver_answers()
+            if ready is not None:
+                ready(address_of(sock))
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        channel.close()
+        server.should_exit = True
+        stopping.cancel()
+        await asyncio.gather(serving, stopping, return_exceptions=True)
+        sock.close()

@@ -1,0 +1,128 @@
+"""The web conversation as the page shows it, in SQLite: a reload or a restart keeps it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from bot.storage import dumps, to_iso, transaction
+
+CHANNEL = "web"
+# A page replays at most this many messages of its conversation on (re)connect.
+HISTORY_LIMIT = 200
+
+
+def append(
+    db: sqlite_utils.Database,
+    session: str,
+    sender: str,
+    messages: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Store messages of one sender; returns them with their ids (the SSE event ids)."""
+    stored: list[dict[str, Any]] = []
+    with transaction(db):
+        for message in messages:
+            cursor = db.conn.execute(
+                "INSERT INTO web_messages (session, at, sender, payload) VALUES (?, ?, ?, ?)",
+                (session, to_iso(now), sender, dumps(dict(message))),
+            )
+            stored.append({"id": cursor.lastrowid, "from": sender, **message})
+    return stored
+
+
+def history(db: sqlite_utils.Database, session: str, after: int = 0) -> list[dict[str, Any]]:
+    """The session's messages after id `after` (the latest HISTORY_LIMIT), oldest first."""
+    rows = db.conn.execute(
+        "SELECT id, sender, payload FROM web_messages WHERE session = ? AND id > ? "
+        "ORDER BY id DESC LIMIT ?",
+        (session, after, HISTORY_LIMIT),
+    ).fetchall()
+    return [_message(row) for row in reversed(rows)]
+
+
+def last_bot_message(db: sqlite_utils.Database, session: str) -> dict[str, Any] | None:
+    """The latest message the bot showed this session."""
+    row = db.conn.execute(
+        "SELECT id, sender, payload FROM web_messages WHERE session = ? AND sender = 'bot' "
+        "ORDER BY id DESC LIMIT 1",
+        (session,),
+    ).fetchone()
+    return _message(row) if row else None
+
+
+def has_engine_session(db: sqlite_utils.Database, session: str) -> bool:
+    """Whether the dialogue engine keeps a conversation for this web session."""
+    row = db.conn.execute(
+        "SELECT 1 FROM sessions WHERE channel = ? AND user_id = ?", (CHANNEL, session)
+    ).fetchone()
+    return row is not None
+
+
+def forget(db: sqlite_utils.Database, session: str) -> int:
+    """Delete the page's copy of a conversation (after /forget erased the rest)."""
+    with transaction(db):
+        return int(
+            db.conn.execute("DELETE FROM web_messages WHERE session = ?", (session,)).rowcount
+        )
+
+
+def purge_idle(db: sqlite_utils.Database, before: datetime) -> int:
+    """Delete the conversations whose last message is older than `before`."""
+    with transaction(db):
+        return int(
+            db.conn.execute(
+                "DELETE FROM web_messages WHERE session IN (SELECT session FROM web_messages "
+                "GROUP BY session HAVING MAX(at) < ?)",
+                (to_iso(before),),
+            ).rowcount
+        )
+
+
+def take_answers(
+    db: sqlite_utils.Database, now: datetime, title: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """Move the secretariat's pending answers for web sessions into their conversations.
+
+    One transaction: each `answer` notification becomes a stored bot message and is marked
+    sent, so an answer is shown once, live or on the next visit. `title(lang, ref)` words the
+    heading. Returns the new messages per session, for the open pages.
+    """
+    delivered: dict[str, list[dict[str, Any]]] = {}
+    with transaction(db):
+        found = db.conn.execute(
+            "SELECT n.id, n.chat_id, n.text, e.ref, e.lang FROM notifications n "
+            "JOIN enquiries e ON e.id = n.enquiry_id "
+            "WHERE n.channel = ? AND n.kind = 'answer' AND n.status = 'pending' "
+            "AND n.chat_id IS NOT NULL ORDER BY n.id",
+            (CHANNEL,),
+        ).fetchall()
+        for notification_id, session, text, ref, lang in found:
+            message = {"title": title(lang or "en", ref or ""), "parts": [{"text": text or ""}]}
+            delivered.setdefault(session, []).extend(
+                append(db, session, "bot", [message], now)
+            )
+            db.conn.execute(
+                "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (to_iso(now), notification_id),
+            )
+    return delivered
+
+
+def backlog(db: sqlite_utils.Database) -> int:
+    """Chat messages (all channels) and mails still waiting to go out."""
+    row = db.conn.execute(
+        "SELECT (SELECT COUNT(*) FROM notifications WHERE status = 'pending') + "
+        "(SELECT COUNT(*) FROM outbox WHERE status = 'pending')"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _message(row: Sequence[Any]) -> dict[str, Any]:
+    payload = json.loads(row[2])
+    return {"id": int(row[0]), "from": str(row[1]), **(payload if isinstance(payload, dict) else {})}
