@@ -71,6 +71,11 @@ async def test_faq_answer_with_a_source_link_and_accessible_page(tmp_path: Path)
         assert href is not None and href.startswith("https://")
         assert href in run.channel.links
         assert await link.first.get_attribute("rel") == "noopener noreferrer"
+        # Hostile text is shown as text: nothing runs, no element is made from it.
+        await send(page, '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>')
+        await expect(page.locator(".cb-user").last).to_contain_text("<img src=x")
+        await expect(page.locator(".cb-log img, .cb-log script")).to_have_count(0)
+        assert await page.evaluate("window.pwned === undefined")
         # Choices are buttons; a press answers, and focus returns to the message box.
         await page.get_by_role("button", name="Topics").last.click()
         await expect(page.get_by_role("button", name="Deadline")).to_be_visible()
@@ -97,7 +102,8 @@ async def test_enquiry_reload_restart_live_answer_and_forget(tmp_path: Path) -> 
             await expect(error).to_contain_text("valid e-mail address")
             await expect(box).to_have_attribute("aria-invalid", "true")
             await expect(box).to_have_value("ada(at)example")
-            assert (await error.get_attribute("id")) in (await box.get_attribute("aria-describedby"))
+            described = await box.get_attribute("aria-describedby")
+            assert (await error.get_attribute("id")) in described
             await send(page, "ada@example.org")
             await expect(page.get_by_label("Your organisation")).to_be_visible()
             await expect(error).to_be_hidden()

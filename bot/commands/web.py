@@ -11,6 +11,8 @@ from typing import Any
 
 from bot.commands.common import UserError, add_config_option, fail, settings_from_args
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def add_parser(subparsers: Any) -> None:
     """Add the `web` sub-command."""
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve the web chat; exit 1 with one line for a settings or port problem."""
     from bot.knowledge.errors import KnowledgeError
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     try:
         settings = settings_from_args(args)
         return asyncio.run(serve(settings))

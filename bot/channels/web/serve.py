@@ -18,7 +18,17 @@ GRACEFUL_SECONDS = 3
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the command that runs the bot owns signals."""
+    """uvicorn without its own signal handlers (the bot's command owns signals), saying when
+    it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -62,9 +72,9 @@ async def serve_web(
     server = _EmbeddedServer(config)
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     stopping = asyncio.ensure_future(stop.wait())
+    listening = asyncio.ensure_future(server.listening.wait())
     try:
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.01)
+        await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
         if server.started:
             # Pending answers stored while the bot was down go to the transcripts now.
             channel.deliver_answers()
@@ -75,5 +85,6 @@ async def serve_web(
         channel.close()
         server.should_exit = True
         stopping.cancel()
-        await asyncio.gather(serving, stopping, return_exceptions=True)
+        listening.cancel()
+        await asyncio.gather(serving, stopping, listening, return_exceptions=True)
         sock.close()

@@ -498,4 +498,3 @@ def _asset_response(name: str, body: bytes) -> Response:
             **_COMMON_HEADERS,
         },
     )
-

@@ -103,9 +103,7 @@ def take_answers(
         ).fetchall()
         for notification_id, session, text, ref, lang in found:
             message = {"title": title(lang or "en", ref or ""), "parts": [{"text": text or ""}]}
-            delivered.setdefault(session, []).extend(
-                append(db, session, "bot", [message], now)
-            )
+            delivered.setdefault(session, []).extend(append(db, session, "bot", [message], now))
             db.conn.execute(
                 "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
@@ -125,4 +123,8 @@ def backlog(db: sqlite_utils.Database) -> int:
 
 def _message(row: Sequence[Any]) -> dict[str, Any]:
     payload = json.loads(row[2])
-    return {"id": int(row[0]), "from": str(row[1]), **(payload if isinstance(payload, dict) else {})}
+    return {
+        "id": int(row[0]),
+        "from": str(row[1]),
+        **(payload if isinstance(payload, dict) else {}),
+    }
