@@ -180,7 +180,7 @@ async def test_a_flood_is_refused_and_an_enquiry_from_elsewhere_is_not_lost(web:
         ]
         assert fresh.count(200) == NEW_SESSIONS_PER_ADDRESS and 429 in fresh
         # Meanwhile an applicant elsewhere completes an enquiry.
-        ref = await full_enquiry(http, web, address="198.51.100.7")
+        ref, _ = await full_enquiry(http, web, address="198.51.100.7")
     assert web.app.db is not None
     rows = web.app.db.conn.execute("SELECT ref, email FROM enquiries").fetchall()
     assert rows == [(ref, "grace@example.org")]
@@ -188,8 +188,8 @@ async def test_a_flood_is_refused_and_an_enquiry_from_elsewhere_is_not_lost(web:
     assert outbox == 1
 
 
-async def full_enquiry(http: httpx.AsyncClient, run: WebRun, *, address: str) -> str:
-    """Fill the form over HTTP like the page does; returns the reference."""
+async def full_enquiry(http: httpx.AsyncClient, run: WebRun, *, address: str) -> tuple[str, str]:
+    """Fill the form over HTTP like the page does; returns the reference and the token."""
     start = await post(http, run, {"command": "start", "lang": "en"}, address=address)
     token = start.json()["session"]
 
@@ -216,7 +216,7 @@ async def full_enquiry(http: httpx.AsyncClient, run: WebRun, *, address: str) ->
     done = await say({"button": "send"})
     found = [word for word in texts_of(done).split() if word.startswith("ECCP-")]
     assert found, texts_of(done)
-    return found[0].strip(".,:;!?")
+    return found[0].strip(".,:;!?"), token
 
 
 async def test_no_personal_data_in_logs_or_urls(

@@ -22,11 +22,12 @@ def add_parser(subparsers: Any) -> None:
     """Add the `run` sub-command."""
     parser = subparsers.add_parser(
         "run",
-        help="run the Telegram bot (long polling, or a webhook when configured)",
+        help="run the Telegram bot (long polling, or a webhook when configured) and the web chat",
         description=(
             "Run the Telegram bot with the scheduler and the outbox worker. The token comes "
             "from $TELEGRAM_BOT_TOKEN or telegram.token; telegram.webhook_url switches from "
-            "long polling to a webhook. Stops cleanly on SIGINT or SIGTERM."
+            "long polling to a webhook. With [web] enabled it also serves the web chat (/chat, "
+            "/widget.js, /healthz) on web.listen:web.port. Stops cleanly on SIGINT or SIGTERM."
         ),
     )
     add_config_option(parser)
@@ -66,14 +67,24 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
     from bot.app import App
     from bot.channels.telegram import TelegramChannel, TelegramSetupError, describe
 
+    web_socket = _bind_web(settings)
     async with App(settings, report=lambda text: log.info("%s", text), deliver=True) as app:
         try:
             channel = TelegramChannel(settings, app)
         except TelegramSetupError as exc:
+            if web_socket is not None:
+                web_socket.close()
             return fail(str(exc))
+        web_stop = asyncio.Event()
+        web_task = _start_web(settings, app, web_socket, web_stop, log)
+
+        def stop() -> None:
+            channel.stop()
+            web_stop.set()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, channel.stop)
+            loop.add_signal_handler(signum, stop)
         # Commands run meanwhile (chat, digest --send) queue and wake us with this signal.
         loop.add_signal_handler(instance.WAKE_SIGNAL, app.kick)
         app.add_stop_listener(channel.stop)
@@ -87,6 +98,9 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
             detail = exc.message.splitlines()[0] if exc.message else type(exc).__name__
             return fail(f"Telegram refused a start-up request: {detail}")
         finally:
+            web_stop.set()
+            if web_task is not None:
+                await asyncio.gather(web_task, return_exceptions=True)
             for signum in (signal.SIGINT, signal.SIGTERM, instance.WAKE_SIGNAL):
                 loop.remove_signal_handler(signum)
         if app.fatal is not None:
@@ -95,6 +109,42 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
             return EXIT_DATABASE_LOST
         log.info("stopped")
     return 0
+
+
+def _bind_web(settings: Any) -> Any:
+    """The web chat's listening socket when [web] is enabled (a busy port is a user error)."""
+    if not settings.web.enabled:
+        return None
+    from bot.channels.web.serve import bind
+
+    web = settings.web
+    try:
+        return bind(web.listen, web.port)
+    except OSError as exc:
+        raise UserError(
+            f"web: cannot listen on {web.listen}:{web.port} ({exc.strerror or exc}); "
+            "choose another web.port or stop the program using it"
+        ) from None
+
+
+def _start_web(
+    settings: Any, app: Any, sock: Any, stop: asyncio.Event, log: logging.Logger
+) -> asyncio.Task[None] | None:
+    """Serve the web chat beside Telegram, in the same loop, sharing the app."""
+    if sock is None:
+        return None
+    from bot.channels.web.serve import serve_web
+    from bot.channels.web.server import WebChannel, last_telegram_update
+
+    assert app.db is not None
+    db = app.db
+    channel = WebChannel(settings, app, last_telegram_contact=lambda: last_telegram_update(db))
+    return asyncio.create_task(
+        serve_web(
+            channel, stop, sock=sock, ready=lambda base: log.info("web chat on %s/chat", base)
+        ),
+        name="web-chat",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -451,6 +451,14 @@ def _page_language(request: Request, default: str) -> str:
     return default
 
 
+def last_telegram_update(db: Any) -> datetime | None:
+    """When the bot last heard from Telegram: the newest journaled update."""
+    from bot.storage import from_iso
+
+    row = db.conn.execute("SELECT MAX(received_at) FROM updates").fetchone()
+    return from_iso(row[0]) if row and row[0] else None
+
+
 def web_dir() -> Path:
     """The folder of the page, script, style and interface texts."""
     from bot.resources import templates_dir
