@@ -38,7 +38,18 @@ class _EmbeddedServer(uvicorn.Server):
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket first, so a busy port is a clear OSError, not an exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host.strip("[]"), port), family=family, reuse_port=False)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
+    # (socket.create_server leaves it 0), and without it every keep-alive response waits
+    # ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def address_of(sock: socket.socket) -> str:

@@ -44,6 +44,7 @@ from bot.channels.web.render import (
 from bot.dialogue.engine import Engine, Event
 from bot.dialogue.form import FIELDS, LIMITS
 from bot.jobs import session_idle_limit
+from bot.storage import transaction
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -115,7 +116,15 @@ class WebChannel:
     # ------------------------------------------------------------ the conversation
 
     def converse(self, token: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """One post: the engine's replies, stored in the transcript, as the page's JSON."""
+        """One post: the engine's replies, stored in the transcript, as the page's JSON.
+
+        One transaction holds the engine's turn and the transcript rows: the page's copy
+        never disagrees with the conversation, and a message costs one commit.
+        """
+        with transaction(self.db):
+            return self._converse(token, payload)
+
+    def _converse(self, token: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         session = session_id(token)
         lang = payload.get("lang") if payload.get("lang") in LANGUAGES else None
         now = self.app.clock()
