@@ -142,10 +142,11 @@ class WebChannel:
             text = str(payload.get("text", ""))
             event = self._event(session, "text", lang, text=text)
             shown.append(user_message(text))
+        mark = transcript.audit_mark(self.db)
         replies = self.engine.handle(event)
         answers = [bot_message(reply, self.links) for reply in replies]
-        if last is not None and not transcript.has_engine_session(self.db, session):
-            # /forget erased the engine's session: the page's copy goes too, and the
+        if transcript.erased_since(self.db, mark):
+            # /forget erased the user's data: the page's copy goes too, and the
             # browser drops its token, so nothing links the next visit to this one.
             transcript.forget(self.db, session)
             return {"messages": _unstored(answers), "forgotten": True}

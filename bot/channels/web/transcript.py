@@ -55,10 +55,20 @@ def last_bot_message(db: sqlite_utils.Database, session: str) -> dict[str, Any] 
     return _message(row) if row else None
 
 
-def has_engine_session(db: sqlite_utils.Database, session: str) -> bool:
-    """Whether the dialogue engine keeps a conversation for this web session."""
+def audit_mark(db: sqlite_utils.Database) -> int:
+    """The newest audit row's id, to see afterwards what a turn recorded."""
+    row = db.conn.execute("SELECT MAX(id) FROM audit").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def erased_since(db: sqlite_utils.Database, mark: int) -> bool:
+    """Whether an applicant's /forget was recorded after audit row `mark`.
+
+    Read inside the turn's own write transaction, so the row is this turn's.
+    """
     row = db.conn.execute(
-        "SELECT 1 FROM sessions WHERE channel = ? AND user_id = ?", (CHANNEL, session)
+        "SELECT 1 FROM audit WHERE id > ? AND event = 'erased' AND actor = 'applicant' LIMIT 1",
+        (mark,),
     ).fetchone()
     return row is not None
 
