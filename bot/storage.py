@@ -221,6 +221,8 @@ def _inbound_mail(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
 @migrations(name="0004_web_transcripts")
 def _web_transcripts(db: sqlite_utils.Database) -> None:
     # The web chat's conversation as the page shows it, so a reload (or a bot restart)
