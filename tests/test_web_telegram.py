@@ -70,3 +70,47 @@ async def test_admin_reply_in_telegram_arrives_live_on_the_web_page(
         finally:
             stop.set()
             await asyncio.wait_for(task, 60)
+
+
+async def test_webhook_mode_takes_telegram_updates_on_the_web_port(
+    tmp_path: Path, api: BotApiStandIn
+) -> None:
+    """PTB's custom-webhook pattern: Telegram posts to a route of the web chat's server."""
+    from bot.app import App
+    from bot.channels.telegram import TelegramChannel
+    from tests.web_support import free_port
+
+    port = free_port()
+    settings = make_settings(
+        tmp_path,
+        api,
+        telegram={"webhook_url": f"http://127.0.0.1:{port}/telegram/hook"},
+        web={"enabled": True, "port": port},
+    )
+    async with App(settings) as app:
+        telegram = TelegramChannel(settings, app)
+        web = WebChannel(settings, app)
+        telegram.webhook.serve_with(web.mount_webhook)
+        stop = asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        serving = asyncio.ensure_future(serve_web(web, stop, ready=ready.set_result))
+        base = await asyncio.wait_for(ready, 60)
+        started = asyncio.Event()
+        running = asyncio.ensure_future(telegram.run(ready=started.set))
+        try:
+            await asyncio.wait_for(started.wait(), 60)
+            assert api.webhook["url"] == f"{base}/telegram/hook"
+            api.push_message(31, "What is the total budget of the call?")
+            replies = await until(lambda: api.bot_messages(31), 60, "reply via webhook")
+            assert "6,000,000" in replies[0].text
+            async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+                health = (await http.get("/healthz")).json()
+                assert health["telegram"]["webhook"]["ok"] is True
+                # Without Telegram's secret header the route refuses.
+                forged = await http.post("/telegram/hook", json={"update_id": 99})
+                assert forged.status_code == 403
+        finally:
+            telegram.stop()
+            await asyncio.wait_for(running, 60)
+            stop.set()
+            await asyncio.wait_for(serving, 60)

@@ -116,6 +116,13 @@ class Webhook:
         self.health = health
         self.allowed_updates = list(allowed_updates)
         self.server: tornado.httpserver.HTTPServer | None = None
+        self.mount: Callable[[str, Receiver], None] | None = None
+
+    def serve_with(self, mount: Callable[[str, Receiver], None]) -> None:
+        """Serve the webhook from another server instead of tornado: `mount(path, receiver)`
+        is called at start (the web chat's server, so the bot has one port and one /healthz).
+        """
+        self.mount = mount
 
     def secret(self) -> str:
         """The configured secret, else one derived from the token (never logged)."""
@@ -134,7 +141,10 @@ class Webhook:
         telegram = self.settings.telegram
         url = telegram.webhook_url
         path = urlsplit(url).path or "/"
-        self.server = start_server(self, path, telegram.webhook_listen, telegram.webhook_port)
+        if self.mount is not None:
+            self.mount(path, self)
+        else:
+            self.server = start_server(self, path, telegram.webhook_listen, telegram.webhook_port)
         try:
             await self.bot.set_webhook(
                 url, secret_token=self.secret(), allowed_updates=self.allowed_updates

@@ -76,7 +76,7 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
                 web_socket.close()
             return fail(str(exc))
         web_stop = asyncio.Event()
-        web_task = _start_web(settings, app, web_socket, web_stop, log)
+        web_task = _start_web(settings, app, web_socket, web_stop, log, channel)
 
         def stop() -> None:
             channel.stop()
@@ -128,9 +128,10 @@ def _bind_web(settings: Any) -> Any:
 
 
 def _start_web(
-    settings: Any, app: Any, sock: Any, stop: asyncio.Event, log: logging.Logger
+    settings: Any, app: Any, sock: Any, stop: asyncio.Event, log: logging.Logger, telegram: Any
 ) -> asyncio.Task[None] | None:
-    """Serve the web chat beside Telegram, in the same loop, sharing the app."""
+    """Serve the web chat beside Telegram, in the same loop, sharing the app; in webhook
+    mode the same server takes Telegram's updates (one port, one /healthz)."""
     if sock is None:
         return None
     from bot.channels.web.serve import serve_web
@@ -139,6 +140,8 @@ def _start_web(
     assert app.db is not None
     db = app.db
     channel = WebChannel(settings, app, last_telegram_contact=lambda: last_telegram_update(db))
+    if settings.telegram.webhook_url:
+        telegram.webhook.serve_with(channel.mount_webhook)
     return asyncio.create_task(
         serve_web(
             channel, stop, sock=sock, ready=lambda base: log.info("web chat on %s/chat", base)

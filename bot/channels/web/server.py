@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jinja2
 import yaml
@@ -68,6 +69,8 @@ STREAMS_PER_ADDRESS = 60
 # A comment line this often keeps proxies from closing an idle event stream.
 HEARTBEAT_SECONDS = 15.0
 WEB_PURGE_JOB = "web-transcripts"
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TELEGRAM_MAX_BODY = 1024 * 1024
 ASSETS = {
     "chat.js": "text/javascript; charset=utf-8",
     "chat.css": "text/css; charset=utf-8",
@@ -100,6 +103,7 @@ class WebChannel:
         self._streams_per_address: dict[str, int] = {}
         self._delivering = False
         self._closed = False
+        self._webhook: tuple[str, Any] | None = None
         self._assets: dict[str, bytes] = {}
         app.add_kick_listener(self.deliver_answers_soon)
         app.scheduler.add_job(
@@ -207,6 +211,35 @@ class WebChannel:
             for queue in queues:
                 queue.put_nowait(None)
 
+    # ------------------------------------------------------------ Telegram's webhook
+
+    def mount_webhook(self, path: str, receiver: Any) -> None:
+        """Serve Telegram's webhook at `path` (`Webhook.serve_with`): one port for both.
+
+        `receiver` is telegram_webhook's Receiver: check_secret, accept (journals the
+        update and commits before the 200), health.
+        """
+        self._webhook = (path if path.startswith("/") else f"/{path}", receiver)
+
+    async def _telegram_update(self, request: Request) -> Response:
+        if self._webhook is None or request.url.path != self._webhook[0]:
+            return _error(404, "not found")
+        receiver = self._webhook[1]
+        if not receiver.check_secret(request.headers.get(TELEGRAM_SECRET_HEADER)):
+            return Response(status_code=403)
+        body = await _read_body(request, TELEGRAM_MAX_BODY)
+        if body is None:
+            return Response(status_code=413)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return Response(status_code=400)
+        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+            return Response(status_code=400)
+        # Journaled (committed) before Telegram gets its 200, as in telegram_webhook.
+        receiver.accept([payload])
+        return Response(status_code=200)
+
     # ------------------------------------------------------------ HTTP
 
     def asgi(self) -> Starlette:
@@ -221,6 +254,9 @@ class WebChannel:
             Route("/chat/api/events", self._events, methods=["GET"]),
             Route("/healthz", self._health, methods=["GET"]),
         ]
+        hook = self._webhook_path()
+        if hook is not None:
+            routes.append(Route(hook, self._telegram_update, methods=["POST"]))
         middleware = [
             Middleware(
                 CORSMiddleware,
@@ -231,6 +267,14 @@ class WebChannel:
             )
         ]
         return Starlette(routes=routes, middleware=middleware)
+
+    def _webhook_path(self) -> str | None:
+        url = self.settings.telegram.webhook_url
+        if not url:
+            return None
+        path = urlsplit(url).path or "/"
+        taken = ("/", "/chat", "/widget.js", "/healthz")
+        return None if path in taken or path.startswith("/chat/") else path
 
     def _allowed_origin(self, request: Request, origin: str) -> bool:
         web = self.settings.web
@@ -280,7 +324,10 @@ class WebChannel:
         except Exception as exc:
             report.update(status="error", database=f"error: {type(exc).__name__}")
         contact = self.last_telegram_contact() if self.last_telegram_contact else None
-        report["telegram"] = {"last_contact": contact.isoformat() if contact else None}
+        telegram: dict[str, Any] = {"last_contact": contact.isoformat() if contact else None}
+        if self._webhook is not None:
+            telegram["webhook"] = self._webhook[1].health()
+        report["telegram"] = telegram
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     async def _post(self, request: Request) -> Response:
@@ -405,17 +452,17 @@ def _check_payload(payload: Any) -> str | None:
     return None
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None when it exceeds MAX_BODY (read no further than that)."""
+async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes | None:
+    """The body, or None when it exceeds `limit` bytes (read no further than that)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY:
+            if size > limit:
                 return None
             chunks.append(chunk)
     except ClientDisconnect:
