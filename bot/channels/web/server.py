@@ -166,14 +166,25 @@ class WebChannel:
             result["error"] = error
         return result
 
-    def _event(self, session: str, kind: str, lang: str | None, **values: str) -> Event:
+    def _event(
+        self,
+        session: str,
+        kind: str,
+        lang: str | None,
+        *,
+        text: str = "",
+        command: str = "",
+        button_id: str = "",
+    ) -> Event:
         return Event(
             channel=CHANNEL,
             user_id=session,
             kind=kind,  # type: ignore[arg-type]
+            text=text,
+            command=command,
+            button_id=button_id,
             lang_hint=lang,
             chat_id=session,
-            **values,
         )
 
     def relay_title(self, lang: str, ref: str) -> str:
