@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chat web test lint format bench eval check clean venv mail-screenshots
+.PHONY: chat web test lint format bench eval check clean venv mail-screenshots web-screenshot
 
 venv: $(STAMP)
 
@@ -40,7 +40,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/faq.py
-	@for b in dialogue outbox telegram; do \
+	@for b in dialogue outbox telegram web; do \
 	  if [ -f bench/$$b.py ]; then $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
 
@@ -52,6 +52,9 @@ mail-screenshots: $(STAMP)
 # matcher, with latency on a 5 000-entry knowledge base and the cold `ask` time.
 eval: $(STAMP)
 	$(BIN)/python bench/faq.py $(ARGS)
+
+web-screenshot: $(STAMP)
+	$(BIN)/python scripts/web_screenshot.py
 
 check: $(STAMP)
 	$(BIN)/clusterbot check $(ARGS)
