@@ -184,8 +184,10 @@ async def test_a_flood_is_refused_and_an_enquiry_from_elsewhere_is_not_lost(web:
     assert web.app.db is not None
     rows = web.app.db.conn.execute("SELECT ref, email FROM enquiries").fetchall()
     assert rows == [(ref, "grace@example.org")]
-    outbox = web.app.db.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-    assert outbox == 1
+    mails = web.app.db.conn.execute(
+        "SELECT COUNT(*) FROM deliveries WHERE transport = 'smtp' AND kind = 'enquiry'"
+    ).fetchone()[0]
+    assert mails == 1
 
 
 async def full_enquiry(http: httpx.AsyncClient, run: WebRun, *, address: str) -> tuple[str, str]:

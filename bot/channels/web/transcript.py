@@ -123,12 +123,13 @@ def take_answers(
 
 
 def backlog(db: sqlite_utils.Database) -> int:
-    """Chat messages (all channels) and mails still waiting to go out."""
-    row = db.conn.execute(
-        "SELECT (SELECT COUNT(*) FROM notifications WHERE status = 'pending') + "
-        "(SELECT COUNT(*) FROM outbox WHERE status = 'pending')"
-    ).fetchone()
-    return int(row[0]) if row else 0
+    """Messages still waiting to go out: the deliveries queue and the chat notifications."""
+    from bot.deliveries import store
+    from bot.deliveries.model import QUEUED, RETRYING, SENDING
+
+    counts = store.counts(db)
+    row = db.conn.execute("SELECT COUNT(*) FROM notifications WHERE status = 'pending'").fetchone()
+    return sum(counts[status] for status in (QUEUED, SENDING, RETRYING)) + int(row[0] if row else 0)
 
 
 def _message(row: Sequence[Any]) -> dict[str, Any]:
