@@ -12,12 +12,14 @@ from typing import IO, Any
 import sqlite_utils
 
 from bot.deliveries import store as deliveries
-from bot.deliveries.model import Delivery, Outcome, Retry, Sent
+from bot.deliveries.model import Delivery, NewDelivery, Outcome, Retry, Sent
 from bot.dialogue.form import FieldError, validate_draft
 from bot.settings import Settings
 from bot.storage import Database, dumps, record_audit, to_iso, transaction
 
 STATUSES = ("open", "answered", "closed")
+# The web chat's channel name: its answers travel through the deliveries queue.
+WEB_CHANNEL = "web"
 # Columns that identify or describe a person; erasure nulls them.
 PERSONAL_COLUMNS = (
     "user_id",
@@ -327,8 +329,10 @@ def answer_enquiry(
             raise EnquiryError(
                 f"{row['ref']} was erased at the applicant's request", "erased", ref=row["ref"]
             )
-        if row["chat_id"]:
-            note = f"\n\n{_attachments_note(row, attachments)}" if attachments else ""
+        note = f"\n\n{_attachments_note(row, attachments)}" if attachments else ""
+        if row["chat_id"] and row["channel"] == WEB_CHANNEL:
+            _queue_web_answer(db, row, answer + note, now)
+        elif row["chat_id"]:
             _notification(
                 db,
                 channel=row["channel"],
@@ -401,6 +405,29 @@ def follow_up_enquiry(
             detail={"via": via, "from": row["status"]},
         )
         return _enquiry_by_id(db, int(row["id"]))
+
+
+def _queue_web_answer(
+    db: sqlite_utils.Database, row: Mapping[str, Any], answer: str, now: datetime
+) -> int:
+    """The answer to a web applicant: a delivery of the one queue, transport `web`."""
+    earlier = db.conn.execute(
+        "SELECT COUNT(*) FROM deliveries WHERE enquiry_id = ? AND transport = ? AND kind = ?",
+        (row["id"], WEB_CHANNEL, "answer"),
+    ).fetchone()[0]
+    return deliveries.enqueue(
+        db,
+        NewDelivery(
+            transport=WEB_CHANNEL,
+            kind="answer",
+            recipient=str(row["chat_id"]),
+            payload=answer,
+            # The n-th answer to this enquiry: stable across retries, new for a new answer.
+            idempotency_key=f"web-answer:{row['id']}:{earlier + 1}",
+            enquiry_id=int(row["id"]),
+        ),
+        now,
+    )
 
 
 def mark_answered(

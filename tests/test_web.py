@@ -7,6 +7,7 @@ trusts it from 127.0.0.1, as behind a local reverse proxy).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -402,3 +403,36 @@ async def test_any_json_gets_an_answer_or_a_clear_refusal(web: WebRun, payload: 
         response = await post(http, web, None, raw=json.dumps(payload).encode())
     assert response.status_code in (200, 400, 413)
     assert response.json()
+
+
+async def test_answers_are_web_deliveries_of_the_queue_shown_once(web: WebRun) -> None:
+    from bot.channels.web import transcript
+    from bot.channels.web.transport import WebTransport
+    from bot.deliveries.store import get
+    from bot.enquiries import answer_enquiry
+    from bot.storage import utc_now
+
+    async with client(web) as http:
+        ref, token = await full_enquiry(http, web, address="198.51.100.30")
+    db = web.app.db
+    assert db is not None
+    session = session_id(token)
+    answer_enquiry(db, ref, "Yes, <i>it</i> can.", actor="cli", now=utc_now())
+    rows = db.conn.execute(
+        "SELECT id, kind, recipient, payload FROM deliveries WHERE transport = 'web'"
+    ).fetchall()
+    assert [row[1:] for row in rows] == [("answer", session, "Yes, <i>it</i> can.")]
+    web.app.kick()
+    deadline = asyncio.get_running_loop().time() + 60
+    while get(db, rows[0][0]).status != "sent":  # type: ignore[union-attr]
+        assert asyncio.get_running_loop().time() < deadline, "the web delivery was not sent"
+        await asyncio.sleep(0.02)
+    shown = transcript.history(db, session)
+    assert shown[-1]["parts"] == [{"text": "Yes, <i>it</i> can."}] and ref in shown[-1]["title"]
+    # A second attempt of the same delivery (a crash before its outcome was recorded) finds
+    # the stored message and shows nothing twice.
+    delivery = get(db, rows[0][0])
+    assert delivery is not None
+    outcome = await WebTransport(web.channel).send(delivery)
+    assert type(outcome).__name__ == "Sent"
+    assert len(transcript.history(db, session)) == len(shown)

@@ -106,6 +106,12 @@ class WebChannel:
         self._webhook: tuple[str, Any] | None = None
         self._assets: dict[str, bytes] = {}
         app.add_kick_listener(self.deliver_answers_soon)
+        if app.worker is not None:
+            # This process delivers the queue: the secretariat's answers to web applicants
+            # are `web` deliveries (see transport.py).
+            from bot.channels.web.transport import WebTransport
+
+            app.worker.register(WebTransport(self))
         app.scheduler.add_job(
             self._purge,
             "interval",
@@ -201,15 +207,23 @@ class WebChannel:
         asyncio.get_running_loop().call_soon(self.deliver_answers)
 
     def deliver_answers(self) -> int:
-        """Move pending answers into their conversations and push them to open pages."""
+        """Move pending answers into their conversations and push them to open pages.
+
+        Answers queued as `notifications` rows (before answers to web applicants became
+        deliveries of the queue) still reach their pages this way.
+        """
         self._delivering = False
         if self._closed or self.app.db is None:
             return 0
         delivered = transcript.take_answers(self.db, self.app.clock(), self.relay_title)
         for session, messages in delivered.items():
-            for queue in self._streams.get(session, ()):
-                queue.put_nowait(messages)
+            self.push(session, messages)
         return sum(len(messages) for messages in delivered.values())
+
+    def push(self, session: str, messages: list[dict[str, Any]]) -> None:
+        """Show stored messages on every open page of `session` now."""
+        for queue in self._streams.get(session, ()):
+            queue.put_nowait(messages)
 
     async def _purge(self) -> None:
         limit = session_idle_limit(self.settings)

@@ -35,6 +35,30 @@ def append(
     return stored
 
 
+def append_once(
+    db: sqlite_utils.Database, session: str, message: Mapping[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """Store a bot message unless one with the same `key` is stored already (then None)."""
+    with transaction(db):
+        found = db.conn.execute(
+            "SELECT 1 FROM web_messages WHERE session = ? AND json_extract(payload, '$.key') = ?",
+            (session, message["key"]),
+        ).fetchone()
+        if found is not None:
+            return None
+        return append(db, session, "bot", [message], now)[0]
+
+
+def enquiry_label(db: sqlite_utils.Database, enquiry_id: int | None) -> tuple[str, str]:
+    """(reference, language) of an enquiry, for the heading of its answer."""
+    row = None
+    if enquiry_id is not None:
+        row = db.conn.execute(
+            "SELECT ref, lang FROM enquiries WHERE id = ?", (enquiry_id,)
+        ).fetchone()
+    return (str(row[0] or ""), str(row[1] or "en")) if row else ("", "en")
+
+
 def history(db: sqlite_utils.Database, session: str, after: int = 0) -> list[dict[str, Any]]:
     """The session's messages after id `after` (the latest HISTORY_LIMIT), oldest first."""
     rows = db.conn.execute(
