@@ -103,7 +103,7 @@ def test_clusterbot_run_serves_the_web_chat_when_enabled(
     config.write_text(
         f'language = "en"\ndata_dir = "{tmp_path / "var"}"\n\n'
         f'[telegram]\ntoken = "{api.token}"\nbase_url = "{api.base_url}"\n\n'
-        f"[web]\nenabled = true\nport = {port}\n",
+        f'[smtp]\nhost = "embedded"\n\n[web]\nenabled = true\nport = {port}\n',
         encoding="utf-8",
     )
     process = start(["run", "--config", str(config)], ROOT)
