@@ -388,6 +388,10 @@ def _origin(value: str) -> str:
     return value.rstrip("/").lower()
 
 
+# The web chat's own paths (bot/channels/web/server.py); a webhook beside it needs another.
+WEB_PATHS = frozenset({"/", "/chat", "/widget.js", "/healthz"})
+
+
 class WebSettings(_Section):
     enabled: bool = False
     listen: str = "127.0.0.1"
@@ -446,6 +450,22 @@ class Settings(_Section):
     # Where the settings came from, for messages; not a key in the file.
     source: str = Field(default="defaults", exclude=True)
 
+    @model_validator(mode="after")
+    def _webhook_beside_web(self) -> Settings:
+        # With [web] enabled the webhook is a route of the web chat's server: its path must
+        # not be one of the chat's own.
+        if self.web.enabled and self.telegram.webhook_url:
+            from urllib.parse import urlsplit
+
+            path = urlsplit(self.telegram.webhook_url).path or "/"
+            if path in WEB_PATHS or path.startswith("/chat/"):
+                raise ValueError(
+                    "telegram.webhook_url: with [web] enabled the webhook shares the web "
+                    f"chat's port, and its path {path!r} is one of the chat's own; give it a "
+                    "path of its own, such as 'https://bot.example.org/telegram/<random>'"
+                )
+        return self
+
     @property
     def database_path(self) -> Path:
         """The SQLite file under data_dir."""
@@ -490,7 +510,8 @@ def _describe_error(error: Mapping[str, Any]) -> str:
         return f"{loc}: must be {bounds}, got {value!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
-        return f"{loc}: {message}"
+        # A check across sections names its own keys.
+        return message if loc == "(top)" else f"{loc}: {message}"
     return f"{loc}: {message} (got {value!r})"
 
 

@@ -380,6 +380,21 @@ def test_web_settings_are_validated() -> None:
         with pytest.raises(SettingsError) as caught:
             settings_from_mapping({"web": bad}, "c.toml")
         assert caught.value.problems[0].startswith("c.toml: web.")
+    # A webhook beside the web chat needs a path of its own.
+    for path in ("", "/", "/healthz", "/chat/api/message"):
+        with pytest.raises(SettingsError) as caught:
+            settings_from_mapping(
+                {
+                    "web": {"enabled": True},
+                    "telegram": {"webhook_url": f"https://bot.example.org{path}"},
+                },
+                "c.toml",
+            )
+        assert "telegram.webhook_url" in caught.value.problems[0]
+        assert "path of its own" in caught.value.problems[0]
+    settings_from_mapping(
+        {"web": {"enabled": True}, "telegram": {"webhook_url": "https://bot.example.org/tg/x1"}}
+    )
 
 
 # ---------------------------------------------------------------- fuzzing the API

@@ -45,6 +45,7 @@ from bot.channels.web.render import (
 from bot.dialogue.engine import Engine, Event
 from bot.dialogue.form import FIELDS, LIMITS
 from bot.jobs import session_idle_limit
+from bot.settings import WEB_PATHS
 from bot.storage import transaction
 
 if TYPE_CHECKING:
@@ -298,8 +299,8 @@ class WebChannel:
         if not url:
             return None
         path = urlsplit(url).path or "/"
-        taken = ("/", "/chat", "/widget.js", "/healthz")
-        return None if path in taken or path.startswith("/chat/") else path
+        # Settings refuse a webhook path that is one of the chat's own when [web] is on.
+        return None if path in WEB_PATHS or path.startswith("/chat/") else path
 
     def _allowed_origin(self, request: Request, origin: str) -> bool:
         web = self.settings.web
