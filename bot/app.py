@@ -15,7 +15,14 @@ from bot import instance, jobs
 from bot.deliveries.model import DeliveryReport
 from bot.deliveries.smtp import SmtpTarget, SmtpTransport, count_mails
 from bot.deliveries.worker import Worker
-from bot.storage import Database, DatabaseFileLost, make_private, open_database, utc_now
+from bot.storage import (
+    Database,
+    DatabaseFileLost,
+    make_private,
+    open_database,
+    transaction,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -146,7 +153,7 @@ class App:
             return
         self.worker = Worker(
             self.db,
-            [SmtpTransport(self.smtp_target)],
+            [SmtpTransport(self.smtp_target, on_connect=self._record_smtputf8)],
             hook=DeliveryRules(self.settings),
             clock=self.clock,
             caps={("smtp", "enquiry"): self.settings.enquiries.max_mails_per_hour},
@@ -155,6 +162,14 @@ class App:
         self._tasks.add(task)
         # Whatever is due already (queued while the bot was down) goes out now.
         self._wake.set()
+
+    def _record_smtputf8(self, offered: bool) -> None:
+        """What the mail server's EHLO said about SMTPUTF8, for the form (bot.mail.smtputf8)."""
+        from bot.mail.smtputf8 import record_smtputf8
+
+        if self.db is not None and self.settings.smtp.host:
+            with transaction(self.db):
+                record_smtputf8(self.db, self.settings, offered)
 
     async def close(self) -> None:
         """Stop the scheduler and its running jobs, the mail store, and close the database."""

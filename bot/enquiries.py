@@ -59,6 +59,8 @@ EXPORT_COLUMNS = (
 # Cells a spreadsheet would run as a formula ("=HYPERLINK(...)") get a leading apostrophe.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ERASED_NOTE = "erased at the applicant's request"
+# The notification that edits an enquiry's admin-chat post to its erased form.
+POST_ERASED = "post_erased"
 _REF = re.compile(r"^([A-Z][A-Z0-9]{0,9})-0*(\d{1,9})$")
 
 
@@ -153,7 +155,7 @@ def submit_enquiry(
 ) -> dict[str, Any]:
     """Store a confirmed enquiry with its secretariat e-mail, admin post and audit, atomically."""
     # Imported here: the mail package is only needed when an enquiry is actually submitted.
-    from bot.mail.compose import enquiry_mail, mail_delivery
+    from bot.mail.compose import acknowledgement_mail, enquiry_mail, mail_delivery
     from bot.mail.inbound.address import enquiry_reply_address
 
     try:
@@ -187,6 +189,9 @@ def submit_enquiry(
         row = _enquiry_by_id(db, enquiry_id)
         message = enquiry_mail(settings, row, enquiry_reply_address(db, settings, ref))
         deliveries.enqueue(db, mail_delivery(message, "enquiry", enquiry_id), now)
+        if settings.enquiries.acknowledge:
+            receipt = acknowledgement_mail(settings, row)
+            deliveries.enqueue(db, mail_delivery(receipt, "acknowledgement", enquiry_id), now)
         if settings.telegram.admin_chat_id != 0:
             _notification(
                 db,
@@ -323,12 +328,13 @@ def answer_enquiry(
         raise EnquiryError("the answer is empty", "empty_answer")
     with transaction(db):
         row = _require(db, ref)
-        if row["status"] == "closed":
-            raise EnquiryError(f"{row['ref']} is already closed", "already_closed", ref=row["ref"])
+        # Erased first: "erased" tells the secretariat more than the "closed" it implies.
         if row["erased_at"] is not None:
             raise EnquiryError(
                 f"{row['ref']} was erased at the applicant's request", "erased", ref=row["ref"]
             )
+        if row["status"] == "closed":
+            raise EnquiryError(f"{row['ref']} is already closed", "already_closed", ref=row["ref"])
         note = f"\n\n{_attachments_note(row, attachments)}" if attachments else ""
         if row["chat_id"] and row["channel"] == WEB_CHANNEL:
             _queue_web_answer(db, row, answer + note, now)
@@ -485,17 +491,23 @@ def erase_enquiries(
     actor: str,
     now: datetime,
     reason: str,
+    settings: Settings | None = None,
 ) -> int:
-    """Erase the personal data of these enquiries and their pending mail and chat messages."""
+    """Erase the personal data of these enquiries and their pending mail and chat messages.
+
+    A grouped reminder still queued that names one of them is withdrawn too; with
+    `settings` it is queued again for the other enquiries it named.
+    """
     ids = sorted(set(enquiry_ids))
     if not ids:
         return 0
+    regroup: set[int] = set()
     nulls = ", ".join(f"{column} = NULL" for column in PERSONAL_COLUMNS)
     refs: list[str] = []
     with transaction(db):
         for enquiry_id in ids:
             found = db.conn.execute(
-                "SELECT ref FROM enquiries WHERE id = ?", (enquiry_id,)
+                "SELECT ref, admin_message_id FROM enquiries WHERE id = ?", (enquiry_id,)
             ).fetchone()
             if found is None:
                 continue
@@ -515,6 +527,18 @@ def erase_enquiries(
                 "UPDATE notifications SET text = NULL, chat_id = NULL WHERE enquiry_id = ?",
                 (enquiry_id,),
             )
+            # The admin-chat post shows the applicant's data: the channel edits it to its
+            # erased form (chat NULL: the admin chat configured when it is delivered).
+            if found[1] is not None:
+                _notification(
+                    db,
+                    channel="telegram",
+                    kind=POST_ERASED,
+                    enquiry_id=enquiry_id,
+                    chat_id=None,
+                    text=None,
+                    now=now,
+                )
             # Received replies quote the enquiry: keep only what happened, not the mail.
             db.conn.execute(
                 "UPDATE inbound_mail SET raw = NULL, answer = NULL, subject = NULL "
@@ -530,10 +554,64 @@ def erase_enquiries(
                 ref=found[0],
                 detail={"reason": reason, "deliveries_cancelled": pending},
             )
+        regroup = _withdraw_grouped_reminders(db, ids) - set(ids)
+        if settings is not None and regroup:
+            from bot.jobs import queue_grouped_reminder
+
+            queue_grouped_reminder(db, settings, sorted(regroup), now)
     if refs and isinstance(db, Database):
         # Copies outside the database (the embedded mail store's files) go too.
         db.erased(refs)
     return len(ids)
+
+
+def _named_refs(delivery: Delivery) -> list[str]:
+    """The references a grouped reminder names (its X-Clusterbot-Refs header)."""
+    from email.parser import BytesHeaderParser
+
+    payload = delivery.payload
+    data = payload if isinstance(payload, bytes) else (payload or "").encode()
+    header = BytesHeaderParser().parsebytes(data).get("X-Clusterbot-Refs", "")
+    return [ref.strip() for ref in str(header).split(",") if ref.strip()]
+
+
+def _grouped_reminder_moot(db: sqlite_utils.Database, delivery: Delivery) -> str | None:
+    """A grouped reminder whose enquiries were all answered, closed or erased meanwhile."""
+    refs = _named_refs(delivery)
+    if not refs:
+        return None
+    still_open = db.conn.execute(
+        f"SELECT count(*) FROM enquiries WHERE status = 'open' AND erased_at IS NULL "
+        f"AND ref IN ({', '.join('?' for _ in refs)})",
+        tuple(refs),
+    ).fetchone()[0]
+    return None if still_open else "no enquiry it names is still open"
+
+
+def _withdraw_grouped_reminders(db: sqlite_utils.Database, erased: Sequence[int]) -> set[int]:
+    """Withdraw unsent grouped reminders naming an erased enquiry; the ids they named."""
+    refs = {
+        str(row[0]): int(row[1])
+        for row in db.conn.execute(
+            f"SELECT ref, id FROM enquiries WHERE ref IS NOT NULL AND id IN "
+            f"({', '.join('?' for _ in erased)})",
+            tuple(erased),
+        )
+    }
+    named: set[int] = set()
+    for delivery in deliveries.unsent_of_kind(db, "reminders"):
+        mentioned = _named_refs(delivery)
+        if not any(ref in refs for ref in mentioned):
+            continue
+        deliveries.cancel(db, delivery.id, ERASED_NOTE)
+        named.update(
+            int(row[0])
+            for row in db.conn.execute(
+                f"SELECT id FROM enquiries WHERE ref IN ({', '.join('?' for _ in mentioned)})",
+                tuple(mentioned),
+            )
+        )
+    return named
 
 
 # Where a Telegram update names its sender and chat (message, edited message, button press).
@@ -564,7 +642,14 @@ def _forget_updates(db: sqlite_utils.Database, channel: str, user_id: str) -> in
     return int(cursor.rowcount)
 
 
-def forget_user(db: sqlite_utils.Database, channel: str, user_id: str, *, now: datetime) -> int:
+def forget_user(
+    db: sqlite_utils.Database,
+    channel: str,
+    user_id: str,
+    *,
+    now: datetime,
+    settings: Settings | None = None,
+) -> int:
     """Erase everything this user told the bot; returns how many enquiries were erased.
 
     In one transaction: the user's open enquiries are closed (so reminders and digests stop),
@@ -594,7 +679,9 @@ def forget_user(db: sqlite_utils.Database, channel: str, user_id: str, *, now: d
                 ref=ref,
                 detail={"from": "open", "reason": "erased"},
             )
-        count = erase_enquiries(db, ids, actor="applicant", now=now, reason="user request")
+        count = erase_enquiries(
+            db, ids, actor="applicant", now=now, reason="user request", settings=settings
+        )
         # After the erasure, which clears close notes: this one names nobody.
         for enquiry_id, _ in still_open:
             db.conn.execute(
@@ -728,6 +815,8 @@ class DeliveryRules:
 
     def withdrawn(self, db: sqlite_utils.Database, delivery: Delivery) -> str | None:
         """A delivery of an erased enquiry, or a reminder of one answered since, is moot."""
+        if delivery.kind == "reminders":
+            return _grouped_reminder_moot(db, delivery)
         if delivery.enquiry_id is None:
             return None
         found = db.conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from bot.mail.compose import (
     Digest,
     DigestItem,
     digest_mail,
+    grouped_reminder_mail,
     mail_delivery,
     reminder_mail,
 )
@@ -113,20 +115,22 @@ def next_reminder_at(db: sqlite_utils.Database, settings: Settings) -> datetime 
 
 
 def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime) -> list[str]:
-    """Queue every due reminder; returns the references reminded."""
+    """Queue every due reminder; returns the references reminded.
+
+    With reminders.grouped (the default) the round's reminders go out as one e-mail that
+    names each reference; each enquiry's counter and 'reminded' audit are its own either way.
+    """
+    if settings.reminders.grouped:
+        return _send_grouped_reminders(db, settings, now)
     reminded = []
     for candidate in due_reminders(db, settings, now):
         # One transaction per enquiry: re-read, re-check, then mail + counter + audit
         # together, so a crash or a second process can never write the same reminder twice.
         with transaction(db):
-            rows = list(db.query("SELECT * FROM enquiries WHERE id = ?", [candidate["id"]]))
-            if not rows:
+            row = _still_due(db, settings, int(candidate["id"]), now)
+            if row is None:
                 continue
-            row = rows[0]
-            at = reminder_due_at(row, settings)
-            if at is None or at > now:
-                continue
-            count = int(row["reminder_count"] or 0) + 1
+            count = _count_reminder(db, row, now)
             original = deliveries.first_key(db, int(row["id"]), "enquiry")
             message = reminder_mail(
                 settings,
@@ -137,22 +141,93 @@ def send_reminders(db: sqlite_utils.Database, settings: Settings, now: datetime)
                 reply_address=enquiry_reply_address(db, settings, str(row["ref"])),
             )
             deliveries.enqueue(db, mail_delivery(message, "reminder", int(row["id"])), now)
-            db.execute(
-                "UPDATE enquiries SET reminder_count = ?, last_reminder_at = ? WHERE id = ?",
-                [count, to_iso(now), row["id"]],
-            )
-            record_audit(
-                db,
-                "reminded",
-                actor="system",
-                now=now,
-                enquiry_id=int(row["id"]),
-                ref=row["ref"],
-                detail={"count": count},
-            )
         reminded.append(str(row["ref"]))
         log.info("reminder %d queued for %s", count, row["ref"])
     return reminded
+
+
+def queue_grouped_reminder(
+    db: sqlite_utils.Database, settings: Settings, enquiry_ids: Sequence[int], now: datetime
+) -> str | None:
+    """Queue again a grouped reminder withdrawn because an enquiry it named was erased: for
+    the others still open, each with the reminder number already counted (no new count).
+    Returns the new delivery's key, or None when none of them is still open."""
+    marks = ", ".join("?" for _ in enquiry_ids)
+    rows = list(
+        db.query(
+            f"SELECT * FROM enquiries WHERE id IN ({marks}) AND status = 'open' "
+            "AND erased_at IS NULL AND reminder_count > 0 ORDER BY created_at, id",
+            list(enquiry_ids),
+        )
+    )
+    if not rows:
+        return None
+    reminded = [(row, int(row["reminder_count"])) for row in rows]
+    originals = [
+        key
+        for row in rows
+        if (key := deliveries.first_key(db, int(row["id"]), "enquiry")) is not None
+    ]
+    message = grouped_reminder_mail(settings, reminded, now, originals)
+    deliveries.enqueue(db, mail_delivery(message, "reminders", None), now)
+    return str(message["Message-ID"])
+
+
+def _still_due(
+    db: sqlite_utils.Database, settings: Settings, enquiry_id: int, now: datetime
+) -> dict[str, Any] | None:
+    """The enquiry re-read inside the transaction, if its reminder is (still) due."""
+    rows = list(db.query("SELECT * FROM enquiries WHERE id = ?", [enquiry_id]))
+    if not rows:
+        return None
+    at = reminder_due_at(rows[0], settings)
+    return rows[0] if at is not None and at <= now else None
+
+
+def _count_reminder(db: sqlite_utils.Database, row: dict[str, Any], now: datetime) -> int:
+    """Count one more reminder for this enquiry (counter and audit); its number."""
+    count = int(row["reminder_count"] or 0) + 1
+    db.execute(
+        "UPDATE enquiries SET reminder_count = ?, last_reminder_at = ? WHERE id = ?",
+        [count, to_iso(now), row["id"]],
+    )
+    record_audit(
+        db,
+        "reminded",
+        actor="system",
+        now=now,
+        enquiry_id=int(row["id"]),
+        ref=row["ref"],
+        detail={"count": count},
+    )
+    return count
+
+
+def _send_grouped_reminders(
+    db: sqlite_utils.Database, settings: Settings, now: datetime
+) -> list[str]:
+    """One e-mail for the whole round: counters, audits and the mail in one transaction."""
+    candidates = due_reminders(db, settings, now)
+    if not candidates:
+        return []
+    reminded: list[tuple[dict[str, Any], int]] = []
+    with transaction(db):
+        for candidate in candidates:
+            row = _still_due(db, settings, int(candidate["id"]), now)
+            if row is not None:
+                reminded.append((row, _count_reminder(db, row, now)))
+        if not reminded:
+            return []
+        originals = [
+            key
+            for row, _ in reminded
+            if (key := deliveries.first_key(db, int(row["id"]), "enquiry")) is not None
+        ]
+        message = grouped_reminder_mail(settings, reminded, now, originals)
+        deliveries.enqueue(db, mail_delivery(message, "reminders", None), now)
+    refs = [str(row["ref"]) for row, _ in reminded]
+    log.info("grouped reminder queued for %s", ", ".join(refs))
+    return refs
 
 
 # ---------------------------------------------------------------- digest
@@ -376,7 +451,11 @@ def apply_retention(db: sqlite_utils.Database, settings: Settings, now: datetime
     from bot.enquiries import erase_enquiries
 
     ids = expired_enquiries(db, settings, now)
-    count = erase_enquiries(db, ids, actor="system", now=now, reason="retention") if ids else 0
+    count = (
+        erase_enquiries(db, ids, actor="system", now=now, reason="retention", settings=settings)
+        if ids
+        else 0
+    )
     cutoff = to_iso(now - settings.privacy.retention)
     # Digests and notices list organisations too: their stored copies expire as well.
     with transaction(db):

@@ -291,6 +291,9 @@ class EnquirySettings(_Section):
     # New enquiry mails sent to the secretariat per hour, over all applicants (0 = no cap);
     # beyond it they wait in the queue, and the digest says how many wait.
     max_mails_per_hour: int = Field(default=0, ge=0, le=100000)
+    # On confirm, e-mail the applicant an acknowledgement in their language: the reference,
+    # their question, what happens next and how to follow up.
+    acknowledge: bool = True
 
     @field_validator("reference_prefix")
     @classmethod
@@ -308,6 +311,9 @@ class ReminderSettings(_Section):
     first_after: PositiveDuration = timedelta(hours=48)
     repeat_every: PositiveDuration = timedelta(hours=24)
     max_count: int = Field(default=3, ge=0, le=100)
+    # Reminders due in one round go out as one e-mail naming every reference (false: one
+    # e-mail per enquiry, threaded under its original).
+    grouped: bool = True
 
 
 class DigestSettings(_Section):

@@ -84,7 +84,10 @@ class SmtpServer:
         tls_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        smtputf8: bool = False,
     ) -> None:
+        # Offer SMTPUTF8 (RFC 6531) in the EHLO reply, for internationalised addresses.
+        self.smtputf8 = smtputf8
         self.handler = handler or Handler()
         self.implicit_tls = implicit_tls
         self.connections = 0
@@ -108,7 +111,11 @@ class SmtpServer:
 
         def factory() -> SMTP:
             self.connections += 1
-            kwargs: dict[str, Any] = {"hostname": "localhost", "loop": loop}
+            kwargs: dict[str, Any] = {
+                "hostname": "localhost",
+                "loop": loop,
+                "enable_SMTPUTF8": self.smtputf8,
+            }
             if self.tls_context is not None:
                 kwargs.update(tls_context=self.tls_context, require_starttls=True)
             if self.credentials is not None:

@@ -84,12 +84,14 @@ def test_a_whole_enquiry_through_a_pipe(tmp_path: Path) -> None:
     assert enquiry["organisation"] == "Cluster Lombardia"
     assert enquiry["question"] == "Can I bring my dog to the info day in Brussels?"
     db = sqlite_utils.Database(tmp_path / "var" / "clusterbot.sqlite3")
-    (mail,) = list(db["deliveries"].rows)
-    assert mail["enquiry_id"] == enquiry["id"]
+    mail, receipt = list(db["deliveries"].rows)
+    assert mail["enquiry_id"] == enquiry["id"] and mail["kind"] == "enquiry"
+    assert receipt["kind"] == "acknowledgement"
     db.close()
     # The embedded mail store kept the e-mail, and the console said where.
     stored = list((tmp_path / "var" / "mail").glob("*.eml"))
-    assert len(stored) == 1 and "ECCP-0001" in stored[0].read_text("utf-8")
+    # The secretariat's mail and the applicant's acknowledgement.
+    assert len(stored) == 2 and all("ECCP-0001" in f.read_text("utf-8") for f in stored)
     assert "var/mail/" in out
     # The mail report is a line of its own, after the confirmation, before the next reply.
     lines = out.splitlines()

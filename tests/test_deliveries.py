@@ -324,7 +324,7 @@ async def test_a_reminder_goes_out_at_its_due_instant(tmp_path: Path) -> None:
             assert abs((job.next_run_time - due).total_seconds()) < 0.5
             await _until(lambda: len(server.handler.received) == 2, "the reminder")
         kinds = [r.message["X-Clusterbot-Kind"] for r in server.handler.received]
-    assert kinds == ["enquiry", "reminder"]
+    assert kinds == ["enquiry", "reminders"]  # grouped by default
 
 
 async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it(
@@ -363,7 +363,7 @@ async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it
         # Later DATA commands pass; the one of the killed process never completes.
         handler.hang = None
         db = open_database(settings.database_path)
-        [reminder] = [d for d in store.list_deliveries(db) if d.kind == "reminder"]
+        [reminder] = [d for d in store.list_deliveries(db) if d.kind in ("reminder", "reminders")]
         assert reminder.status == "sending"  # claimed by the dead process
         count = db.execute("SELECT reminder_count FROM enquiries").fetchone()[0]
         assert count == 1
@@ -375,8 +375,10 @@ async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it
                 "the reminder to be sent after the restart",
             )
             count = app.db.execute("SELECT reminder_count FROM enquiries").fetchone()[0]
-            reminders = [d for d in store.list_deliveries(app.db) if d.kind == "reminder"]
+            reminders = [
+                d for d in store.list_deliveries(app.db) if d.kind in ("reminder", "reminders")
+            ]
     received = [r.message for r in handler.received]
-    assert [m["X-Clusterbot-Kind"] for m in received] == ["enquiry", "reminder"]
+    assert [m["X-Clusterbot-Kind"] for m in received] == ["enquiry", "reminders"]
     assert received[1]["Message-ID"] == reminder.idempotency_key
     assert count == 1 and len(reminders) == 1

@@ -412,7 +412,8 @@ def test_whole_form_happy_path(env: Env) -> None:
     assert enquiry["country"] == "Italy"
     assert enquiry["question"].endswith("how many countries?")
     assert (enquiry["lang"], enquiry["status"], enquiry["channel"]) == ("en", "open", "console")
-    (mail,) = rows(env.db, "deliveries")
+    mail, receipt = rows(env.db, "deliveries")
+    assert mail["kind"] == "enquiry" and receipt["kind"] == "acknowledgement"
     assert mail["enquiry_id"] == enquiry["id"] and mail["status"] == "queued"
     assert b"ECCP-0001" in mail["payload"]
     assert [a["event"] for a in rows(env.db, "audit")] == ["created"]

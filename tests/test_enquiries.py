@@ -89,8 +89,11 @@ def test_submit_writes_enquiry_ref_outbox_admin_post_and_audit(
         "maria_r",
         "it",
     )
-    (mail,) = rows(db, "deliveries")
+    mail, receipt = rows(db, "deliveries")
     assert (mail["kind"], mail["enquiry_id"], mail["status"]) == ("enquiry", 1, "queued")
+    # The applicant's acknowledgement, queued with it (enquiries.acknowledge, on by default).
+    assert (receipt["kind"], receipt["enquiry_id"]) == ("acknowledgement", 1)
+    assert json.loads(receipt["recipient"]) == ["maria.rossi@example.org"]
     assert mail["transport"] == "smtp"
     assert json.loads(mail["recipient"]) == ["segreteria@example.org"]
     assert b"Reply-To: Maria Rossi <maria.rossi@example.org>" in mail["payload"]
@@ -306,9 +309,18 @@ def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: S
     assert [row["ref"] for row in erased] == ["ECCP-0001", "ECCP-0002"]
     assert all(row["user_id"] is None and row["faq_history"] == "[]" for row in erased)
     # The erased enquiries' unsent mail is withdrawn, and no mail keeps their bytes.
-    mails = [(row["enquiry_id"], row["status"], row["payload"]) for row in rows(db, "deliveries")]
+    # (Each enquiry has its secretariat mail and the applicant's acknowledgement.)
+    mails = [
+        (row["enquiry_id"], row["status"], row["payload"])
+        for row in rows(db, "deliveries")
+        if row["kind"] == "enquiry"
+    ]
     assert [mail[:2] for mail in mails] == [(1, "sent"), (2, "cancelled"), (3, "queued")]
     assert mails[0][2] is None and mails[1][2] is None and mails[2][2] is not None
+    receipts = [
+        (r["enquiry_id"], r["status"]) for r in rows(db, "deliveries") if r["kind"] != "enquiry"
+    ]
+    assert receipts == [(1, "sent"), (2, "cancelled"), (3, "queued")]
     assert rows(db, "sessions") == []
     events = [(a["event"], a["ref"]) for a in rows(db, "audit") if a["event"] == "erased"]
     assert events == [("erased", "ECCP-0001"), ("erased", "ECCP-0002"), ("erased", None)]

@@ -19,11 +19,18 @@ from tests.smtp_support import T0, audit_events, insert_enquiry, make_settings, 
 H = timedelta(hours=1)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+# Every reminder rule holds for one grouped mail per round (the default) and for one mail
+# per enquiry alike.
+@pytest.fixture(params=[True, False], ids=["grouped", "per-enquiry"])
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     return make_settings(
         tmp_path,
-        reminders={"first_after": "48h", "repeat_every": "24h", "max_count": 3},
+        reminders={
+            "first_after": "48h",
+            "repeat_every": "24h",
+            "max_count": 3,
+            "grouped": request.param,
+        },
         digest={"cron": "0 9 * * mon-fri", "timezone": "Europe/Rome"},
         privacy={"retention": "30d"},
     )
@@ -44,7 +51,15 @@ def _forwarded(db: Any, settings: Settings, at: datetime = T0, **fields: Any) ->
 
 
 def _reminders(db: Any) -> list[dict[str, Any]]:
-    return list(db.query("SELECT * FROM deliveries WHERE kind = 'reminder' ORDER BY id"))
+    return list(
+        db.query("SELECT * FROM deliveries WHERE kind IN ('reminder', 'reminders') ORDER BY id")
+    )
+
+
+def _plain(message: Any) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def _enquiry(db: Any, enquiry_id: int) -> dict[str, Any]:
@@ -81,6 +96,13 @@ def test_reminder_count_and_timing_are_exact(db: Any, settings: Settings) -> Non
     assert [json.loads(e["detail"])["count"] for e in events] == [1, 2, 3]
     for index, reminder in enumerate(_reminders(db), start=1):
         message = message_from_bytes(reminder["payload"], policy=policy.default)
+        assert reminder["status"] == "queued"
+        if settings.reminders.grouped:
+            # One grouped mail per round, naming the reference and this reminder's number.
+            assert message["X-Clusterbot-Refs"] == enquiry["ref"]
+            assert message["References"] == original["message_id"]
+            assert f"{enquiry['ref']} – promemoria {index} di 3" in _plain(message)
+            continue
         assert message["In-Reply-To"] == original["message_id"]
         assert message["References"] == original["message_id"]
         assert str(message["Subject"]).startswith(f"[{enquiry['ref']}] ")

@@ -471,22 +471,25 @@ async def test_erased_enquiry_row_left_pending_is_dropped_not_sent(tmp_path: Pat
     assert audit_events(db, "forwarded") == []
 
 
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "per-enquiry"])
 @pytest.mark.parametrize("outcome", ["answered", "marked answered", "closed"])
 async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
-    tmp_path: Path, db: Any, outcome: str
+    tmp_path: Path, db: Any, outcome: str, grouped: bool
 ) -> None:
     from bot import jobs
     from bot.enquiries import answer_enquiry, close_enquiry, mark_answered
 
     settings = make_settings(
-        tmp_path, reminders={"first_after": "48h", "repeat_every": "24h", "max_count": 3}
+        tmp_path,
+        reminders={"first_after": "48h", "repeat_every": "24h", "max_count": 3, "grouped": grouped},
     )
     enquiry = insert_enquiry(db, forwarded_at=to_iso(T0))
     queue_enquiry_mail(db, settings, enquiry, T0)
     db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
     due = T0 + timedelta(hours=48)
     assert jobs.send_reminders(db, settings, due) == [enquiry["ref"]]
-    [reminder] = db.query("SELECT * FROM deliveries WHERE kind = 'reminder'")
+    kind = "reminders" if grouped else "reminder"
+    [reminder] = db.query("SELECT * FROM deliveries WHERE kind = ?", [kind])
     # The SMTP server was down when the reminder was queued; the secretariat answers.
     if outcome == "answered":
         answer_enquiry(db, enquiry["ref"], "Yes, you can.", actor="cli", now=due)
@@ -506,10 +509,15 @@ async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
     assert len(audit_events(db)) == audits  # nothing audited
 
 
-async def test_reminder_for_an_open_enquiry_still_goes_out(tmp_path: Path, db: Any) -> None:
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "per-enquiry"])
+async def test_reminder_for_an_open_enquiry_still_goes_out(
+    tmp_path: Path, db: Any, grouped: bool
+) -> None:
     from bot import jobs
 
-    settings = make_settings(tmp_path, reminders={"first_after": "48h", "max_count": 1})
+    settings = make_settings(
+        tmp_path, reminders={"first_after": "48h", "max_count": 1, "grouped": grouped}
+    )
     enquiry = insert_enquiry(db, forwarded_at=to_iso(T0))
     queue_enquiry_mail(db, settings, enquiry, T0)
     db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
@@ -517,7 +525,8 @@ async def test_reminder_for_an_open_enquiry_still_goes_out(tmp_path: Path, db: A
     async with SmtpServer() as server:
         report = await deliver_due(db, settings, T0 + timedelta(hours=48), target=_target(server))
     assert (report.sent, report.skipped) == (1, 0)
-    assert server.handler.received[0].message["X-Clusterbot-Kind"] == "reminder"
+    kind = "reminders" if grouped else "reminder"
+    assert server.handler.received[0].message["X-Clusterbot-Kind"] == kind
 
 
 def _target(server: SmtpServer) -> Any:

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -429,4 +429,163 @@ def test_a_server_change_forgets_what_the_old_one_offered(tmp_path: Path) -> Non
     database = open_database(tmp_path / "db.sqlite3")
     record_smtputf8(database, old, True)
     assert smtputf8_offered(database, old) and not smtputf8_offered(database, new)
+    database.close()
+
+
+# ---------------------------------------------------------------- B: wired into the product
+
+
+def _forwarded(db: Any, settings: Settings, at: Any, **fields: Any) -> dict[str, Any]:
+    from tests.smtp_support import queue_enquiry_mail
+
+    enquiry = insert_enquiry(db, now=at, forwarded_at=to_iso(at), **fields)
+    queue_enquiry_mail(db, settings, enquiry, at)
+    db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
+    return enquiry
+
+
+async def _deliver_queued(db: Any, settings: Settings, server: SmtpServer) -> None:
+    from bot.deliveries.smtp import SmtpTarget, SmtpTransport
+    from bot.deliveries.worker import Worker
+    from bot.enquiries import DeliveryRules
+
+    live = settings.model_copy(
+        update={"smtp": settings.smtp.model_copy(update={"port": server.port})}
+    )
+    worker = Worker(db, [SmtpTransport(SmtpTarget.from_settings(live))], hook=DeliveryRules(live))
+    await worker.deliver_due()
+
+
+async def test_reminders_due_in_one_round_go_out_as_one_mail(tmp_path: Path, db: Any) -> None:
+    from bot import jobs
+
+    settings = make_settings(
+        tmp_path, secretariat={"language": "en"}, reminders={"first_after": "48h"}
+    )
+    first = _forwarded(db, settings, T0, question="First: can SMEs lead?")
+    second = _forwarded(db, settings, T0 + timedelta(hours=1), question="Second: lump sums?")
+    later = _forwarded(db, settings, T0 + timedelta(days=2), question="Too recent")
+    assert jobs.send_reminders(db, settings, T0 + timedelta(hours=50)) == [
+        first["ref"],
+        second["ref"],
+    ]
+    async with SmtpServer() as server:
+        await _deliver_queued(db, settings, server)
+    [mail] = [r.message for r in server.handler.received]
+    assert mail["X-Clusterbot-Kind"] == "reminders"
+    assert mail["X-Clusterbot-Refs"] == f"{first['ref']}, {second['ref']}"
+    subject = str(mail["Subject"])
+    assert first["ref"] in subject and second["ref"] in subject and later["ref"] not in subject
+    text = _text(mail)
+    assert "First: can SMEs lead?" in text and "Second: lump sums?" in text
+    # Each enquiry counts its own reminders, audited one by one.
+    counts = {row["ref"]: row["reminder_count"] for row in db.query("SELECT * FROM enquiries")}
+    assert counts == {first["ref"]: 1, second["ref"]: 1, later["ref"]: 0}
+    audits = [row["ref"] for row in db.query("SELECT ref FROM audit WHERE event = 'reminded'")]
+    assert sorted(audits) == sorted([first["ref"], second["ref"]])
+
+
+async def test_per_enquiry_reminders_remain_a_setting(tmp_path: Path, db: Any) -> None:
+    from bot import jobs
+
+    settings = make_settings(tmp_path, reminders={"first_after": "48h", "grouped": False})
+    first = _forwarded(db, settings, T0)
+    second = _forwarded(db, settings, T0)
+    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    async with SmtpServer() as server:
+        await _deliver_queued(db, settings, server)
+    refs = sorted(str(r.message["X-Clusterbot-Ref"]) for r in server.handler.received)
+    assert refs == sorted([first["ref"], second["ref"]])
+    assert {r.message["X-Clusterbot-Kind"] for r in server.handler.received} == {"reminder"}
+
+
+def test_erasure_withdraws_a_queued_grouped_reminder_and_requeues_the_others(
+    tmp_path: Path, db: Any
+) -> None:
+    from bot import jobs
+    from bot.enquiries import forget_user
+
+    settings = make_settings(tmp_path, reminders={"first_after": "48h"})
+    gone = _forwarded(db, settings, T0, user_id="77", organisation="Erased Org")
+    kept = _forwarded(db, settings, T0, user_id="88", organisation="Kept Org")
+    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    forget_user(db, "telegram", "77", now=T0 + timedelta(hours=49), settings=settings)
+    queued = list(
+        db.query("SELECT * FROM deliveries WHERE kind = 'reminders' AND status = 'queued'")
+    )
+    assert len(queued) == 1
+    raw = queued[0]["payload"]
+    assert b"Erased Org" not in raw and gone["ref"].encode() not in raw
+    assert kept["ref"].encode() in raw and b"Kept Org" in raw
+    cancelled = db.execute(
+        "SELECT payload FROM deliveries WHERE kind = 'reminders' AND status = 'cancelled'"
+    ).fetchall()
+    assert cancelled == [(None,)]
+
+
+async def test_confirming_sends_the_applicant_an_acknowledgement(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "it"})
+    database = dialogue_support.open_db(settings.database_path)
+    engine = Engine(database, dialogue_support.load_kb(), settings, clock=dialogue_support.Clock())
+    chat = dialogue_support.Chat(engine, lang_hint="en")
+    chat.cmd("contact")
+    chat.say("Mario Rossi")
+    chat.say("mario.rossi@example.org")
+    chat.say("Cluster Lombardia")
+    chat.press("c:IT")
+    chat.say("Can two regions apply together?")
+    chat.press("consent:yes")
+    chat.press("send")
+    ref = re.search(r"ECCP-\d{4}", chat.text)
+    assert ref is not None
+    async with SmtpServer() as server:
+        await _deliver_queued(database, settings, server)
+    by_kind = {str(r.message["X-Clusterbot-Kind"]): r for r in server.handler.received}
+    ack = by_kind["acknowledgement"]
+    assert ack.rcpt_tos == ["mario.rossi@example.org"]
+    # In the applicant's language (English), though the secretariat reads Italian.
+    assert str(ack.message["Subject"]) == f"[{ref.group(0)}] We have received your question"
+    text = _text(ack.message)
+    assert ref.group(0) in text and "Can two regions apply together?" in text
+    assert "What happens next" in text and "How to follow up" in text
+    assert by_kind["enquiry"].rcpt_tos == ["segreteria@example.org"]
+    database.close()
+
+
+async def test_an_acknowledgement_reaches_an_internationalised_address(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    database = open_database(tmp_path / "db.sqlite3")
+    enquiry = insert_enquiry(database, email="josé.garcía@ejemplo.es", lang="en")
+    from bot.deliveries import store
+    from bot.mail.compose import mail_delivery
+
+    store.enqueue(
+        database, mail_delivery(acknowledgement_mail(settings, enquiry), "acknowledgement", 1), T0
+    )
+    async with SmtpServer(smtputf8=True) as server:
+        await _deliver_queued(database, settings, server)
+    [received] = server.handler.received
+    assert received.rcpt_tos == ["josé.garcía@ejemplo.es"]
+    # UTF-8 headers (RFC 6532): the address as typed, not an encoded word.
+    assert "To: Maria Rossi <josé.garcía@ejemplo.es>".encode() in received.data
+    parsed = message_from_string(received.data.decode("utf-8"), policy=policy.default)
+    assert parsed["To"].addresses[0].username == "josé.garcía"
+    database.close()
+
+
+async def test_without_smtputf8_such_a_mail_is_refused_plainly(tmp_path: Path) -> None:
+    from bot.deliveries import store
+    from bot.mail.compose import mail_delivery
+
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    database = open_database(tmp_path / "db.sqlite3")
+    enquiry = insert_enquiry(database, email="josé.garcía@ejemplo.es", lang="en")
+    store.enqueue(
+        database, mail_delivery(acknowledgement_mail(settings, enquiry), "acknowledgement", 1), T0
+    )
+    async with SmtpServer() as server:
+        await _deliver_queued(database, settings, server)
+    assert server.handler.received == []
+    [row] = database.query("SELECT status, last_error FROM deliveries")
+    assert row["status"] == "dead" and "SMTPUTF8" in row["last_error"]
     database.close()

@@ -21,6 +21,7 @@ from bot.channels.telegram_render import (
     lines,
     to_html_chunks,
 )
+from bot.mail.compose import actor_name as compose_actor_name
 from bot.mail.compose import country_name, language_name
 from bot.settings import Settings
 from bot.storage import from_iso
@@ -36,9 +37,9 @@ def is_admin(settings: Settings, user_id: int | None) -> bool:
     return user_id is not None and user_id in settings.telegram.admin_user_ids
 
 
-def actor_name(actor: str | None) -> str:
-    """How an audit actor is shown in the admin chat."""
-    return actor or "?"
+def actor_name(actor: str | None, lang: str = "en") -> str:
+    """How an audit actor is shown in the admin chat, in the secretariat's language."""
+    return compose_actor_name(actor, lang) if actor else "?"
 
 
 def _short_time(settings: Settings, value: str | None) -> str:
@@ -100,7 +101,7 @@ def post_messages(
                 texts.get(
                     lang,
                     "post_status_answered",
-                    actor=actor_name(row.get("answered_by")),
+                    actor=actor_name(row.get("answered_by"), lang),
                     at=_short_time(settings, row.get("answered_at")),
                 ),
                 texts.get(lang, "post_hint"),
@@ -111,7 +112,7 @@ def post_messages(
         footer = texts.get(
             lang,
             "post_status_closed",
-            actor=actor_name(row.get("closed_by")),
+            actor=actor_name(row.get("closed_by"), lang),
             at=_short_time(settings, row.get("closed_at")),
         )
     chunks = to_html_chunks(f"{body}\n\n{footer}", texts.get(lang, "post_title", ref=ref))

@@ -35,6 +35,7 @@ from telegram.error import (
 from bot.channels.telegram_admin import answer_messages, mail_failed_messages, post_messages
 from bot.channels.telegram_journal import KIND_REPLY, GroupCommit, Journal, OutMessage
 from bot.channels.telegram_render import ChannelTexts
+from bot.enquiries import POST_ERASED
 from bot.logs import network_cause
 from bot.settings import Settings
 
@@ -298,6 +299,8 @@ class TelegramNotifications:
             await self._deliver(
                 row, answer_messages(self.texts, data, chat_id), update_post_of=None
             )
+        elif kind == POST_ERASED:
+            await self._erase_post(row)
         elif kind == "mail_failed":
             messages = mail_failed_messages(
                 self.settings, self.texts, row.get("text") or "", chat_id
@@ -314,6 +317,49 @@ class TelegramNotifications:
         if row is None:
             return None
         return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+    async def _erase_post(self, row: dict[str, Any]) -> None:
+        """Edit an erased enquiry's admin-chat post to its erased form (durably: a failed
+        edit is retried like any notification)."""
+        row_id = int(row["id"])
+        enquiry = self._enquiry(row.get("enquiry_id"))
+        admin_chat = self.settings.telegram.admin_chat_id
+        if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
+            self.journal.mark_failed(row_id, "skipped", "no admin-chat post to edit")
+            return
+        post = post_messages(self.settings, self.texts, enquiry, admin_chat)
+        markup = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(label, callback_data=data) for data, label in line]
+                for line in post.buttons
+            ]
+        )
+        try:
+            await self.bot.edit_message_text(
+                post.html,
+                chat_id=admin_chat,
+                message_id=int(enquiry["admin_message_id"]),
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup if post.buttons else None,
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                # Deleted by staff, or too old to edit: nothing left that shows the data.
+                log.info("erased post %d not edited: %s", row_id, exc.message[:80])
+                self.journal.mark_failed(row_id, "skipped", f"bad request: {exc.message}")
+                return
+        except (RetryAfter, NetworkError, Forbidden) as exc:
+            log.warning("erased post %d delayed: %s", row_id, type(exc).__name__)
+            self._retry(row, type(exc).__name__)
+            return
+        self._posts[int(enquiry["id"])] = (post.html, post.buttons)
+        now = self.clock()
+        self.group.add(
+            functools.partial(
+                self.journal.mark_sent, row_id, now, int(enquiry["admin_message_id"])
+            ),
+            savepoint=False,
+        )
 
     async def refresh_post(self, enquiry_id: int) -> None:
         """Show an enquiry's new status (and the buttons that still apply) on its post."""

@@ -11,7 +11,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -199,9 +199,13 @@ class SmtpTransport:
 
     name = NAME
 
-    def __init__(self, target: SmtpTarget) -> None:
+    def __init__(
+        self, target: SmtpTarget, on_connect: Callable[[bool], None] | None = None
+    ) -> None:
         self.target = target
         self._client: aiosmtplib.SMTP | None = None
+        # Told, at each new session, whether the server offers SMTPUTF8 (bot.mail.smtputf8).
+        self.on_connect = on_connect
 
     @property
     def connected(self) -> bool:
@@ -218,6 +222,10 @@ class SmtpTransport:
         if client is None or not client.is_connected:
             try:
                 client = self._client = await connect(self.target)
+                if self.on_connect is not None:
+                    if client.last_ehlo_response is None:
+                        await client.ehlo()
+                    self.on_connect(client.supports_extension("smtputf8"))
             except Exception as exc:
                 self._client = None
                 reason = short(str(exc)) or type(exc).__name__
@@ -226,8 +234,28 @@ class SmtpTransport:
                     f"{UNREACHABLE} to {target.hostname}:{target.port}: {reason}",
                     unreachable=True,
                 )
+        envelope = recipients(delivery)
+        # An internationalised address (RFC 6531) travels only with SMTPUTF8.
+        utf8 = not data.isascii() or not all(
+            a.isascii() for a in [delivery.sender or "", *envelope]
+        )
+        if utf8 and client.last_ehlo_response is None:
+            try:
+                await client.ehlo()
+            except Exception as exc:
+                client.close()
+                self._client = None
+                return Retry(short(f"EHLO failed: {exc}"))
+        if utf8 and not client.supports_extension("smtputf8"):
+            return Dead(
+                "the mail server does not offer SMTPUTF8, needed for an address with "
+                "non-ASCII letters",
+                recipient_refused=True,
+            )
         try:
-            refused, _ = await client.sendmail(delivery.sender or "", recipients(delivery), data)
+            refused, _ = await client.sendmail(
+                delivery.sender or "", envelope, data, mail_options=["SMTPUTF8"] if utf8 else None
+            )
         except Exception as exc:
             permanent, lost, error = classify(exc)
             if lost:

@@ -352,6 +352,25 @@ def cancel_for_enquiry(db: sqlite_utils.Database, enquiry_id: int, why: str) -> 
     return int(cursor.rowcount or 0)
 
 
+def unsent_of_kind(db: sqlite_utils.Database, kind: str) -> list[Delivery]:
+    """Deliveries of one kind not sent yet (queued, being sent, or waiting for a retry)."""
+    return _rows(
+        db,
+        f"SELECT * FROM deliveries WHERE kind = ? AND status IN ({_marks(_UNSENT)}) ORDER BY id",
+        (kind, *_UNSENT),
+    )
+
+
+def cancel(db: sqlite_utils.Database, delivery_id: int, why: str) -> bool:
+    """Withdraw one unsent delivery and drop its payload (inside the caller's transaction)."""
+    cursor = db.conn.execute(
+        f"UPDATE deliveries SET status = ?, last_error = ?, lease_owner = NULL, "
+        f"lease_until = NULL, payload = NULL WHERE id = ? AND status IN ({_marks(_UNSENT)})",
+        (CANCELLED, why, delivery_id, *_UNSENT),
+    )
+    return bool(cursor.rowcount)
+
+
 def drop_old_payloads(db: sqlite_utils.Database, before: datetime) -> int:
     """Retention: finished deliveries without an enquiry (digests, notices) older than
     `before` lose their payload (inside the caller's transaction)."""

@@ -875,7 +875,7 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
         {
             "ref": item.ref,
             "question": first_words(item.question, DIGEST_QUESTION_CHARS),
-            "answered_by": _actor_name(item.answered_by, lang),
+            "answered_by": actor_name(item.answered_by, lang),
             "waited": _format_age(item.waited, lang),
         }
         for item in digest.answered
@@ -907,7 +907,7 @@ def digest_mail(settings: Settings, digest: Digest) -> EmailMessage:
     return message
 
 
-def _actor_name(actor: str, lang: str) -> str:
+def actor_name(actor: str, lang: str) -> str:
     """Who answered, as the audit names them: 'admin:42' -> 'Telegram 42', 'cli' -> 'CLI'."""
     if actor.startswith("admin:"):
         return f"Telegram {actor.partition(':')[2]}"

@@ -113,7 +113,13 @@ def answer(turn: Turn, confirmed: bool) -> None:
         return
     turn.state.pop("step", None)
     event = turn.event
-    count = forget_user(turn.services.db, event.channel, event.user_id, now=turn.now)
+    count = forget_user(
+        turn.services.db,
+        event.channel,
+        event.user_id,
+        now=turn.now,
+        settings=turn.services.settings,
+    )
     # The session row is gone; saving it again would keep the FAQ questions.
     turn.erased = True
     log.info("user data erased: channel=%s enquiries=%d", event.channel, count)
