@@ -233,11 +233,12 @@ def test_forget_and_retention_erase_the_stored_mail(tmp_path: Path) -> None:
             submit(app.db, settings, user="alice")
             submit(app.db, settings, user="bob", minutes=1)
             await app.deliver()
-            assert len(list(mail.glob("ECCP-0001-*.eml"))) == 1
-            assert len(list(mail.glob("ECCP-0002-*.eml"))) == 1
+            # Each: the secretariat's mail and the applicant's acknowledgement.
+            assert len(list(mail.glob("ECCP-0001-*.eml"))) == 2
+            assert len(list(mail.glob("ECCP-0002-*.eml"))) == 2
             forget_user(app.db, "console", "alice", now=START + timedelta(minutes=5))
             assert list(mail.glob("ECCP-0001-*.eml")) == []
-            assert len(list(mail.glob("ECCP-0002-*.eml"))) == 1
+            assert len(list(mail.glob("ECCP-0002-*.eml"))) == 2
             # Retention: the store's files older than privacy.retention go too.
             for path in mail.glob("*.eml"):
                 old = time.time() - settings.privacy.retention.total_seconds() - 60

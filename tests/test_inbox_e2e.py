@@ -97,7 +97,13 @@ async def test_reply_by_e_mail_reaches_the_applicant_and_back(
             # And by e-mail, from the bot, their question quoted, no secretariat address.
             answer = await until(
                 lambda: next(
-                    (r for r in smtp.handler.received if "ada@example.org" in r.rcpt_tos), None
+                    (
+                        r
+                        for r in smtp.handler.received
+                        if "ada@example.org" in r.rcpt_tos
+                        and r.message["X-Clusterbot-Kind"] != "acknowledgement"
+                    ),
+                    None,
                 ),
                 limit=60,
                 what="the answer e-mail",

@@ -27,13 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bot.dialogue.engine import Engine, Event  # noqa: E402
-from bot.jobs import build_digest  # noqa: E402
+from bot.jobs import build_digest, send_reminders  # noqa: E402
 from bot.knowledge import KnowledgeBase  # noqa: E402
 from bot.mail.compose import (  # noqa: E402
     acknowledgement_mail,
     digest_mail,
-    grouped_reminder_mail,
-    outbox_row,
+    message_bytes,
 )
 from bot.resources import config_dir  # noqa: E402
 from bot.settings import Settings, settings_from_mapping  # noqa: E402
@@ -90,9 +89,7 @@ def _insert(db: Any, created: datetime, **fields: Any) -> dict[str, Any]:
 
 
 def _html(message: EmailMessage) -> str:
-    parsed = message_from_bytes(
-        outbox_row(message, _kind(message), None, NOW)["raw"], policy=policy.default
-    )
+    parsed = message_from_bytes(message_bytes(message), policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     part = parsed.get_body(("html",))
     assert part is not None
@@ -138,12 +135,13 @@ def build_mails(workdir: Path) -> dict[str, EmailMessage]:
             ("button", "send"),
         ],
     )
-    [enquiry_row] = list(db.query("SELECT * FROM enquiries ORDER BY id"))
-    [enquiry_raw] = [
-        row["raw"] for row in db.query("SELECT raw FROM outbox WHERE kind = 'enquiry'")
-    ]
-    enquiry = message_from_bytes(enquiry_raw, policy=policy.default)
-    assert isinstance(enquiry, EmailMessage)
+    # The mails confirming queued: the secretariat's and the applicant's acknowledgement.
+    queued = {
+        row["kind"]: message_from_bytes(row["payload"], policy=policy.default)
+        for row in db.query("SELECT kind, payload FROM deliveries")
+    }
+    enquiry, acknowledgement = queued["enquiry"], queued["acknowledgement"]
+    assert isinstance(enquiry, EmailMessage) and isinstance(acknowledgement, EmailMessage)
 
     older = _insert(
         db,
@@ -185,10 +183,14 @@ def build_mails(workdir: Path) -> dict[str, EmailMessage]:
         [to_iso(NOW - timedelta(days=1))],
     )
     digest = digest_mail(settings, build_digest(db, settings, NOW))
-    reminders = grouped_reminder_mail(
-        settings, [(older, 3), (second, 2)], NOW, ["<eccp-0002@example.org>"]
-    )
-    acknowledgement = acknowledgement_mail(settings, enquiry_row)
+    # The reminder round due now, by the reminder job itself (one grouped e-mail).
+    assert send_reminders(db, settings, NOW) == [older["ref"], second["ref"]]
+    [payload] = [
+        row["payload"]
+        for row in db.query("SELECT payload FROM deliveries WHERE kind = 'reminders'")
+    ]
+    reminders = message_from_bytes(payload, policy=policy.default)
+    assert isinstance(reminders, EmailMessage)
     english = acknowledgement_mail(settings, {**second, "lang": "en"})
     db.close()
     return {
