@@ -434,3 +434,17 @@ def json_list(value: str) -> list[str]:
     import json
 
     return list(json.loads(value))
+
+
+def test_the_digest_moves_an_answer_by_e_mail_to_answered(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    enquiry = submit(db, settings)
+    before = jobs.build_digest(db, settings, NOW)
+    assert [item.ref for item in before.open] == [enquiry["ref"]]
+    process_mail(db, settings, reply(db, settings, enquiry), source="test", now=NOW)
+    after = jobs.build_digest(db, settings, NOW + timedelta(minutes=1))
+    assert after.open == ()
+    assert [(item.ref, item.answered_by) for item in after.answered] == [
+        (enquiry["ref"], f"email:{STAFF}")
+    ]
