@@ -837,7 +837,7 @@ def follow_up_mail(
     subject, text, html = _render_pair(lang, "follow_up", context)
     message = _base_message(settings, subject, text, html, now)
     message["Reply-To"] = _reply_to(context, reply_address)
-    message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-f")
+    message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-followup")
     if original_message_id:
         original = _header_text(original_message_id, "original Message-ID")
         message["In-Reply-To"] = original

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 # Generous, but bounded: the store writes what it receives to disk.
 DATA_SIZE_LIMIT = 10 * 1024 * 1024
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9-]{1,40}$")
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 PRIVATE_FILE_MODE = 0o600
 
 
