@@ -235,3 +235,64 @@ async def test_cli_check_imap_and_inbox_status(
     code = await asyncio.to_thread(main, ["inbox", "status", "--config", str(config)])
     out = capsys.readouterr()
     assert code == 0 and "cursor: none yet" in out.out and "last poll: never" in out.out
+
+
+async def _watch_until_relayed(
+    watcher: InboxWatcher, server: ImapServer, raw: bytes, rounds: int
+) -> InboundResult:
+    """Run the watcher; after `rounds` reads of the folder deliver `raw`; its result."""
+    seen: asyncio.Queue[InboundResult] = asyncio.Queue()
+    watcher.on_result = seen.put_nowait
+    reads = 0
+    enough = asyncio.Event()
+    original = watcher.read_new
+
+    async def read_new(client: Any, state: Any) -> list[InboundResult]:
+        nonlocal reads
+        results = await original(client, state)
+        reads += 1
+        if reads >= rounds:
+            enough.set()
+        return results
+
+    watcher.read_new = read_new  # type: ignore[method-assign]
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(enough.wait(), 60)
+        await server.deliver(raw)
+        return await asyncio.wait_for(seen.get(), 60)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_idle_is_renewed_and_still_delivers(tmp_path: Path, server: ImapServer) -> None:
+    settings = _settings(tmp_path, server)
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    # IDLE renewed every 0.2 s: three reads mean it was ended and re-issued at least twice.
+    watcher = InboxWatcher(db, settings, idle_renew=timedelta(milliseconds=200))
+    result = await _watch_until_relayed(watcher, server, reply(db, settings, enquiry), 3)
+    assert result.relayed
+
+
+async def test_without_idle_the_folder_is_polled(
+    tmp_path: Path, server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(tmp_path, server, poll_every="1s")
+    db = open_db(settings.database_path)
+    enquiry = submit(db, settings)
+    real_connect = imap.connect
+
+    async def without_idle(*args: Any, **kwargs: Any) -> Any:
+        # The real client; only its answer to "does the server offer IDLE?" is no.
+        client = await real_connect(*args, **kwargs)
+        offered = client.has_capability
+        client.has_capability = lambda name: name != "IDLE" and offered(name)
+        return client
+
+    monkeypatch.setattr(imap, "connect", without_idle)
+    watcher = InboxWatcher(db, settings)
+    result = await _watch_until_relayed(watcher, server, reply(db, settings, enquiry), 2)
+    assert result.relayed
