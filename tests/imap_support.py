@@ -9,15 +9,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aioimaplib
+import trustme
 from mail_devel.service import Service
 
 USER = "bot@example.org"
 PASSWORD = "imap-test-password"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate and key (PEM files) issued by a test CA."""
+
+    cert: Path
+    key: Path
+    ca: trustme.CA
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts the test CA."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+def tls_files(folder: Path) -> TlsFiles:
+    """A test CA and a certificate for 127.0.0.1 and localhost."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key = folder / "imap-cert.pem", folder / "imap-key.pem"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    return TlsFiles(cert, key, ca)
+
+
+@asynccontextmanager
+async def tls_proxy(server: ImapServer, tls: TlsFiles) -> AsyncIterator[ImapServer]:
+    """Implicit TLS (as on port 993) in front of `server`: TLS ends here, bytes go on as sent."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(server.host, server.port)
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    async with listener:
+        port = int(listener.sockets[0].getsockname()[1])
+        yield ImapServer("127.0.0.1", port)
 
 
 def _free_port() -> int:
@@ -51,26 +105,32 @@ def _stop_smtp(service: Service) -> None:
 
 
 @asynccontextmanager
-async def imap_server() -> AsyncIterator[ImapServer]:
-    """Start mail-devel's IMAP service on 127.0.0.1 (retrying if a port was taken meanwhile)."""
+async def imap_server(tls: TlsFiles | None = None) -> AsyncIterator[ImapServer]:
+    """Start mail-devel's IMAP service on 127.0.0.1 (retrying if a port was taken meanwhile).
+
+    With `tls`, the server offers STARTTLS with that certificate.
+    """
     for _attempt in range(5):
         imap_port, smtp_port = _free_port(), _free_port()
-        args = Service.parse(
-            [
-                "--host",
-                "127.0.0.1",
-                "--imap-port",
-                str(imap_port),
-                "--smtp-port",
-                str(smtp_port),
-                "--no-http",
-                "--user",
-                USER,
-                "--password",
-                PASSWORD,
-            ]
-        )
-        service = await Service.init(args)
+        args = [
+            "--host",
+            "127.0.0.1",
+            "--imap-port",
+            str(imap_port),
+            "--smtp-port",
+            str(smtp_port),
+            "--no-http",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ]
+        if tls is not None:
+            args += ["--cert", str(tls.cert), "--key", str(tls.key)]
+        service = await Service.init(Service.parse(args))
+        if tls is not None:
+            # mail-devel loads the certificate but turns pymap's STARTTLS off; turn it on.
+            service.config._tls_enabled = True
         async with AsyncExitStack() as stack:
             stack.callback(_stop_smtp, service)
             try:

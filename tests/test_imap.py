@@ -19,7 +19,7 @@ from bot.mail.inbound.imap import InboxWatcher, inbox_status, load_cursor, probe
 from bot.mail.inbound.process import InboundResult
 from bot.settings import Settings
 from tests.dialogue_support import open_db
-from tests.imap_support import PASSWORD, USER, ImapServer, imap_server
+from tests.imap_support import PASSWORD, USER, ImapServer, imap_server, tls_files, tls_proxy
 from tests.inbound_support import inbox_settings, reply, submit
 
 
@@ -296,3 +296,21 @@ async def test_without_idle_the_folder_is_polled(
     watcher = InboxWatcher(db, settings)
     result = await _watch_until_relayed(watcher, server, reply(db, settings, enquiry), 2)
     assert result.relayed
+
+
+async def test_starttls_and_implicit_tls(tmp_path: Path) -> None:
+    tls = tls_files(tmp_path)
+    async with imap_server(tls) as server:
+        starttls = _settings(tmp_path, server, security="starttls")
+        problems, line = await probe_imap(starttls, tls_context=tls.client_context())
+        assert problems == [] and "IMAP OK" in line
+        # A certificate the system does not trust: one line naming the setting.
+        problems, _ = await probe_imap(starttls)
+        assert len(problems) == 1 and problems[0].startswith("inbox.security: TLS failed")
+        async with tls_proxy(server, tls) as secure:
+            settings = _settings(tmp_path, secure, security="tls")
+            db = open_db(settings.database_path)
+            enquiry = submit(db, settings)
+            await server.deliver(reply(db, settings, enquiry))
+            watcher = InboxWatcher(db, settings, tls_context=tls.client_context())
+            assert [r.status for r in await watcher.poll_once()] == ["answer"]
