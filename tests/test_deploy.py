@@ -349,6 +349,39 @@ def test_run_stops_with_one_line_and_exit_3_when_the_database_is_deleted(
     assert "Traceback" not in err
 
 
+def test_chat_stops_with_one_line_when_the_database_is_deleted(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('data_dir = "var"\nlanguage = "en"\n', "utf-8")
+    chat = subprocess.Popen(
+        [str(CLUSTERBOT), "chat", "--config", str(config), "--user", "tester", "--lang", "en"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert chat.stdin is not None and chat.stdout is not None
+    try:
+        chat.stdin.write("What is the budget?\n")
+        chat.stdin.flush()
+        # Wait for the answer: the database exists and the conversation is stored.
+        seen = ""
+        while "6,000,000" not in seen:
+            line = chat.stdout.readline()
+            assert line, "the chat ended before answering"
+            seen += line
+        shutil.rmtree(tmp_path / "var")
+        chat.stdin.write("What is the deadline?\n")
+        chat.stdin.close()
+        code = chat.wait(timeout=120)
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+    err = chat.stderr.read() if chat.stderr else ""
+    assert code == 3, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "was deleted while the bot was running" in lines[0], err
+
+
 def test_integrity_check_and_a_corrupt_database_name_the_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -113,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         file = Path(args.file)
         if not file.parent.is_dir():
             raise UserError(f"{file.parent}: no such folder for the backup")
+        from bot import instance
+
+        pid = instance.holder(settings)
+        if pid is not None:
+            # Fine: the online backup is a consistent snapshot while the bot writes.
+            _progress(f"the bot (pid {pid or 'unknown'}) is running; taking a live copy")
         try:
             mails, size = write_backup(settings.data_dir, database, file)
         except sqlite3.Error as exc:

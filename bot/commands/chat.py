@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the console channel until end of input or /quit."""
     from bot.channels.console import environment_user, run_console
     from bot.knowledge.errors import KnowledgeError
-    from bot.storage import StorageError
+    from bot.commands.run import EXIT_DATABASE_LOST
+    from bot.storage import DatabaseFileLost, StorageError
 
     try:
         settings = settings_from_args(args)
@@ -51,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except KnowledgeError as exc:
         return fail("\n".join(exc.problems))
+    except DatabaseFileLost:
+        # The app already said so in one line; the same exit code as `run`.
+        return EXIT_DATABASE_LOST
     except StorageError as exc:
-        # A damaged database, or its file deleted while chatting: one line naming it.
+        # A damaged database: one line naming it.
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot start the chat: {exc}")

@@ -37,7 +37,7 @@ from bot.dialogue.turn import (
 )
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
-from bot.storage import to_iso, transaction, utc_now
+from bot.storage import DatabaseFileLost, to_iso, transaction, utc_now
 
 __all__ = ["COMMANDS", "MAX_BUTTON_ID_BYTES", "Button", "Engine", "Event", "EventKind", "Reply"]
 
@@ -76,6 +76,9 @@ class Engine:
         try:
             event = _sanitize(event)
             replies, committed, lang = self._run(event)
+        except DatabaseFileLost:
+            # Said once, in one line, by whoever opened the database (the app stops).
+            return [Reply(self.texts.get(lang, "error"))]
         except Exception as exc:
             # The traceback names code, not values, so no personal data reaches the log.
             log.error(
