@@ -38,8 +38,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the console channel until end of input or /quit."""
     from bot.channels.console import environment_user, run_console
-    from bot.knowledge.errors import KnowledgeError
     from bot.commands.run import EXIT_DATABASE_LOST
+    from bot.knowledge.errors import KnowledgeError
     from bot.storage import DatabaseFileLost, StorageError
 
     try:
