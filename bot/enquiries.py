@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -12,10 +13,19 @@ from typing import IO, Any
 import sqlite_utils
 
 from bot.deliveries import store as deliveries
-from bot.deliveries.model import Delivery, NewDelivery, Outcome, Retry, Sent
+from bot.deliveries.model import Dead, Delivery, NewDelivery, Outcome, Retry, Sent
 from bot.dialogue.form import FieldError, validate_draft
 from bot.settings import Settings
-from bot.storage import Database, dumps, record_audit, to_iso, transaction
+from bot.storage import (
+    Database,
+    dumps,
+    get_meta,
+    record_audit,
+    set_meta,
+    to_iso,
+    transaction,
+    utc_now,
+)
 
 STATUSES = ("open", "answered", "closed")
 # The web chat's channel name: its answers travel through the deliveries queue.
@@ -101,32 +111,77 @@ def _rows(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> li
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
-def _notification(
+def _chat_delivery(
     db: sqlite_utils.Database,
     *,
     channel: str,
     kind: str,
     enquiry_id: int | None,
-    chat_id: str | None,
-    text: str | None,
+    recipient: str,
+    payload: str,
     now: datetime,
 ) -> int:
-    stamp = to_iso(now)
-    return _insert(
+    # What to say and to whom; the channel's transport says it in its own words.
+    return deliveries.enqueue(
         db,
-        "notifications",
-        {
-            "channel": channel,
-            "kind": kind,
-            "enquiry_id": enquiry_id,
-            "chat_id": chat_id,
-            "text": text,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": stamp,
-            "created_at": stamp,
-        },
+        NewDelivery(
+            transport=channel,
+            kind=kind,
+            recipient=recipient,
+            payload=payload,
+            idempotency_key=f"{channel}:{kind}:{enquiry_id or '-'}:{uuid.uuid4().hex}",
+            enquiry_id=enquiry_id,
+        ),
+        now,
     )
+
+
+ADMIN_CHAT_KEY = "telegram.admin_chat_id"
+
+
+def admin_chat_id(db: sqlite_utils.Database, settings: Settings) -> int:
+    """The secretariat's Telegram chat: the setting, or the supergroup it became."""
+    configured = settings.telegram.admin_chat_id
+    if configured == 0:
+        return 0
+    moved = get_meta(db, ADMIN_CHAT_KEY)
+    if moved:
+        old, _, new = moved.partition(">")
+        if old == str(configured) and new.lstrip("-").isdigit():
+            return int(new)
+    return configured
+
+
+def follow_admin_chat(db: sqlite_utils.Database, settings: Settings, old: int, new: int) -> None:
+    """The admin group became a supergroup (inside the caller's transaction): remember
+    the new id, send what waits there, and tell the secretariat to update the setting."""
+    configured = settings.telegram.admin_chat_id
+    set_meta(db, ADMIN_CHAT_KEY, f"{configured}>{new}")
+    deliveries.retarget(db, "telegram", str(old), str(new))
+    _chat_delivery(
+        db,
+        channel="telegram",
+        kind="admin_chat_moved",
+        enquiry_id=None,
+        recipient=str(new),
+        payload=dumps({"old": old, "new": new}),
+        now=utc_now(),
+    )
+    record_audit(
+        db, "admin_chat_moved", actor="system", now=utc_now(), detail={"old": old, "new": new}
+    )
+
+
+def admin_chat_problems(db: sqlite_utils.Database) -> list[str]:
+    """`clusterbot check`: the admin group moved and the setting still names the old one."""
+    moved = get_meta(db, ADMIN_CHAT_KEY)
+    if not moved:
+        return []
+    old, _, new = moved.partition(">")
+    return [
+        f"telegram.admin_chat_id: the admin group {old} became the supergroup {new}; the bot "
+        f"follows it, but set admin_chat_id = {new} in the settings file"
+    ]
 
 
 def count_created_since(
@@ -192,14 +247,15 @@ def submit_enquiry(
         if settings.enquiries.acknowledge:
             receipt = acknowledgement_mail(settings, row)
             deliveries.enqueue(db, mail_delivery(receipt, "acknowledgement", enquiry_id), now)
-        if settings.telegram.admin_chat_id != 0:
-            _notification(
+        admin_chat = admin_chat_id(db, settings)
+        if admin_chat != 0:
+            _chat_delivery(
                 db,
                 channel="telegram",
                 kind="enquiry_posted",
                 enquiry_id=enquiry_id,
-                chat_id=str(settings.telegram.admin_chat_id),
-                text=None,
+                recipient=str(admin_chat),
+                payload="",
                 now=now,
             )
         record_audit(
@@ -312,13 +368,17 @@ def answer_enquiry(
     now: datetime,
     settings: Settings | None = None,
     attachments: int = 0,
+    answered_now: bool = False,
 ) -> dict[str, Any]:
     """Record the secretariat's answer and queue it for the applicant.
 
     It goes to the applicant's chat, and, given `settings`, by e-mail too (their question
     quoted; Reply-To the bot's address for the enquiry when an inbox reads replies).
     `attachments`: how many files the secretariat's e-mail had (not forwarded; the applicant
-    is told).
+    is told). Should the answer reach the applicant by no way at all (they blocked the bot
+    and there is no e-mail), the delivery's outcome (DeliveryRules) opens the enquiry again
+    and tells the secretariat what to do. `answered_now`: answered elsewhere, the text is
+    only a notice, and the enquiry stays answered whatever becomes of it.
     """
     from bot.mail.compose import answer_mail
     from bot.mail.inbound.address import enquiry_reply_address
@@ -339,13 +399,14 @@ def answer_enquiry(
         if row["chat_id"] and row["channel"] == WEB_CHANNEL:
             _queue_web_answer(db, row, answer + note, now)
         elif row["chat_id"]:
-            _notification(
+            _chat_delivery(
                 db,
                 channel=row["channel"],
-                kind="answer",
+                # A notice of an answer given elsewhere stands whatever becomes of it.
+                kind="answer_notice" if answered_now else "answer",
                 enquiry_id=row["id"],
-                chat_id=row["chat_id"],
-                text=answer + note,
+                recipient=row["chat_id"],
+                payload=answer + note,
                 now=now,
             )
         if settings is not None and row["email"]:
@@ -519,24 +580,16 @@ def erase_enquiries(
             )
             # Unsent mail carries the data in its raw bytes; sent mail keeps only its metadata.
             pending = deliveries.cancel_for_enquiry(db, enquiry_id, ERASED_NOTE)
-            db.conn.execute(
-                "DELETE FROM notifications WHERE enquiry_id = ? AND status = 'pending'",
-                (enquiry_id,),
-            )
-            db.conn.execute(
-                "UPDATE notifications SET text = NULL, chat_id = NULL WHERE enquiry_id = ?",
-                (enquiry_id,),
-            )
             # The admin-chat post shows the applicant's data: the channel edits it to its
-            # erased form (chat NULL: the admin chat configured when it is delivered).
+            # erased form (no recipient: the admin chat in force when it is delivered).
             if found[1] is not None:
-                _notification(
+                _chat_delivery(
                     db,
                     channel="telegram",
                     kind=POST_ERASED,
                     enquiry_id=enquiry_id,
-                    chat_id=None,
-                    text=None,
+                    recipient="",
+                    payload="",
                     now=now,
                 )
             # Received replies quote the enquiry: keep only what happened, not the mail.
@@ -691,10 +744,7 @@ def forget_user(
             "DELETE FROM sessions WHERE channel = ? AND user_id = ?", (channel, user_id)
         ).rowcount
         # Chat messages addressed to the user outside any enquiry (e.g. Telegram replies).
-        messages = db.conn.execute(
-            "DELETE FROM notifications WHERE channel = ? AND chat_id = ? AND status = 'pending'",
-            (channel, user_id),
-        ).rowcount
+        messages = deliveries.cancel_for_recipient(db, channel, user_id, ERASED_NOTE)
         updates = _forget_updates(db, channel, user_id)
         record_audit(
             db,
@@ -803,6 +853,10 @@ def export_csv(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
 # ---------------------------------------------------------------- delivery outcomes
 
 
+def _text(payload: bytes | str | None) -> str:
+    return payload.decode() if isinstance(payload, bytes) else str(payload or "")
+
+
 class DeliveryRules:
     """What deliveries mean for enquiries: the queue's one outcome hook (OutcomeHook).
 
@@ -835,6 +889,7 @@ class DeliveryRules:
         if isinstance(outcome, Retry):
             return
         if delivery.transport != "smtp":
+            self._chat_settled(db, delivery, outcome, at)
             return
         if isinstance(outcome, Sent):
             if delivery.kind == "enquiry" and delivery.enquiry_id is not None:
@@ -849,6 +904,56 @@ class DeliveryRules:
         self.report_mail_failed(
             db, delivery, outcome.reason, at, partial=False, notice=not outcome.recipient_refused
         )
+
+    def _chat_settled(
+        self, db: sqlite_utils.Database, delivery: Delivery, outcome: Outcome, at: datetime
+    ) -> None:
+        if delivery.enquiry_id is None:
+            return
+        row = enquiry_by_id(db, delivery.enquiry_id)
+        if row is None:
+            return
+        if isinstance(outcome, Sent):
+            if delivery.kind == "enquiry_posted" and outcome.ref and outcome.ref.isdigit():
+                db.conn.execute(
+                    "UPDATE enquiries SET admin_message_id = ? WHERE id = ?",
+                    (int(outcome.ref), row["id"]),
+                )
+            return
+        if isinstance(outcome, Dead) and delivery.kind == "answer":
+            # Not delivered (the applicant blocked the bot, left, or the chat is gone): the
+            # enquiry is not answered after all, and the secretariat hears what to do.
+            carried = deliveries.alive_of_kind(db, row["id"], "answer", besides=delivery.id)
+            if carried:
+                # The e-mail carries the answer: nothing for the secretariat to do.
+                return
+            if row["status"] == "answered" and _text(delivery.payload).startswith(
+                row["answer"] or "\0"
+            ):
+                db.conn.execute(
+                    "UPDATE enquiries SET status = 'open', answered_at = NULL WHERE id = ?",
+                    (row["id"],),
+                )
+            record_audit(
+                db,
+                "answer_failed",
+                actor="system",
+                now=at,
+                enquiry_id=row["id"],
+                ref=row["ref"],
+                detail={"delivery": delivery.id, "transport": delivery.transport},
+            )
+            admin_chat = admin_chat_id(db, self.settings)
+            if admin_chat != 0:
+                _chat_delivery(
+                    db,
+                    channel="telegram",
+                    kind="answer_undelivered",
+                    enquiry_id=row["id"],
+                    recipient=str(admin_chat),
+                    payload=dumps({"reason": outcome.reason.split(":")[0]}),
+                    now=at,
+                )
 
     def _forwarded(self, db: sqlite_utils.Database, delivery: Delivery, at: datetime) -> None:
         moment = to_iso(at)
@@ -907,14 +1012,15 @@ class DeliveryRules:
             "attempts": delivery.attempts + 1,
         }
         settings = self.settings
-        if settings.telegram.admin_chat_id != 0:
-            _notification(
+        admin_chat = admin_chat_id(db, settings)
+        if admin_chat != 0:
+            _chat_delivery(
                 db,
                 channel="telegram",
                 kind="mail_failed",
                 enquiry_id=delivery.enquiry_id,
-                chat_id=str(settings.telegram.admin_chat_id),
-                text=failure_text(settings, facts, error, ref),
+                recipient=str(admin_chat),
+                payload=failure_text(settings, facts, error, ref),
                 now=at,
             )
         if notice and delivery.kind != "failure":

@@ -21,7 +21,7 @@ from bot.mail.compose import (
     reminder_mail,
 )
 from bot.mail.inbound.address import enquiry_reply_address
-from bot.storage import from_iso, record_audit, to_iso, transaction
+from bot.storage import from_iso, get_meta, record_audit, set_meta, to_iso, transaction
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -46,28 +46,16 @@ DIGEST_LAST_SLOT = "digest.last_slot"
 # ---------------------------------------------------------------- meta
 
 
-def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
-    """A value from the meta table, or None."""
-    for row in db.query("SELECT value FROM meta WHERE key = ?", [key]):
-        return str(row["value"])
-    return None
-
-
-def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-    """Insert or replace a meta value."""
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )
-
-
 # ---------------------------------------------------------------- reminders
 
 
 def reminder_due_at(enquiry: dict[str, Any], settings: Settings) -> datetime | None:
     """When this enquiry's next reminder is due, or None if it gets no (more) reminders."""
     if enquiry["status"] != "open" or enquiry.get("erased_at") or not enquiry.get("forwarded_at"):
+        return None
+    if enquiry.get("answer"):
+        # An answer is on its way to the applicant (or could not reach them, and the
+        # secretariat was told): nothing to remind them of.
         return None
     count = int(enquiry.get("reminder_count") or 0)
     if count >= settings.reminders.max_count:

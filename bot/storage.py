@@ -292,6 +292,30 @@ def _deliveries(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE outbox")
 
 
+@migrations(name="0005_chat_deliveries")
+def _chat_deliveries(db: sqlite_utils.Database) -> None:
+    # The chat messages (Telegram posts, replies, relayed answers, failure reports; console
+    # answers) join the one queue: transport = the channel, recipient = the chat, payload =
+    # the text or the stored replies' JSON. A pending row's progress (pieces already sent,
+    # kept in sent_message_id) stays in sent_ref, so nothing is sent twice.
+    db.execute(
+        """
+        INSERT INTO deliveries (transport, kind, enquiry_id, recipient, payload,
+            idempotency_key, status, attempts, next_attempt_at, last_error, created_at,
+            sent_at, sent_ref)
+        SELECT channel, kind, enquiry_id, chat_id, text, 'notification:' || id,
+            CASE status WHEN 'sent' THEN 'sent' WHEN 'failed' THEN 'dead'
+                WHEN 'skipped' THEN 'cancelled'
+                ELSE CASE WHEN attempts > 0 THEN 'failed-temporary' ELSE 'queued' END END,
+            attempts, next_attempt_at, last_error, created_at, sent_at,
+            CAST(sent_message_id AS TEXT)
+        FROM notifications ORDER BY id
+        """
+    )
+    db.execute("DROP TABLE notifications")
+    db.execute("CREATE INDEX deliveries_recipient ON deliveries (transport, recipient, status)")
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -534,6 +558,21 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             if db.conn.in_transaction:
                 db.conn.execute("ROLLBACK")
             raise
+
+
+def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
+    """A value from the meta table, or None."""
+    found = db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return str(found[0]) if found else None
+
+
+def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    """Insert or replace a meta value (inside the caller's transaction)."""
+    db.conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def record_audit(

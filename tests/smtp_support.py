@@ -243,6 +243,14 @@ async def deliver_due(
         worker.close()
 
 
+# The chat messages of the delivery queue (Telegram, console), with their chat and text
+# under the names tests read them by.
+CHAT_DELIVERIES = (
+    "(SELECT *, recipient AS chat_id, payload AS text, transport AS channel FROM deliveries "
+    "WHERE transport != 'smtp')"
+)
+
+
 def audit_events(db: Any, event: str | None = None) -> list[dict[str, Any]]:
     """Audit rows, oldest first, optionally of one event."""
     if event is None:

@@ -111,8 +111,8 @@ class Harness:
     def idle(self) -> bool:
         """No reply row still waiting to be sent."""
         row = self.app.db.execute(
-            "SELECT count(*) FROM notifications WHERE channel = 'telegram' AND kind = 'reply' "
-            "AND status = 'pending'"
+            "SELECT count(*) FROM deliveries WHERE transport = 'telegram' AND kind = 'reply' "
+            "AND status IN ('queued', 'sending', 'failed-temporary')"
         ).fetchone()
         return int(row[0]) == 0
 

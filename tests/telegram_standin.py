@@ -400,6 +400,10 @@ class BotApiStandIn:
         self._callbacks: dict[str, bool] = {}
         self._next_callback = 1
         self._faults: dict[str, list[_Fault]] = {}
+        # Chats that refuse the bot's messages: blocked by their user (403), or a group
+        # upgraded to a supergroup (400 with migrate_to_chat_id).
+        self.blocked: set[int] = set()
+        self.migrated: dict[int, int] = {}
         # Methods whose calls wait unanswered (see hold()); calls caught by a hold that ended
         # with drop=True are never answered or recorded (the bot may be gone by then).
         self._held: dict[str, int] = {}
@@ -608,6 +612,24 @@ class BotApiStandIn:
             with self._cond:
                 self.waiting[key] -= 1
 
+    def _refuses(self, name: str, params: dict[str, Any]) -> bool:
+        chat_id = int(params.get("chat_id") or 0) if name == "sendMessage" else 0
+        return chat_id in self.blocked or chat_id in self.migrated
+
+    def _refuse_chat(self, name: str, params: dict[str, Any]) -> None:
+        """Raise the refusal of a blocked or migrated chat."""
+        if name != "sendMessage":
+            return
+        chat_id = int(params.get("chat_id") or 0)
+        if chat_id in self.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        if chat_id in self.migrated:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[chat_id]},
+            )
+
     def _take_fault(self, method: str) -> _Fault | None:
         faults = self._faults.get(method.lower())
         while faults:
@@ -690,6 +712,9 @@ class BotApiStandIn:
                     {"retry_after": fault.retry_after} if fault.status == 429 else None,
                 )
             decoded = self.spec.validate_params(method, params)
+            # A refusing chat is a scripted fault too, not a request refused on its merits.
+            injected = self._refuses(name, decoded)
+            self._refuse_chat(name, decoded)
             result = self._dispatch(name, decoded)
             status, body = 200, {"ok": True, "result": result}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -82,6 +82,33 @@ def test_upgrade_moves_every_outbox_row_into_deliveries(tmp_path: Path) -> None:
     db.close()
 
 
+def test_upgrade_moves_every_notifications_row_into_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "clusterbot.sqlite3"
+    path.parent.mkdir()
+    _release_db(path)
+    old = sqlite3.connect(path)
+    old.row_factory = sqlite3.Row
+    notes = [dict(row) for row in old.execute("SELECT * FROM notifications ORDER BY id")]
+    old.close()
+    assert {row["status"] for row in notes} == {"pending", "sent", "failed", "skipped"}
+    db = open_database(path)
+    tables = {row[0] for row in db.conn.execute("SELECT name FROM sqlite_master")}
+    assert "notifications" not in tables
+    moved = {d.idempotency_key: d for d in store.list_deliveries(db) if d.transport != "smtp"}
+    assert sorted(moved) == sorted(f"notification:{row['id']}" for row in notes)  # none lost
+    expected = {"sent": "sent", "failed": "dead", "skipped": "cancelled"}
+    for row in notes:
+        delivery = moved[f"notification:{row['id']}"]
+        assert (delivery.transport, delivery.kind) == (row["channel"], row["kind"])
+        assert (delivery.recipient, delivery.payload) == (row["chat_id"], row["text"])
+        assert delivery.enquiry_id == row["enquiry_id"] and delivery.attempts == row["attempts"]
+        want = expected.get(row["status"]) or ("failed-temporary" if row["attempts"] else "queued")
+        assert delivery.status == want
+        if row["sent_message_id"] is not None:
+            assert delivery.sent_ref == str(row["sent_message_id"])
+    db.close()
+
+
 async def test_upgraded_queue_is_delivered_byte_identical(tmp_path: Path) -> None:
     path = tmp_path / "var" / "clusterbot.sqlite3"
     path.parent.mkdir()

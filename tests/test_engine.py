@@ -781,7 +781,7 @@ def test_forget_asks_then_erases_everything(env: Env) -> None:
     assert "erased (1 enquiry)" in chat.text
     stored = "\n".join(
         str(value)
-        for table in ("sessions", "enquiries", "deliveries", "notifications", "audit")
+        for table in ("sessions", "enquiries", "deliveries", "audit")
         for row in rows(env.db, table)
         for value in row.values()
     )

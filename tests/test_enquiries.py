@@ -35,6 +35,7 @@ from bot.enquiries import (
 from bot.settings import Settings
 from bot.storage import to_iso
 from tests.dialogue_support import START, iter_texts, make_settings, open_db, rows
+from tests.smtp_support import CHAT_DELIVERIES
 
 DRAFT = {
     "name": "Maria Rossi",
@@ -89,7 +90,7 @@ def test_submit_writes_enquiry_ref_outbox_admin_post_and_audit(
         "maria_r",
         "it",
     )
-    mail, receipt = rows(db, "deliveries")
+    mail, receipt = [row for row in rows(db, "deliveries") if row["transport"] == "smtp"]
     assert (mail["kind"], mail["enquiry_id"], mail["status"]) == ("enquiry", 1, "queued")
     # The applicant's acknowledgement, queued with it (enquiries.acknowledge, on by default).
     assert (receipt["kind"], receipt["enquiry_id"]) == ("acknowledgement", 1)
@@ -97,12 +98,12 @@ def test_submit_writes_enquiry_ref_outbox_admin_post_and_audit(
     assert mail["transport"] == "smtp"
     assert json.loads(mail["recipient"]) == ["segreteria@example.org"]
     assert b"Reply-To: Maria Rossi <maria.rossi@example.org>" in mail["payload"]
-    (note,) = rows(db, "notifications")
+    (note,) = chat_rows(db)
     assert (note["channel"], note["kind"], note["chat_id"], note["text"]) == (
         "telegram",
         "enquiry_posted",
         "-1001234",
-        None,
+        "",  # rendered by the channel from the enquiry
     )
     (audit,) = rows(db, "audit")
     assert (audit["event"], audit["actor"], audit["ref"]) == ("created", "applicant", "ECCP-0001")
@@ -113,7 +114,7 @@ def test_no_admin_post_without_an_admin_chat(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, enquiries={"reference_prefix": "CLX9"})
     db = open_db(settings.database_path)
     assert _submit(db, settings)["ref"] == "CLX9-0001"
-    assert rows(db, "notifications") == []
+    assert chat_rows(db) == []
 
 
 def test_refs_are_padded_to_four_digits_and_grow_beyond(
@@ -175,7 +176,7 @@ def test_a_failure_between_statements_leaves_nothing_partial(
     elif failing == "audit":
         monkeypatch.setattr(enquiries, "record_audit", boom)
     else:
-        monkeypatch.setattr(enquiries, "_notification", boom)
+        monkeypatch.setattr(enquiries, "_chat_delivery", boom)
     with pytest.raises(RuntimeError):
         _submit(db, settings, now=START + timedelta(minutes=1))
     assert len(rows(db, "enquiries")) == 1
@@ -236,7 +237,7 @@ def test_answer_queues_the_reply_for_the_applicant(
         "Three partners.",
         "admin:42",
     )
-    answer = [n for n in rows(db, "notifications") if n["kind"] == "answer"]
+    answer = [n for n in chat_rows(db) if n["kind"] == "answer"]
     assert [(n["channel"], n["chat_id"], n["text"]) for n in answer] == [
         ("telegram", "chat-u1", "Three partners.")
     ]
@@ -256,7 +257,7 @@ def test_mark_answered_without_relaying(db: sqlite_utils.Database, settings: Set
     _submit(db, settings)
     row = enquiries.mark_answered(db, "ECCP-0001", actor="admin:5", now=START)
     assert (row["status"], row["answer"], row["answered_by"]) == ("answered", None, "admin:5")
-    assert [n["kind"] for n in rows(db, "notifications")] == ["enquiry_posted"]
+    assert [n["kind"] for n in chat_rows(db)] == ["enquiry_posted"]
     with pytest.raises(EnquiryError, match="already answered"):
         enquiries.mark_answered(db, "ECCP-0001", actor="admin:5", now=START)
 
@@ -313,7 +314,7 @@ def test_forget_user_erases_across_tables(db: sqlite_utils.Database, settings: S
     mails = [
         (row["enquiry_id"], row["status"], row["payload"])
         for row in rows(db, "deliveries")
-        if row["kind"] == "enquiry"
+        if row["transport"] == "smtp" and row["kind"] == "enquiry"
     ]
     assert [mail[:2] for mail in mails] == [(1, "sent"), (2, "cancelled"), (3, "queued")]
     assert mails[0][2] is None and mails[1][2] is None and mails[2][2] is not None
@@ -428,3 +429,8 @@ def test_export_csv_and_jsonl(db: sqlite_utils.Database, settings: Settings) -> 
     assert table[1]["question"] == 'Line 1\nLine 2, "quoted"'
     assert table[1]["organisation"].startswith("'=")
     assert table[0]["faq_history"] == "Qual è il budget? | Quando scade?"
+
+
+def chat_rows(db: Any) -> list[dict[str, Any]]:
+    """The chat messages queued (Telegram, console), oldest first."""
+    return [dict(row) for row in db.query(f"SELECT * FROM {CHAT_DELIVERIES} ORDER BY id")]

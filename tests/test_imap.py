@@ -21,6 +21,7 @@ from bot.settings import Settings
 from tests.dialogue_support import open_db
 from tests.imap_support import PASSWORD, USER, ImapServer, imap_server, tls_files, tls_proxy
 from tests.inbound_support import inbox_settings, reply, submit
+from tests.smtp_support import CHAT_DELIVERIES
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ async def test_a_restart_mid_poll_neither_skips_nor_repeats(
     results = await InboxWatcher(db, settings).poll_once()
     assert [r.status for r in results] == ["answer", "answer"]
     assert _count(db, "SELECT COUNT(*) FROM inbound_mail") == 3
-    assert _count(db, "SELECT COUNT(*) FROM notifications WHERE kind = 'answer'") == 3
+    assert _count(db, f"SELECT COUNT(*) FROM {CHAT_DELIVERIES} WHERE kind = 'answer'") == 3
     assert _count(db, "SELECT COUNT(*) FROM enquiries WHERE status = 'answered'") == 3
 
 
@@ -114,7 +115,7 @@ async def test_a_lost_cursor_or_new_uidvalidity_does_not_relay_twice(
     db.execute("UPDATE inbox_cursor SET uidvalidity = uidvalidity + 1")
     results = await InboxWatcher(db, settings).poll_once()
     assert [r.duplicate for r in results] == [True]
-    assert _count(db, "SELECT COUNT(*) FROM notifications WHERE kind = 'answer'") == 1
+    assert _count(db, f"SELECT COUNT(*) FROM {CHAT_DELIVERIES} WHERE kind = 'answer'") == 1
 
 
 async def test_idle_picks_up_mail_as_it_arrives(tmp_path: Path, server: ImapServer) -> None:

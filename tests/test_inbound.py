@@ -28,6 +28,7 @@ from bot.mail.inbound.process import process_mail
 from bot.settings import Settings
 from tests.dialogue_support import START, make_settings, open_db
 from tests.inbound_support import STAFF, inbox_settings, reply, submit
+from tests.smtp_support import CHAT_DELIVERIES
 
 NOW = START + timedelta(hours=3)
 
@@ -139,7 +140,7 @@ def test_a_secretariat_reply_answers_the_enquiry_and_is_relayed_once(
     assert row["status"] == "answered" and row["answer"] == "Sì, almeno tre partner."
     assert row["answered_by"] == f"email:{STAFF}"
     assert row["answered_at"] == NOW.isoformat(timespec="microseconds")
-    (note,) = _rows(db, "SELECT * FROM notifications WHERE kind = 'answer'")
+    (note,) = _rows(db, f"SELECT * FROM {CHAT_DELIVERIES} WHERE kind = 'answer'")
     assert note["chat_id"] == "chat-u1" and note["text"] == "Sì, almeno tre partner."
     (audit,) = _rows(db, "SELECT * FROM audit WHERE event = 'answered'")
     assert audit["actor"] == f"email:{STAFF}"
@@ -150,7 +151,7 @@ def test_a_secretariat_reply_answers_the_enquiry_and_is_relayed_once(
     # The same mail again (a re-fetch, a second import): nothing new.
     again = process_mail(db, settings, raw, source="test", now=NOW + timedelta(minutes=5))
     assert again.duplicate and not again.relayed
-    assert len(_rows(db, "SELECT * FROM notifications WHERE kind = 'answer'")) == 1
+    assert len(_rows(db, f"SELECT * FROM {CHAT_DELIVERIES} WHERE kind = 'answer'")) == 1
     assert len(_rows(db, "SELECT * FROM inbound_mail")) == 1
 
 
@@ -206,7 +207,7 @@ def test_a_forged_reference_cannot_answer(db: sqlite_utils.Database, settings: S
     assert process_mail(db, settings, leaked, source="test", now=NOW).status == "refused"
     row = get_enquiry(db, "ECCP-0001")
     assert row is not None and row["status"] == "open"
-    assert _rows(db, "SELECT * FROM notifications WHERE kind = 'answer'") == []
+    assert _rows(db, f"SELECT * FROM {CHAT_DELIVERIES} WHERE kind = 'answer'") == []
 
 
 def test_unmatched_mail_is_kept_not_relayed(db: sqlite_utils.Database, settings: Settings) -> None:
@@ -237,7 +238,7 @@ def test_attachments_are_mentioned_not_forwarded(
     message.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="a.pdf")
     message.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="b.pdf")
     process_mail(db, settings, message.as_bytes(policy=SMTP), source="test", now=NOW)
-    (note,) = _rows(db, "SELECT text FROM notifications WHERE kind = 'answer'")
+    (note,) = _rows(db, f"SELECT text FROM {CHAT_DELIVERIES} WHERE kind = 'answer'")
     assert note["text"].startswith("Sì, almeno tre partner.")
     assert "2 allegati" in note["text"] and "a.pdf" not in note["text"]
 
@@ -269,7 +270,7 @@ def test_auto_replies_are_never_relayed(
     assert result.status == "auto_reply"
     row = get_enquiry(db, "ECCP-0001")
     assert row is not None and row["status"] == "open"
-    assert _rows(db, "SELECT * FROM notifications WHERE kind = 'answer'") == []
+    assert _rows(db, f"SELECT * FROM {CHAT_DELIVERIES} WHERE kind = 'answer'") == []
 
 
 def _dsn(original: bytes) -> bytes:
@@ -308,7 +309,7 @@ def test_a_bounce_marks_the_mail_failed_and_reports_it(
     (mail,) = _rows(db, "SELECT * FROM deliveries WHERE kind = 'enquiry'")
     assert mail["status"] == "dead" and "bounced" in mail["last_error"]
     assert _rows(db, "SELECT * FROM audit WHERE event = 'mail_failed'")
-    assert _rows(db, "SELECT * FROM notifications WHERE kind = 'mail_failed'")
+    assert _rows(db, f"SELECT * FROM {CHAT_DELIVERIES} WHERE kind = 'mail_failed'")
     row = get_enquiry(db, "ECCP-0001")
     assert row is not None and row["status"] == "open"
 

@@ -22,6 +22,7 @@ from bot.mail.compose import enquiry_mail, mail_delivery
 from bot.settings import Settings
 from bot.storage import from_iso, open_database, to_iso
 from tests.smtp_support import (
+    CHAT_DELIVERIES,
     T0,
     Handler,
     SmtpServer,
@@ -160,7 +161,7 @@ async def test_550_fails_permanently_and_is_reported(tmp_path: Path, db: Any) ->
     assert audit["ref"] == enquiry["ref"]
     assert json.loads(audit["detail"])["code"] == "550 5.7.1"
     assert "Maria" not in audit["detail"]
-    [note] = db.query("SELECT * FROM notifications")
+    [note] = db.query(f"SELECT * FROM {CHAT_DELIVERIES}")
     assert note["kind"] == "mail_failed" and note["chat_id"] == "-1001"
     assert enquiry["ref"] in note["text"] and f"outbox retry {outbox_id}" in note["text"]
     # A message-level refusal also mails a notice to the secretariat (sent by the 2nd run).
@@ -181,7 +182,7 @@ async def test_550_without_admin_chat_has_no_notification(tmp_path: Path, db: An
     assert report.failed == 1
     assert outbox(db, outbox_id)["status"] == "dead"
     assert "no such user" in outbox(db, outbox_id)["last_error"]
-    assert list(db.query("SELECT * FROM notifications")) == []
+    assert list(db.query(f"SELECT * FROM {CHAT_DELIVERIES}")) == []
     # The recipient itself is refused: a notice to it would fail too, so none is queued.
     assert list(db.query("SELECT * FROM deliveries WHERE kind = 'failure'")) == []
 
@@ -220,7 +221,7 @@ async def test_partial_recipient_refusal_is_detected(tmp_path: Path, db: Any) ->
     assert handler.received[0].rcpt_tos == ["segreteria@example.org"]
     [audit] = audit_events(db, "mail_failed")
     assert json.loads(audit["detail"])["partial"] is True
-    [note] = db.query("SELECT * FROM notifications")
+    [note] = db.query(f"SELECT * FROM {CHAT_DELIVERIES}")
     assert note["kind"] == "mail_failed"
 
 

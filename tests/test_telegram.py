@@ -149,11 +149,12 @@ async def test_start_faq_enquiry_mail_admin_relay_answered(tmp_path: Path, api: 
             await until(
                 lambda: (
                     h.app.db.execute(
-                        "SELECT count(*) FROM notifications WHERE status != 'sent'"
+                        "SELECT count(*) FROM deliveries WHERE transport = 'telegram' "
+                        "AND status != 'sent'"
                     ).fetchone()[0]
                     == 0
                 ),
-                what="notifications sent",
+                what="chat messages sent",
             )
     # Every button press got its answerCallbackQuery.
     answered = {r.params["callback_query_id"] for r in api.calls("answerCallbackQuery")}
@@ -260,7 +261,8 @@ async def test_nasty_text_everywhere_is_accepted_by_telegram(tmp_path: Path, api
         await until(
             lambda: (
                 h.app.db.execute(
-                    "SELECT count(*) FROM notifications WHERE status = 'pending'"
+                    "SELECT count(*) FROM deliveries WHERE transport = 'telegram' "
+                    "AND status IN ('queued', 'sending', 'failed-temporary')"
                 ).fetchone()[0]
                 == 0
             )
@@ -295,11 +297,11 @@ async def test_telegram_down_longer_than_retries_loses_nothing(
 ):
     """When every retry fails the reply stays stored and the worker delivers it later."""
     import bot.channels.telegram_limits as limits
-    import bot.channels.telegram_notifications as notifications
+    import bot.deliveries.worker as worker
 
     monkeypatch.setattr(limits, "BACKOFF_FIRST", 0.01)
-    monkeypatch.setattr(notifications, "NOTIFY_EVERY", timedelta(seconds=0.2))
-    monkeypatch.setattr(notifications, "NOTIFY_BACKOFF_FIRST", timedelta(seconds=0.1))
+    # The queue's one backoff policy, shortened: the worker wakes at the retry's due time.
+    monkeypatch.setattr(worker, "RETRY_BASE", timedelta(seconds=0.1))
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         api.fail_next("sendMessage", limits.MAX_NETWORK_RETRIES + 3, status=502)
@@ -307,30 +309,30 @@ async def test_telegram_down_longer_than_retries_loses_nothing(
         await h.handled(update_id, limit=30)
         assert "/faq" in api.bot_messages(5101)[0].text
         rows = h.app.db.execute(
-            "SELECT status, attempts FROM notifications WHERE kind = 'reply'"
+            "SELECT status, attempts FROM deliveries WHERE kind = 'reply'"
         ).fetchall()
         assert rows == [("sent", 2)]
 
 
 async def test_failed_mail_is_reported_in_the_admin_chat(tmp_path: Path, api: BotApiStandIn):
-    """A mail_failed notification is posted to the admin chat and marked sent."""
-    from bot.storage import to_iso
+    """A mail_failed report is posted to the admin chat and marked sent."""
+    from bot.deliveries.model import NewDelivery
+    from bot.deliveries.store import enqueue
 
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
-        now = to_iso(utc_now())
-        h.app.db["notifications"].insert(
-            {
-                "channel": "telegram",
-                "kind": "mail_failed",
-                "chat_id": str(ADMIN_CHAT),
-                "text": "ECCP-0007: 550 <mailbox> unavailable & refused",
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-        )
+        with h.app.db.conn:
+            enqueue(
+                h.app.db,
+                NewDelivery(
+                    transport="telegram",
+                    kind="mail_failed",
+                    recipient=str(ADMIN_CHAT),
+                    payload="ECCP-0007: 550 <mailbox> unavailable & refused",
+                    idempotency_key="test:mail_failed:1",
+                ),
+                utc_now(),
+            )
         h.app.kick()
         posted = await h.messages(ADMIN_CHAT, 1)
         assert "550 <mailbox> unavailable & refused" in posted[0].text
@@ -688,36 +690,45 @@ async def test_multi_message_rows_resume_after_the_last_accepted_piece(
 ):
     """Progress is recorded per message: a row resumed after a crash sends only the rest."""
     from bot.channels.telegram_journal import OutMessage
+    from bot.deliveries import store
     from bot.storage import utc_now as now
 
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         journal = h.channel.journal
+        owner = journal.owner
+        assert owner is not None
         pieces = [OutMessage(6801, f"piece {i}") for i in range(1, 5)]
+        # A reply whose sender died after two pieces: its claim runs out, the worker resumes.
         with h.app.db.conn:
+            journal.owner = "elsewhere:1:gone"
             row_id = journal.add_replies(6801, pieces, now() - timedelta(minutes=5))
-            journal.mark_progress(row_id, 2)
-        await h.channel.notifications.deliver_notifications()
+            store.record_progress(h.app.db, row_id, "elsewhere:1:gone", 2)
+            journal.owner = owner
+        await h.app.deliver()
         await until(lambda: h.idle(), what="row sent")
         assert [m.text for m in api.bot_messages(6801)] == ["piece 3", "piece 4"]
-        assert journal.get(row_id)["status"] == "sent"
+        assert store.get(h.app.db, row_id).status == "sent"
 
         # A handler's reply of several messages: each piece is committed as it goes.
         progress: list[tuple[int, bool]] = []
-        original = journal.mark_progress
+        original = store.record_progress
 
-        def spy(notification_id: int, count: int) -> None:
+        def spy(db: object, delivery_id: int, claim: str, count: int) -> bool:
             # Recorded inside the transaction; the earlier pieces are on disk already.
             progress.append((count, h.app.db.conn.in_transaction))
-            original(notification_id, count)
+            return original(db, delivery_id, claim, count)  # type: ignore[arg-type]
 
-        journal.mark_progress = spy
-        pieces = [OutMessage(6802, f"part {i}") for i in range(1, 4)]
-        with h.app.db.conn:
-            row_id = journal.add_replies(6802, pieces, now())
-        await h.channel.notifications._deliver({"id": row_id}, pieces, update_post_of=None)
+        store.record_progress = spy  # type: ignore[assignment]
+        try:
+            pieces = [OutMessage(6802, f"part {i}") for i in range(1, 4)]
+            with h.app.db.conn:
+                row_id = journal.add_replies(6802, pieces, now())
+            await h.channel.notifications.deliver_reply(row_id, pieces)
+        finally:
+            store.record_progress = original  # type: ignore[assignment]
         assert [count for count, _ in progress] == [1, 2]
-        assert journal.get(row_id)["status"] == "sent"
+        await until(lambda: store.get(h.app.db, row_id).status == "sent", what="row recorded")
         assert [m.text for m in api.bot_messages(6802)] == ["part 1", "part 2", "part 3"]
 
 
@@ -796,18 +807,22 @@ async def test_journal_commit_failure_is_not_confirmed(tmp_path: Path, api: BotA
 
 
 async def test_a_paused_chat_does_not_delay_other_notifications(tmp_path: Path, api: BotApiStandIn):
-    """deliver_notifications works per chat concurrently: a 429 in one chat stalls only it."""
+    """The worker sends per chat concurrently: a 429 in one chat stalls only it."""
     from bot.channels.telegram_journal import OutMessage
     from bot.storage import utc_now as now
 
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         journal = h.channel.journal
+        owner = journal.owner
+        # Queued by a sender that died: the worker takes both over.
+        journal.owner = "elsewhere:1:gone"
         with h.app.db.conn:
             journal.add_replies(7101, [OutMessage(7101, "first chat")], now() - timedelta(hours=1))
             journal.add_replies(7102, [OutMessage(7102, "second chat")], now() - timedelta(hours=1))
+        journal.owner = owner
         api.fail_next("sendMessage", 1, status=429, retry_after=4)
-        task = asyncio.create_task(h.channel.notifications.deliver_notifications())
+        task = asyncio.create_task(h.app.deliver())
         await h.messages(7102, 1, limit=30)
         # Order, not timing: the second chat got its message while the first still waits.
         assert api.bot_messages(7101) == []
@@ -883,3 +898,60 @@ async def test_webhook_answers_500_when_the_journal_commit_fails(
         assert await asyncio.to_thread(post) == 200
         await h.handled(70_001)
         assert "/faq" in (await h.messages(7301, 1))[0].text
+
+
+async def test_an_answer_to_an_applicant_who_blocked_the_bot_is_not_reported_sent(
+    tmp_path: Path, api: BotApiStandIn
+):
+    """403: the enquiry is open again and the admin chat is told to answer by e-mail."""
+    settings = make_settings(tmp_path, api)
+    async with running_bot(settings, api) as h:
+        ref = await fill_form(h, 8101, "Can a foundation lead the consortium?")
+        await admin_post(h, ref)
+        api.blocked.add(8101)
+        await h.say(ADMIN_CHAT, f"/reply {ref} Yes, it can.", user_id=ADMIN_USER)
+        told = await until(
+            lambda: [m for m in api.bot_messages(ADMIN_CHAT) if "could not be delivered" in m.text],
+            what="the undelivered answer reported",
+        )
+        assert "ada@example.org" in told[0].text and f"/close {ref}" in told[0].text
+        row = get_enquiry(h.app.db, ref)
+        assert row is not None and row["status"] == "open" and row["answered_at"] is None
+        events = [
+            e[0]
+            for e in h.app.db.execute(
+                "SELECT event FROM audit WHERE ref = ? ORDER BY id", [ref]
+            ).fetchall()
+        ]
+        assert events[-1] == "answer_failed"
+        (status,) = h.app.db.execute(
+            "SELECT status FROM deliveries WHERE kind = 'answer'"
+        ).fetchone()
+        assert status == "dead"
+        # Nothing ever reached the applicant after the block, and nothing says it did.
+        assert not any("Yes, it can" in m.text for m in api.bot_messages(8101))
+        assert not any("sent to the applicant" in m.text for m in api.bot_messages(ADMIN_CHAT))
+
+
+async def test_an_admin_group_upgraded_to_a_supergroup_is_followed(
+    tmp_path: Path, api: BotApiStandIn
+):
+    """ChatMigrated: the new id is kept, the post goes there, the operator is told."""
+    from bot.enquiries import admin_chat_problems
+
+    new_chat = -1009999000111
+    settings = make_settings(tmp_path, api)
+    api.migrated[ADMIN_CHAT] = new_chat
+    api.chat(new_chat, "supergroup")
+    async with running_bot(settings, api) as h:
+        ref = await fill_form(h, 8201, "Is a university eligible as a partner?")
+        posts = await until(
+            lambda: [m for m in api.bot_messages(new_chat) if ref in m.text],
+            what="the post in the supergroup",
+        )
+        assert posts
+        notice = [m for m in api.bot_messages(new_chat) if "supergroup" in m.text]
+        assert notice and str(new_chat) in notice[0].text
+        assert api.bot_messages(ADMIN_CHAT) == []
+        problems = admin_chat_problems(h.app.db)
+        assert problems and f"admin_chat_id = {new_chat}" in problems[0]

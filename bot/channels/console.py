@@ -220,27 +220,44 @@ async def converse(
 
 
 def pending_answers(engine: Engine, user_id: str) -> list[Reply]:
-    """The secretariat's answers queued for this console user, marked delivered as returned."""
-    from bot.storage import to_iso, transaction, utc_now
+    """The secretariat's answers queued for this console user, recorded delivered as shown.
+
+    The console is a pull transport: it takes its deliveries when the user is there.
+    """
+    from datetime import timedelta
+
+    from bot.deliveries import store
+    from bot.deliveries.model import Sent
+    from bot.deliveries.worker import new_owner
+    from bot.enquiries import DeliveryRules, enquiry_by_id
+    from bot.storage import transaction, utc_now
 
     db = engine.db
-    found = db.conn.execute(
-        "SELECT n.id, n.text, e.ref, e.lang FROM notifications n "
-        "JOIN enquiries e ON e.id = n.enquiry_id "
-        "WHERE n.channel = ? AND n.chat_id = ? AND n.kind = 'answer' AND n.status = 'pending' "
-        "ORDER BY n.id",
-        (CHANNEL, user_id),
-    ).fetchall()
+    owner = new_owner()
+    now = utc_now()
+    claimed = store.claim_for_recipient(
+        db,
+        owner=owner,
+        now=now,
+        transport=CHANNEL,
+        recipient=user_id,
+        lease=timedelta(minutes=1),
+    )
     replies: list[Reply] = []
+    rules = DeliveryRules(engine.settings)
     with transaction(db):
-        for notification_id, text, ref, lang in found:
-            title = engine.texts.get(lang or "en", "answer_relay", ref=ref or "")
-            replies.append(Reply(text=str(text or ""), title=title))
-            db.conn.execute(
-                "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                (to_iso(utc_now()), notification_id),
-            )
+        for delivery in claimed:
+            enquiry = enquiry_by_id(db, delivery.enquiry_id) if delivery.enquiry_id else None
+            payload = delivery.payload
+            text = payload.decode() if isinstance(payload, bytes) else str(payload or "")
+            if delivery.kind in ("answer", "answer_notice"):
+                lang = (enquiry or {}).get("lang") or "en"
+                title = engine.texts.get(lang, "answer_relay", ref=(enquiry or {}).get("ref") or "")
+                replies.append(Reply(text=text, title=title))
+            elif text:
+                replies.append(Reply(text=text))
+            if store.record_sent(db, delivery, owner, now):
+                rules.settled(db, delivery, Sent(), now)
     return replies
 
 

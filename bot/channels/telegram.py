@@ -12,7 +12,7 @@ This module assembles the channel and runs it; each concern lives in its own mod
 - telegram_applicant.py     applicants: private chats and buttons -> the dialogue engine
 - telegram_admin_handlers.py  the secretariat: admin chat, admin commands and buttons
 - telegram_admin.py         what admin actions do, and the admin chat's posts
-- telegram_notifications.py sending stored messages (replies, posts, answers)
+- telegram_transport.py    the deliveries queue's Telegram transport (replies, posts, answers)
 - telegram_render.py        HTML, splitting, keyboards, the channel's texts
 - telegram_limits.py        flood limits (settings) and retries, a PTB rate limiter
 - telegram_journal.py       the SQL of the journal and the outgoing rows
@@ -45,10 +45,10 @@ from bot.channels.telegram_handling import Handling
 from bot.channels.telegram_journal import GroupCommit, Journal
 from bot.channels.telegram_limits import MAX_IN_FLIGHT, FloodControl
 from bot.channels.telegram_menus import CommandMenus
-from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_polling import POLL_BACKOFF_MAX, POLL_READ_MARGIN, POLL_TIMEOUT, Poller
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import BOTFATHER_HELP, ChannelTexts
+from bot.channels.telegram_transport import TelegramDeliveries
 from bot.channels.telegram_updates import ALLOWED_UPDATES, UpdateIntake
 from bot.channels.telegram_webhook import Webhook, WebhookError
 from bot.dialogue.engine import Engine
@@ -121,16 +121,10 @@ class TelegramChannel:
         bot = self.application.bot
         self.queues = ChatQueues(MAX_CONCURRENT_CHATS)
         self._stop = asyncio.Event()
-        self.notifications = TelegramNotifications(
-            settings,
-            app,
-            bot,
-            texts=self.texts,
-            journal=self.journal,
-            group=self.group,
-            queues=self.queues,
-            clock=clock,
+        self.notifications = TelegramDeliveries(
+            settings, app, bot, texts=self.texts, group=self.group
         )
+        self.journal.owner = self.notifications.owner
         self.handling = Handling(
             self.db,
             settings,
@@ -252,7 +246,6 @@ class TelegramChannel:
         if not await self.initialize():
             return
         try:
-            self.journal.release_leases(self.clock())
             self.add_jobs(self.app.scheduler)
             self.intake.replay()
             self.notifications.kick()

@@ -203,7 +203,8 @@ class AdminCommands:
     def answer(
         self, ref: str, text: str, *, actor: str, chat_id: int, now: datetime
     ) -> list[OutMessage]:
-        """Relay an answer: the enquiry becomes answered and an `answer` notification waits."""
+        """Relay an answer: it is queued for the applicant; the enquiry becomes answered once
+        it reached them (else the admin chat hears what to do instead)."""
         try:
             row = enquiries.answer_enquiry(
                 self.db, ref, text, actor=actor, now=now, settings=self.settings
@@ -235,7 +236,9 @@ class AdminCommands:
             return plain(chat_id, self.t("unknown_ref", ref=ref))
         notice = self.texts.get(row.get("lang") or "en", "answered_elsewhere", ref=row["ref"])
         try:
-            done = enquiries.answer_enquiry(self.db, ref, notice, actor=actor, now=now)
+            done = enquiries.answer_enquiry(
+                self.db, ref, notice, actor=actor, now=now, answered_now=True
+            )
         except enquiries.EnquiryError as exc:
             return plain(chat_id, self.error_text(ref, exc))
         return plain(chat_id, self.t("answered_done", ref=done["ref"]))

@@ -24,8 +24,8 @@ from telegram.ext import ContextTypes
 
 from bot.channels.telegram_admin import plain
 from bot.channels.telegram_journal import CHANNEL, GroupCommit, Journal, OutMessage
-from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_render import ChannelTexts
+from bot.channels.telegram_transport import TelegramDeliveries
 from bot.dialogue.engine import Event
 from bot.settings import Settings
 from bot.storage import savepoint
@@ -56,7 +56,7 @@ class Handling:
         texts: ChannelTexts,
         journal: Journal,
         group: GroupCommit,
-        notifications: TelegramNotifications,
+        notifications: TelegramDeliveries,
         clock: Callable[[], datetime],
     ) -> None:
         self.db = db

@@ -1,12 +1,13 @@
 """Crash safety for Telegram: the update journal and durable outgoing chat messages.
 
-No Telegram import here: plain SQLite over the `updates` and `notifications` tables.
+No Telegram import here: plain SQLite over `updates`, and replies queued as deliveries.
 
 * Every fetched update is written to `updates` before its offset is confirmed to Telegram
   (the next getUpdates call) or before the webhook answers 200.
-* Handling an update commits its effects, the messages to send (as `notifications` rows of
-  kind `reply`) and `updates.handled_at` in one transaction, so each update is handled
-  exactly once, and a crash between the commit and the send only delays the replies.
+* Handling an update commits its effects, the messages to send (a `deliveries` row of
+  kind `reply`, claimed by this process) and `updates.handled_at` in one transaction, so
+  each update is handled exactly once, and a crash between the commit and the send only
+  delays the replies.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,12 +23,14 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from bot.deliveries import store as deliveries
+from bot.deliveries.model import NewDelivery
 from bot.storage import dumps, from_iso, to_iso, transaction
 from bot.storage import savepoint as rollback_point
 
 CHANNEL = "telegram"
-# Kinds of notifications rows this channel delivers; `reply` is the channel's own: the
-# messages produced by handling one update, stored as JSON until Telegram accepted them.
+# The kind of the channel's own deliveries: the messages produced by handling one update,
+# stored as JSON until Telegram accepted them.
 KIND_REPLY = "reply"
 # The handler sends its own replies at once; the worker only takes a `reply` row over when
 # the handler could not (Telegram down) or the process died. This lease keeps them apart.
@@ -171,8 +175,10 @@ def quarantine_problems(db: sqlite_utils.Database) -> list[str]:
 class Journal:
     """The `updates` journal and the channel's durable outgoing messages."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, owner: str | None = None) -> None:
         self.db = db
+        # The sender that claims this process's replies (None: queued for another process).
+        self.owner = owner
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -256,88 +262,19 @@ class Journal:
     # -- durable outgoing messages ------------------------------------------------------------
 
     def add_replies(self, chat_id: int, messages: Sequence[OutMessage], now: datetime) -> int:
-        """Store the messages to send to one chat (inside the caller's transaction)."""
-        # Plain SQL: sqlite-utils' insert() inspects the schema on every call.
-        cursor = self.db.conn.execute(
-            "INSERT INTO notifications (channel, kind, chat_id, text, status, attempts, "
-            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-            (
-                CHANNEL,
-                KIND_REPLY,
-                str(chat_id),
-                dumps([m.to_json() for m in messages]),
-                to_iso(now + REPLY_LEASE),
-                to_iso(now),
+        """Queue the messages to send to one chat (inside the caller's transaction); the
+        delivery's id. Claimed by this process (`owner`), which sends it at once; should it
+        die first, the claim is taken over and the messages go out all the same."""
+        return deliveries.enqueue(
+            self.db,
+            NewDelivery(
+                transport=CHANNEL,
+                kind=KIND_REPLY,
+                recipient=str(chat_id),
+                payload=dumps([m.to_json() for m in messages]),
+                idempotency_key=f"{CHANNEL}:{KIND_REPLY}:{uuid.uuid4().hex}",
             ),
+            now,
+            claimed_by=self.owner,
+            lease=REPLY_LEASE,
         )
-        return int(cursor.lastrowid or 0)
-
-    def release_leases(self, now: datetime) -> None:
-        """At start-up no handler is sending: every pending reply is due now."""
-        with transaction(self.db):
-            self.db.execute(
-                "UPDATE notifications SET next_attempt_at = ? WHERE channel = ? AND kind = ? "
-                "AND status = 'pending' AND next_attempt_at > ?",
-                [to_iso(now), CHANNEL, KIND_REPLY, to_iso(now)],
-            )
-
-    def due(self, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
-        """Pending notifications for this channel that are due, oldest first."""
-        cursor = self.db.execute(
-            "SELECT * FROM notifications WHERE channel = ? AND status = 'pending' "
-            "AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-            [CHANNEL, to_iso(now), limit],
-        )
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-
-    def get(self, notification_id: int) -> dict[str, Any] | None:
-        """One notifications row."""
-        cursor = self.db.execute("SELECT * FROM notifications WHERE id = ?", [notification_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c[0] for c in cursor.description], row, strict=True))
-
-    def mark_progress(self, notification_id: int, pieces_sent: int) -> None:
-        """How many of a pending row's messages Telegram accepted (inside the caller's
-        transaction). While a row is pending, `sent_message_id` holds this count, so a
-        restart sends only the rest; mark_sent() replaces it with the last message's id."""
-        self.db.conn.execute(
-            "UPDATE notifications SET sent_message_id = ? WHERE id = ? AND status = 'pending'",
-            (pieces_sent, notification_id),
-        )
-
-    @staticmethod
-    def progress(row: dict[str, Any]) -> int:
-        """Messages of a pending row already accepted by Telegram (see mark_progress)."""
-        if row.get("status", "pending") != "pending":
-            return 0
-        return int(row.get("sent_message_id") or 0)
-
-    def mark_sent(self, notification_id: int, now: datetime, message_id: int | None) -> None:
-        """Telegram accepted it (inside the caller's transaction). Replies drop their text."""
-        self.db.conn.execute(
-            "UPDATE notifications SET status = 'sent', sent_at = ?, sent_message_id = ?, "
-            "attempts = attempts + 1, last_error = NULL, "
-            "text = CASE WHEN kind = ? THEN NULL ELSE text END WHERE id = ?",
-            (to_iso(now), message_id, KIND_REPLY, notification_id),
-        )
-
-    def mark_retry(self, notification_id: int, now: datetime, error: str, delay: timedelta) -> None:
-        """A temporary failure: try again after `delay`."""
-        with transaction(self.db):
-            self.db.execute(
-                "UPDATE notifications SET attempts = attempts + 1, last_error = ?, "
-                "next_attempt_at = ? WHERE id = ?",
-                [error[:500], to_iso(now + delay), notification_id],
-            )
-
-    def mark_failed(self, notification_id: int, status: str, error: str) -> None:
-        """A permanent failure (`failed`) or nothing to send (`skipped`)."""
-        with transaction(self.db):
-            self.db.execute(
-                "UPDATE notifications SET status = ?, attempts = attempts + 1, last_error = ?, "
-                "text = CASE WHEN kind = ? THEN NULL ELSE text END WHERE id = ?",
-                [status, error[:500], KIND_REPLY, notification_id],
-            )

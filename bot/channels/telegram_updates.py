@@ -28,9 +28,9 @@ from telegram.ext import Application
 from bot.channels.telegram_admin import plain
 from bot.channels.telegram_handling import Handling
 from bot.channels.telegram_journal import GroupCommit, Journal
-from bot.channels.telegram_notifications import TelegramNotifications
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import ChannelTexts
+from bot.channels.telegram_transport import TelegramDeliveries
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class UpdateIntake:
         group: GroupCommit,
         queues: ChatQueues,
         handling: Handling,
-        notifications: TelegramNotifications,
+        notifications: TelegramDeliveries,
         clock: Callable[[], datetime],
         stop: asyncio.Event,
     ) -> None:

@@ -86,6 +86,7 @@ def _optional_check(module_name: str, function: str) -> Callable[..., list[str]]
 DATABASE_CHECKS = (
     ("bot.deliveries.store", "problems"),
     ("bot.channels.telegram_journal", "quarantine_problems"),
+    ("bot.enquiries", "admin_chat_problems"),
 )
 
 

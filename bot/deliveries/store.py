@@ -71,16 +71,29 @@ def _marks(values: Sequence[Any]) -> str:
 # ---------------------------------------------------------------- queueing
 
 
-def enqueue(db: sqlite_utils.Database, new: NewDelivery, now: datetime) -> int:
+def enqueue(
+    db: sqlite_utils.Database,
+    new: NewDelivery,
+    now: datetime,
+    *,
+    claimed_by: str | None = None,
+    lease: timedelta | None = None,
+) -> int:
     """Queue a delivery (inside the caller's transaction); returns its id.
 
     The idempotency key is unique: queueing the same key again returns the existing row.
+    `claimed_by` queues it already claimed by that sender until now + lease (a reply its
+    handler sends at once; should the handler die, the lease runs out and any sender
+    takes it over).
     """
     due = to_iso(new.not_before or now)
+    owner, until = None, None
+    if claimed_by is not None:
+        owner, until = claimed_by, to_iso(now + (lease or timedelta(minutes=2)))
     cursor = db.conn.execute(
         "INSERT INTO deliveries (transport, kind, enquiry_id, sender, recipient, payload, "
-        "idempotency_key, status, attempts, next_attempt_at, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) "
+        "idempotency_key, status, attempts, next_attempt_at, created_at, lease_owner, "
+        "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) "
         "ON CONFLICT (idempotency_key) DO NOTHING",
         (
             new.transport,
@@ -90,9 +103,11 @@ def enqueue(db: sqlite_utils.Database, new: NewDelivery, now: datetime) -> int:
             new.recipient,
             new.payload,
             new.idempotency_key,
-            QUEUED,
+            QUEUED if owner is None else SENDING,
             due,
             to_iso(now),
+            owner,
+            until,
         ),
     )
     if cursor.rowcount:
@@ -272,6 +287,77 @@ def record_cancelled(
     return bool(cursor.rowcount)
 
 
+def record_progress(db: sqlite_utils.Database, delivery_id: int, owner: str, pieces: int) -> bool:
+    """How many of a multi-part delivery's pieces were accepted (a restart sends the rest)."""
+    cursor = db.conn.execute(
+        "UPDATE deliveries SET sent_ref = ? WHERE id = ? AND status = ? AND lease_owner = ?",
+        (str(pieces), delivery_id, SENDING, owner),
+    )
+    return bool(cursor.rowcount)
+
+
+def retarget(db: sqlite_utils.Database, transport: str, old: str, new: str) -> int:
+    """Unsent deliveries to recipient `old` go to `new` (a chat that changed its id)."""
+    cursor = db.conn.execute(
+        f"UPDATE deliveries SET recipient = ? WHERE transport = ? AND recipient = ? "
+        f"AND status IN ({_marks(_UNSENT)})",
+        (new, transport, old, *_UNSENT),
+    )
+    return int(cursor.rowcount or 0)
+
+
+def claim_for_recipient(
+    db: sqlite_utils.Database,
+    *,
+    owner: str,
+    now: datetime,
+    transport: str,
+    recipient: str,
+    lease: timedelta,
+) -> list[Delivery]:
+    """A pull transport (the console) takes what waits for one recipient, oldest first."""
+    stamp = to_iso(now)
+    with transaction(db):
+        claimed = _rows(
+            db,
+            "UPDATE deliveries SET status = ?, lease_owner = ?, lease_until = ? WHERE id IN ("
+            "SELECT id FROM deliveries WHERE transport = ? AND recipient = ? AND ("
+            "(status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until <= ?))"
+            ") RETURNING *",
+            (
+                SENDING,
+                owner,
+                to_iso(now + lease),
+                transport,
+                recipient,
+                QUEUED,
+                RETRYING,
+                stamp,
+                SENDING,
+                stamp,
+            ),
+        )
+    return sorted(claimed, key=lambda d: d.id)
+
+
+def cancel_for_recipient(
+    db: sqlite_utils.Database, transport: str, recipient: str, why: str
+) -> int:
+    """/forget: withdraw what still waits for this chat and drop every payload sent to it
+    (inside the caller's transaction)."""
+    cursor = db.conn.execute(
+        f"UPDATE deliveries SET status = ?, last_error = ?, lease_owner = NULL, "
+        f"lease_until = NULL WHERE transport = ? AND recipient = ? "
+        f"AND status IN ({_marks(_UNSENT)})",
+        (CANCELLED, why, transport, recipient, *_UNSENT),
+    )
+    db.conn.execute(
+        "UPDATE deliveries SET payload = NULL WHERE transport = ? AND recipient = ?",
+        (transport, recipient),
+    )
+    return int(cursor.rowcount or 0)
+
+
 def release_unreachable(db: sqlite_utils.Database, transport: str, at: datetime) -> int:
     """The transport reached its server again: deliveries waiting only for that are due."""
     with transaction(db):
@@ -328,6 +414,16 @@ def mark_bounced(db: sqlite_utils.Database, keys: Sequence[str], error: str) -> 
             (DEAD, short(error), key, SENT),
         )
     return changed
+
+
+def alive_of_kind(db: sqlite_utils.Database, enquiry_id: int, kind: str, *, besides: int) -> int:
+    """How many other deliveries of this kind for the enquiry are sent or still to send."""
+    found = db.conn.execute(
+        f"SELECT count(*) FROM deliveries WHERE enquiry_id = ? AND kind = ? AND id != ? "
+        f"AND status IN ({_marks((SENT, *_UNSENT))})",
+        (enquiry_id, kind, besides, SENT, *_UNSENT),
+    ).fetchone()
+    return int(found[0])
 
 
 def for_enquiry(db: sqlite_utils.Database, enquiry_id: int) -> list[Delivery]:

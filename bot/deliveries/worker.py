@@ -364,6 +364,43 @@ class Worker:
         if finished:
             await transport.idle()
 
+    async def send_claimed(
+        self, delivery: Delivery, *, defer: Callable[[Callable[[], None]], None] | None = None
+    ) -> Outcome:
+        """Send one delivery this worker already holds (queued claimed by its handler).
+
+        With `defer`, a Sent outcome is recorded by `defer(work)` inside the caller's next
+        (group) commit instead of a commit of its own.
+        """
+        transport = self.transports[delivery.transport]
+        report = DeliveryReport()
+        try:
+            outcome = await transport.send(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("delivery %d: transport %s failed", delivery.id, transport.name)
+            outcome = Retry(f"{type(exc).__name__}: {exc}")
+        at = self.clock()
+        if isinstance(outcome, Sent):
+            if defer is not None:
+                defer(lambda: self._settle_sent(delivery, outcome, at))
+            else:
+                with transaction(self.db):
+                    self._settle_sent(delivery, outcome, at)
+            return outcome
+        with transaction(self.db):
+            if isinstance(outcome, Retry):
+                self._settle_retry(transport, delivery, outcome, at)
+                report.retried += 1
+            else:
+                self._settle_dead(transport, delivery, outcome, at)
+        return outcome
+
+    def settle_sent(self, delivery: Delivery, at: datetime) -> None:
+        """A pull transport handed the delivery over (inside the caller's transaction)."""
+        self._settle_sent(delivery, Sent(), at)
+
     # ------------------------------------------------------------ outcomes
 
     def _withdraw(self, delivery: Delivery, report: DeliveryReport) -> bool:

@@ -87,8 +87,8 @@ async def serve_web(
     try:
         await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
         if server.started:
-            # Pending answers stored while the bot was down go to the transcripts now.
-            channel.deliver_answers()
+            # Answers queued while the bot was down go to the transcripts now.
+            channel.app.kick()
             if ready is not None:
                 ready(address_of(sock))
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -102,11 +102,9 @@ class WebChannel:
         self.new_sessions = SlidingWindow(NEW_SESSIONS_PER_ADDRESS, 60.0)
         self._streams: dict[str, set[asyncio.Queue[list[dict[str, Any]] | None]]] = {}
         self._streams_per_address: dict[str, int] = {}
-        self._delivering = False
         self._closed = False
         self._webhook: tuple[str, Any] | None = None
         self._assets: dict[str, bytes] = {}
-        app.add_kick_listener(self.deliver_answers_soon)
         if app.worker is not None:
             # This process delivers the queue: the secretariat's answers to web applicants
             # are `web` deliveries (see transport.py).
@@ -199,27 +197,6 @@ class WebChannel:
         return self.engine.texts.get(lang, "answer_relay", ref=ref)
 
     # ------------------------------------------------------------ the secretariat's answers
-
-    def deliver_answers_soon(self) -> None:
-        """Kick listener: store pending answers and push them to open pages, after the commit."""
-        if self._delivering or self._closed:
-            return
-        self._delivering = True
-        asyncio.get_running_loop().call_soon(self.deliver_answers)
-
-    def deliver_answers(self) -> int:
-        """Move pending answers into their conversations and push them to open pages.
-
-        Answers queued as `notifications` rows (before answers to web applicants became
-        deliveries of the queue) still reach their pages this way.
-        """
-        self._delivering = False
-        if self._closed or self.app.db is None:
-            return 0
-        delivered = transcript.take_answers(self.db, self.app.clock(), self.relay_title)
-        for session, messages in delivered.items():
-            self.push(session, messages)
-        return sum(len(messages) for messages in delivered.values())
 
     def push(self, session: str, messages: list[dict[str, Any]]) -> None:
         """Show stored messages on every open page of `session` now."""

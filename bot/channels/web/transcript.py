@@ -117,43 +117,13 @@ def purge_idle(db: sqlite_utils.Database, before: datetime) -> int:
         )
 
 
-def take_answers(
-    db: sqlite_utils.Database, now: datetime, title: Any
-) -> dict[str, list[dict[str, Any]]]:
-    """Move the secretariat's pending answers for web sessions into their conversations.
-
-    One transaction: each `answer` notification becomes a stored bot message and is marked
-    sent, so an answer is shown once, live or on the next visit. `title(lang, ref)` words the
-    heading. Returns the new messages per session, for the open pages.
-    """
-    delivered: dict[str, list[dict[str, Any]]] = {}
-    with transaction(db):
-        found = db.conn.execute(
-            "SELECT n.id, n.chat_id, n.text, e.ref, e.lang FROM notifications n "
-            "JOIN enquiries e ON e.id = n.enquiry_id "
-            "WHERE n.channel = ? AND n.kind = 'answer' AND n.status = 'pending' "
-            "AND n.chat_id IS NOT NULL ORDER BY n.id",
-            (CHANNEL,),
-        ).fetchall()
-        for notification_id, session, text, ref, lang in found:
-            message = {"title": title(lang or "en", ref or ""), "parts": [{"text": text or ""}]}
-            delivered.setdefault(session, []).extend(append(db, session, "bot", [message], now))
-            db.conn.execute(
-                "UPDATE notifications SET status = 'sent', sent_at = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                (to_iso(now), notification_id),
-            )
-    return delivered
-
-
 def backlog(db: sqlite_utils.Database) -> int:
-    """Messages still waiting to go out: the deliveries queue and the chat notifications."""
+    """Messages still waiting to go out: the deliveries queue (every channel's)."""
     from bot.deliveries import store
     from bot.deliveries.model import QUEUED, RETRYING, SENDING
 
     counts = store.counts(db)
-    row = db.conn.execute("SELECT COUNT(*) FROM notifications WHERE status = 'pending'").fetchone()
-    return sum(counts[status] for status in (QUEUED, SENDING, RETRYING)) + int(row[0] if row else 0)
+    return sum(counts[status] for status in (QUEUED, SENDING, RETRYING))
 
 
 def _message(row: Sequence[Any]) -> dict[str, Any]:

@@ -247,7 +247,7 @@ class InboxWatcher:
 
     async def read_new(self, client: Any, state: FolderState) -> list[InboundResult]:
         """Process every message after the cursor, one transaction each, in UID order."""
-        from bot.jobs import set_meta
+        from bot.storage import set_meta
 
         results = []
         after = _start_after(load_cursor(self.db, state.folder), state)
@@ -297,7 +297,7 @@ class InboxWatcher:
         await asyncio.wait_for(idle, self.settings.inbox.timeout.total_seconds())
 
     def _record_error(self, message: str) -> None:
-        from bot.jobs import set_meta
+        from bot.storage import set_meta
 
         try:
             with transaction(self.db):
@@ -332,7 +332,7 @@ class InboxWatcher:
 
 def inbox_status(db: sqlite_utils.Database, settings: Settings) -> dict[str, Any]:
     """The cursor, the last poll and error, and the messages not relayed, for the operator."""
-    from bot.jobs import get_meta
+    from bot.storage import get_meta
 
     cursor = load_cursor(db, settings.inbox.folder)
     counts = {

@@ -1,0 +1,353 @@
+"""The Telegram transport of the deliveries queue, and what the channel asks of it.
+
+Every message to a Telegram chat is a `deliveries` row of transport `telegram`: replies to
+an update (stored, already claimed by this process, in the transaction that marks the
+update handled, then sent at once), admin-chat posts, relayed answers, failure reports.
+The queue's worker sends the others, and takes a reply over if its sender died.
+
+`TelegramTransport.send` maps Telegram's answers to the queue's outcomes: accepted is
+Sent (with the message id), 429 and network trouble are Retry (429 after `retry_after`),
+a chat that blocked the bot is Dead, an admin group upgraded to a supergroup is followed
+(ChatMigrated: the new id is persisted, the operator told, the delivery retried).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlite_utils
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+
+from bot import enquiries
+from bot.channels.telegram_admin import (
+    answer_messages,
+    mail_failed_messages,
+    plain,
+    post_messages,
+)
+from bot.channels.telegram_journal import KIND_REPLY, GroupCommit, OutMessage
+from bot.channels.telegram_render import ChannelTexts
+from bot.deliveries import store
+from bot.deliveries.model import Dead, Delivery, Outcome, Retry, Sent
+from bot.deliveries.worker import Worker
+from bot.logs import network_cause
+from bot.settings import Settings
+from bot.storage import transaction
+
+log = logging.getLogger(__name__)
+
+NAME = "telegram"
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value or 0)
+
+
+class TelegramTransport:
+    """Sends `telegram` deliveries through python-telegram-bot (its rate limiter included)."""
+
+    name = NAME
+    # One chat's deliveries in order, different chats at once: a chat paused by a 429
+    # delays nobody else.
+    parallel = True
+    timeout = 30.0
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        settings: Settings,
+        bot: Bot,
+        texts: ChannelTexts,
+        *,
+        progress: Callable[[Delivery, int], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.bot = bot
+        self.texts = texts
+        self.progress = progress
+        # What each admin-chat post shows now, to skip edits that would change nothing.
+        self.posts: dict[int, tuple[str, tuple[tuple[tuple[str, str], ...], ...]]] = {}
+
+    def admin_chat(self) -> int:
+        """The secretariat's chat (followed if it became a supergroup)."""
+        return enquiries.admin_chat_id(self.db, self.settings)
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def render(self, delivery: Delivery) -> list[OutMessage]:
+        """The chat messages of a delivery, in the channel's words."""
+        chat_id = int(delivery.recipient or 0) or self.admin_chat()
+        payload = delivery.payload
+        text = payload.decode() if isinstance(payload, bytes) else str(payload or "")
+        if delivery.kind == KIND_REPLY:
+            return [OutMessage.from_json(item) for item in json.loads(text or "[]")]
+        enquiry = (
+            enquiries.enquiry_by_id(self.db, delivery.enquiry_id)
+            if delivery.enquiry_id is not None
+            else None
+        )
+        lang = self.settings.secretariat.language
+        if delivery.kind == "enquiry_posted" and enquiry is not None:
+            post = post_messages(self.settings, self.texts, enquiry, chat_id)
+            self.posts[int(enquiry["id"])] = (post.html, post.buttons)
+            return [post]
+        if delivery.kind in ("answer", "answer_notice"):
+            data = {"ref": (enquiry or {}).get("ref") or "", "lang": (enquiry or {}).get("lang")}
+            data["text"] = text
+            return answer_messages(self.texts, data, chat_id)
+        if delivery.kind == "mail_failed":
+            return mail_failed_messages(self.settings, self.texts, text, chat_id)
+        if delivery.kind == "answer_undelivered" and enquiry is not None:
+            facts = json.loads(text or "{}")
+            report = self.texts.get(
+                lang,
+                "answer_undelivered",
+                ref=enquiry.get("ref") or "",
+                email=enquiry.get("email") or "-",
+                reason=facts.get("reason") or "",
+            )
+            return plain(chat_id, report)
+        if delivery.kind == "admin_chat_moved":
+            facts = json.loads(text or "{}")
+            return plain(chat_id, self.texts.get(lang, "admin_chat_moved", **facts))
+        return plain(chat_id, text) if text else []
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        """Send the delivery's messages not sent yet; Telegram's answer as an outcome."""
+        if delivery.kind == enquiries.POST_ERASED:
+            return await self._erase_post(delivery)
+        try:
+            messages = self.render(delivery)
+        except (ValueError, KeyError, TypeError) as exc:
+            return Dead(f"cannot render the message: {type(exc).__name__}")
+        if not messages:
+            return Dead("nothing to send")
+        done = int(delivery.sent_ref or 0) if delivery.status == "sending" else 0
+        last: int | None = None
+        to_admins = int(delivery.recipient or 0) in (0, self.admin_chat())
+        try:
+            for index in range(min(done, len(messages)), len(messages)):
+                last = await self.send_message(messages[index])
+                if index + 1 < len(messages):
+                    # Recorded at once: a restart resends only what Telegram had not taken.
+                    await self.progress(delivery, index + 1)
+        except ChatMigrated as exc:
+            return self._migrated(delivery, int(exc.new_chat_id))
+        except Forbidden as exc:
+            if to_admins:
+                # The bot is not (yet) in the admin chat: a setting to fix, not a reason to
+                # drop the secretariat's post. Kept, and tried again later.
+                log.warning("cannot post in the admin chat (%s): add the bot to it", exc.message)
+                return Retry(f"forbidden: {exc.message}")
+            # The user blocked the bot or left: nothing will ever get through.
+            return Dead(f"forbidden: {exc.message}", recipient_refused=True)
+        except BadRequest as exc:
+            if to_admins and "chat not found" in exc.message.lower():
+                log.warning("cannot post in the admin chat (%s): add the bot to it", exc.message)
+                return Retry(f"bad request: {exc.message}")
+            return Dead(f"bad request: {exc.message}")
+        except RetryAfter as exc:
+            return Retry("429 flood control", after=timedelta(seconds=_seconds(exc.retry_after)))
+        except NetworkError as exc:
+            return Retry(f"{type(exc).__name__}: {network_cause(exc)}")
+        except TelegramError as exc:
+            return Retry(f"{type(exc).__name__}: {exc.message}")
+        return Sent(ref=str(last) if last is not None else None)
+
+    async def _erase_post(self, delivery: Delivery) -> Outcome:
+        """Edit an erased enquiry's admin-chat post to its erased form."""
+        enquiry = (
+            enquiries.enquiry_by_id(self.db, delivery.enquiry_id)
+            if delivery.enquiry_id is not None
+            else None
+        )
+        admin_chat = self.admin_chat()
+        if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
+            return Dead("no admin-chat post to edit")
+        post = post_messages(self.settings, self.texts, enquiry, admin_chat)
+        markup = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(label, callback_data=data) for data, label in line]
+                for line in post.buttons
+            ]
+        )
+        try:
+            await self.bot.edit_message_text(
+                post.html,
+                chat_id=admin_chat,
+                message_id=int(enquiry["admin_message_id"]),
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup if post.buttons else None,
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                # Deleted by staff, or too old to edit: nothing left that shows the data.
+                return Dead(f"bad request: {exc.message}")
+        except RetryAfter as exc:
+            return Retry("429 flood control", after=timedelta(seconds=_seconds(exc.retry_after)))
+        except (NetworkError, Forbidden) as exc:
+            return Retry(f"{type(exc).__name__}: {exc.message}")
+        self.posts[int(enquiry["id"])] = (post.html, post.buttons)
+        return Sent(ref=str(enquiry["admin_message_id"]))
+
+    def _migrated(self, delivery: Delivery, new_chat: int) -> Outcome:
+        old_chat = int(delivery.recipient or 0)
+        with transaction(self.db):
+            enquiries.follow_admin_chat(self.db, self.settings, old_chat, new_chat)
+        log.warning(
+            "the admin group %d became the supergroup %d: messages now go there; set "
+            "telegram.admin_chat_id = %d in the settings",
+            old_chat,
+            new_chat,
+            new_chat,
+        )
+        return Retry(f"chat migrated to {new_chat}", after=timedelta(0))
+
+    async def send_message(self, message: OutMessage) -> int:
+        """Send one message (HTML, inline keyboard, optional reply); its message_id."""
+        markup = (
+            InlineKeyboardMarkup(
+                [
+                    [InlineKeyboardButton(label, callback_data=cb) for cb, label in row]
+                    for row in message.buttons
+                ]
+            )
+            if message.buttons
+            else None
+        )
+        sent = await self.bot.send_message(
+            message.chat_id,
+            message.html,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            reply_parameters=(
+                ReplyParameters(message.reply_to, allow_sending_without_reply=True)
+                if message.reply_to is not None
+                else None
+            ),
+        )
+        return int(sent.message_id)
+
+    async def idle(self) -> None:
+        """Nothing held between runs (PTB keeps its own connection pool)."""
+
+    def status(self, error: str) -> str:
+        """What of an error may go to the log."""
+        return error.split(":")[0]
+
+
+class TelegramDeliveries:
+    """What the channel asks of the queue: send a reply now, refresh a post, wake the worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: Any,
+        bot: Bot,
+        *,
+        texts: ChannelTexts,
+        group: GroupCommit,
+    ) -> None:
+        self.settings = settings
+        # bot.app.App (started): its database, worker and kick().
+        self.app = app
+        self.db: sqlite_utils.Database = app.db
+        self.bot = bot
+        self.texts = texts
+        self.group = group
+        self.worker: Worker | None = app.worker
+        self.transport = TelegramTransport(self.db, settings, bot, texts, progress=self._progress)
+        if self.worker is not None:
+            self.worker.register(self.transport)
+
+    @property
+    def owner(self) -> str | None:
+        """Who claims this process's replies (None: another process delivers)."""
+        return self.worker.owner if self.worker is not None else None
+
+    async def _progress(self, delivery: Delivery, pieces: int) -> None:
+        owner = delivery.lease_owner or ""
+        await self.group.run(
+            lambda: store.record_progress(self.db, delivery.id, owner, pieces), savepoint=False
+        )
+
+    async def deliver_reply(self, delivery_id: int, messages: Sequence[OutMessage]) -> None:
+        """Send the replies just stored (claimed by this process) at once."""
+        if self.worker is None:
+            self.kick()
+            return
+        delivery = store.get(self.db, delivery_id)
+        if delivery is None or delivery.status != "sending" or delivery.lease_owner != self.owner:
+            return
+        # The sent mark joins the next group commit: a commit of its own per message would
+        # halve throughput, and a crash in that window only repeats this one message.
+        outcome = await self.worker.send_claimed(delivery, defer=self._defer)
+        if not isinstance(outcome, Sent):
+            # A retry to schedule, or a report the domain queued: the worker takes over.
+            self.kick()
+
+    def _defer(self, work: Callable[[], None]) -> None:
+        self.group.add(work, savepoint=True)
+
+    def kick(self) -> None:
+        """Wake the worker (a commit queued something)."""
+        try:
+            self.app.kick()
+        except Exception as exc:  # the app's own delivery must not break handling
+            log.warning("app.kick failed: %s", type(exc).__name__)
+
+    def add_jobs(self, scheduler: Any) -> None:
+        """Nothing to schedule: the app's worker wakes on kicks and at due attempts."""
+
+    async def close(self) -> None:
+        """The app's worker stops with the app."""
+
+    async def refresh_post(self, enquiry_id: int) -> None:
+        """Show an enquiry's new status (and the buttons that still apply) on its post."""
+        enquiry = enquiries.enquiry_by_id(self.db, enquiry_id)
+        admin_chat = self.transport.admin_chat()
+        if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
+            return
+        post = post_messages(self.settings, self.texts, enquiry, admin_chat)
+        shown = (post.html, post.buttons)
+        if self.transport.posts.get(enquiry_id) == shown:
+            # Telegram refuses an edit that changes nothing ("message is not modified").
+            return
+        markup = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(label, callback_data=data) for data, label in row]
+                for row in post.buttons
+            ]
+        )
+        try:
+            await self.bot.edit_message_text(
+                post.html,
+                chat_id=admin_chat,
+                message_id=int(enquiry["admin_message_id"]),
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup if post.buttons else None,
+            )
+            self.transport.posts[enquiry_id] = shown
+        except BadRequest as exc:
+            # "message is not modified" (already current) or deleted by staff: fine either way.
+            log.info("post refresh skipped: %s", exc.message[:80])
+        except TelegramError as exc:
+            log.warning("post refresh failed: %s", type(exc).__name__)
