@@ -899,6 +899,10 @@ class DeliveryRules:
                     db, delivery, outcome.refused, at, partial=True, notice=False
                 )
             return
+        if delivery.kind == "answer" and delivery.enquiry_id is not None:
+            answered = enquiry_by_id(db, delivery.enquiry_id)
+            if answered is not None:
+                self._answer_undelivered(db, answered, delivery, outcome, at)
         # A refused recipient would refuse the notice too: only message-level refusals
         # (size, content) get a notice mail; the admin chat hears of every failure.
         self.report_mail_failed(
@@ -921,39 +925,47 @@ class DeliveryRules:
                 )
             return
         if isinstance(outcome, Dead) and delivery.kind == "answer":
-            # Not delivered (the applicant blocked the bot, left, or the chat is gone): the
-            # enquiry is not answered after all, and the secretariat hears what to do.
-            carried = deliveries.alive_of_kind(db, row["id"], "answer", besides=delivery.id)
-            if carried:
-                # The e-mail carries the answer: nothing for the secretariat to do.
-                return
-            if row["status"] == "answered" and _text(delivery.payload).startswith(
-                row["answer"] or "\0"
-            ):
-                db.conn.execute(
-                    "UPDATE enquiries SET status = 'open', answered_at = NULL WHERE id = ?",
-                    (row["id"],),
-                )
-            record_audit(
-                db,
-                "answer_failed",
-                actor="system",
-                now=at,
-                enquiry_id=row["id"],
-                ref=row["ref"],
-                detail={"delivery": delivery.id, "transport": delivery.transport},
+            self._answer_undelivered(db, row, delivery, outcome, at)
+
+    def _answer_undelivered(
+        self,
+        db: sqlite_utils.Database,
+        row: dict[str, Any],
+        delivery: Delivery,
+        outcome: Dead,
+        at: datetime,
+    ) -> None:
+        """One way of the answer failed for good (the applicant blocked the bot, the chat is
+        gone, the address refused it). While another way still carries it, nothing to do;
+        when none is left the enquiry is not answered after all, and the secretariat hears
+        what to do."""
+        if deliveries.alive_of_kind(db, row["id"], "answer", besides=delivery.id):
+            return
+        if row["status"] == "answered":
+            db.conn.execute(
+                "UPDATE enquiries SET status = 'open', answered_at = NULL WHERE id = ?",
+                (row["id"],),
             )
-            admin_chat = admin_chat_id(db, self.settings)
-            if admin_chat != 0:
-                _chat_delivery(
-                    db,
-                    channel="telegram",
-                    kind="answer_undelivered",
-                    enquiry_id=row["id"],
-                    recipient=str(admin_chat),
-                    payload=dumps({"reason": outcome.reason.split(":")[0]}),
-                    now=at,
-                )
+        record_audit(
+            db,
+            "answer_failed",
+            actor="system",
+            now=at,
+            enquiry_id=row["id"],
+            ref=row["ref"],
+            detail={"delivery": delivery.id, "transport": delivery.transport},
+        )
+        admin_chat = admin_chat_id(db, self.settings)
+        if admin_chat != 0:
+            _chat_delivery(
+                db,
+                channel="telegram",
+                kind="answer_undelivered",
+                enquiry_id=row["id"],
+                recipient=str(admin_chat),
+                payload=dumps({"reason": outcome.reason.split(":")[0]}),
+                now=at,
+            )
 
     def _forwarded(self, db: sqlite_utils.Database, delivery: Delivery, at: datetime) -> None:
         moment = to_iso(at)

@@ -900,37 +900,74 @@ async def test_webhook_answers_500_when_the_journal_commit_fails(
         assert "/faq" in (await h.messages(7301, 1))[0].text
 
 
-async def test_an_answer_to_an_applicant_who_blocked_the_bot_is_not_reported_sent(
+async def test_an_answer_that_reaches_the_applicant_by_no_way_is_not_reported_sent(
     tmp_path: Path, api: BotApiStandIn
 ):
-    """403: the enquiry is open again and the admin chat is told to answer by e-mail."""
-    settings = make_settings(tmp_path, api)
-    async with running_bot(settings, api) as h:
-        ref = await fill_form(h, 8101, "Can a foundation lead the consortium?")
-        await admin_post(h, ref)
-        api.blocked.add(8101)
-        await h.say(ADMIN_CHAT, f"/reply {ref} Yes, it can.", user_id=ADMIN_USER)
-        told = await until(
-            lambda: [m for m in api.bot_messages(ADMIN_CHAT) if "could not be delivered" in m.text],
-            what="the undelivered answer reported",
-        )
-        assert "ada@example.org" in told[0].text and f"/close {ref}" in told[0].text
-        row = get_enquiry(h.app.db, ref)
-        assert row is not None and row["status"] == "open" and row["answered_at"] is None
-        events = [
-            e[0]
-            for e in h.app.db.execute(
-                "SELECT event FROM audit WHERE ref = ? ORDER BY id", [ref]
+    """403 on Telegram and the address refused: the enquiry is open again, the admin chat
+    is told what to do, and nothing claims the answer was delivered."""
+    from smtp_support import Handler
+
+    handler = Handler(refuse_rcpt={"ada@example.org": "550 5.1.1 no such mailbox"})
+    async with SmtpServer(handler) as smtp:
+        settings = make_settings(tmp_path, api, smtp_port=smtp.port)
+        async with running_bot(settings, api) as h:
+            ref = await fill_form(h, 8101, "Can a foundation lead the consortium?")
+            await admin_post(h, ref)
+            api.blocked.add(8101)
+            await h.say(ADMIN_CHAT, f"/reply {ref} Yes, it can.", user_id=ADMIN_USER)
+            told = await until(
+                lambda: [
+                    m for m in api.bot_messages(ADMIN_CHAT) if "could not be delivered" in m.text
+                ],
+                limit=30,
+                what="the undelivered answer reported",
+            )
+            assert "ada@example.org" in told[0].text and f"/close {ref}" in told[0].text
+            row = get_enquiry(h.app.db, ref)
+            assert row is not None and row["status"] == "open" and row["answered_at"] is None
+            events = [
+                e[0]
+                for e in h.app.db.execute(
+                    "SELECT event FROM audit WHERE ref = ? ORDER BY id", [ref]
+                ).fetchall()
+            ]
+            assert "answer_failed" in events
+            statuses = h.app.db.execute(
+                "SELECT transport, status FROM deliveries WHERE kind = 'answer' ORDER BY id"
             ).fetchall()
-        ]
-        assert events[-1] == "answer_failed"
-        (status,) = h.app.db.execute(
-            "SELECT status FROM deliveries WHERE kind = 'answer'"
-        ).fetchone()
-        assert status == "dead"
-        # Nothing ever reached the applicant after the block, and nothing says it did.
-        assert not any("Yes, it can" in m.text for m in api.bot_messages(8101))
-        assert not any("sent to the applicant" in m.text for m in api.bot_messages(ADMIN_CHAT))
+            assert sorted(statuses) == [("smtp", "dead"), ("telegram", "dead")]
+    # Nothing reached the applicant after the block.
+    assert not any("Yes, it can" in m.text for m in api.bot_messages(8101))
+    assert [r.rcpt_tos for r in handler.received if "ada@example.org" in r.rcpt_tos] == []
+
+
+async def test_an_answer_the_e_mail_carries_stands_when_telegram_refuses(
+    tmp_path: Path, api: BotApiStandIn
+):
+    """403 on Telegram, but the answer mail was accepted: answered, nothing to report."""
+    async with SmtpServer() as smtp:
+        settings = make_settings(tmp_path, api, smtp_port=smtp.port)
+        async with running_bot(settings, api) as h:
+            ref = await fill_form(h, 8102, "Can a chamber of commerce be a partner?")
+            await admin_post(h, ref)
+            api.blocked.add(8102)
+            await h.say(ADMIN_CHAT, f"/reply {ref} Yes, it can.", user_id=ADMIN_USER)
+            await until(
+                lambda: (
+                    sorted(
+                        h.app.db.execute(
+                            "SELECT transport, status FROM deliveries WHERE kind = 'answer'"
+                        ).fetchall()
+                    )
+                    == [("smtp", "sent"), ("telegram", "dead")]
+                ),
+                limit=30,
+                what="both ways tried",
+            )
+            row = get_enquiry(h.app.db, ref)
+            assert row is not None and row["status"] == "answered"
+            assert not [m for m in api.bot_messages(ADMIN_CHAT) if "could not be" in m.text]
+    assert any("ada@example.org" in r.rcpt_tos for r in smtp.handler.received)
 
 
 async def test_an_admin_group_upgraded_to_a_supergroup_is_followed(
