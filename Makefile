@@ -40,7 +40,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/faq.py
-	@for b in dialogue outbox telegram web; do \
+	@for b in dialogue outbox reminders telegram web; do \
 	  if [ -f bench/$$b.py ]; then $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
 
