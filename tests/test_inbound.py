@@ -365,7 +365,7 @@ def _outbox(db: sqlite_utils.Database, kind: str) -> list[dict[str, Any]]:
     return _rows(
         db,
         "SELECT recipient AS rcpt_to, payload AS raw, idempotency_key AS message_id "
-        "FROM deliveries WHERE kind = ? ORDER BY id",
+        "FROM deliveries WHERE transport = 'smtp' AND kind = ? ORDER BY id",
         kind,
     )
 
