@@ -53,10 +53,6 @@ def reminder_due_at(enquiry: dict[str, Any], settings: Settings) -> datetime | N
     """When this enquiry's next reminder is due, or None if it gets no (more) reminders."""
     if enquiry["status"] != "open" or enquiry.get("erased_at") or not enquiry.get("forwarded_at"):
         return None
-    if enquiry.get("answer"):
-        # An answer is on its way to the applicant (or could not reach them, and the
-        # secretariat was told): nothing to remind them of.
-        return None
     count = int(enquiry.get("reminder_count") or 0)
     if count >= settings.reminders.max_count:
         return None
