@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bot import instance, jobs
+from bot.deliveries import store
 from bot.deliveries.model import DeliveryReport
 from bot.deliveries.smtp import SmtpTarget, SmtpTransport, count_mails
 from bot.deliveries.worker import Worker
@@ -158,6 +159,7 @@ class App:
             clock=self.clock,
             caps={("smtp", "enquiry"): self.settings.enquiries.max_mails_per_hour},
         )
+        store.add_enqueue_listener(self._enqueued)
         task = asyncio.get_running_loop().create_task(self._delivery_loop())
         self._tasks.add(task)
         # Whatever is due already (queued while the bot was down) goes out now.
@@ -185,6 +187,7 @@ class App:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.worker is not None:
+            store.remove_enqueue_listener(self._enqueued)
             self.worker.close()
         if self.mail_store is not None:
             await self.mail_store.stop()
@@ -353,6 +356,21 @@ class App:
             if task is not None and task.cancelling():
                 # A library swallowed our cancellation (close() is waiting): end anyway.
                 break
+
+    def _enqueued(self, transport: str) -> None:
+        # A delivery was queued (inside some transaction): the worker runs on the loop's
+        # next turn, never inside this call.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.call_soon(self._wake.set)
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     def _wake_worker(self) -> None:
         self._wake.set()

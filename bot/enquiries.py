@@ -871,7 +871,8 @@ class DeliveryRules:
         """A delivery of an erased enquiry, or a reminder of one answered since, is moot."""
         if delivery.kind == "reminders":
             return _grouped_reminder_moot(db, delivery)
-        if delivery.enquiry_id is None:
+        if delivery.enquiry_id is None or delivery.kind == POST_ERASED:
+            # (The edit that hides an erased enquiry's post is what erasure asks for.)
             return None
         found = db.conn.execute(
             "SELECT status, erased_at FROM enquiries WHERE id = ?", (delivery.enquiry_id,)

@@ -49,6 +49,23 @@ LIST_STATUSES: dict[str, tuple[str, ...]] = {
 _UNSENT = (QUEUED, SENDING, RETRYING)
 
 
+# Called with the transport's name whenever a delivery is queued for any sender (not one
+# queued already claimed): the app's worker wakes on it, in this process. Other processes
+# learn of it through the run lock's holder being signalled (bot.instance.notify).
+_enqueue_listeners: list[Callable[[str], None]] = []
+
+
+def add_enqueue_listener(callback: Callable[[str], None]) -> None:
+    """Call `callback(transport)` after each enqueue of an unclaimed delivery."""
+    _enqueue_listeners.append(callback)
+
+
+def remove_enqueue_listener(callback: Callable[[str], None]) -> None:
+    """Stop calling `callback`."""
+    if callback in _enqueue_listeners:
+        _enqueue_listeners.remove(callback)
+
+
 class DeliveryError(Exception):
     """An operator request on the queue that cannot be done (unknown id, wrong state)."""
 
@@ -111,6 +128,9 @@ def enqueue(
         ),
     )
     if cursor.rowcount:
+        if owner is None:
+            for listener in list(_enqueue_listeners):
+                listener(new.transport)
         return int(cursor.lastrowid or 0)
     found = db.conn.execute(
         "SELECT id FROM deliveries WHERE idempotency_key = ?", (new.idempotency_key,)
