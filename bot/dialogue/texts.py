@@ -91,7 +91,7 @@ KEYS: Mapping[str, frozenset[str]] = {
     "summary_title": frozenset(),
     "summary": frozenset({"name", "email", "organisation", "country", "question"}),
     "edit_choose": frozenset(),
-    "submitted": frozenset({"ref", "email", "channel"}),
+    "submitted": frozenset({"ref", "email", "channel", "acknowledged"}),
     "answer_relay": frozenset({"ref"}),
     "answer_attachments": frozenset({"count", "ref"}),
     "btn_follow_up": frozenset({"ref"}),

@@ -59,5 +59,13 @@ def submit(turn: Turn) -> bool:
     turn.state.pop("pending", None)
     turn.committed = True
     log.info("enquiry submitted: ref=%s channel=%s", row["ref"], event.channel)
-    turn.say(turn.t("submitted", ref=row["ref"], email=row["email"], channel=event.channel))
+    turn.say(
+        turn.t(
+            "submitted",
+            ref=row["ref"],
+            email=row["email"],
+            channel=event.channel,
+            acknowledged=services.settings.enquiries.acknowledge,
+        )
+    )
     return True
