@@ -182,14 +182,18 @@ class KnowledgeBase:
             )
             for entry in self.entries
         ]
-        return Matcher(documents, self.lexicon, tuning)
+        return Matcher(documents, self.lexicon, tuning, self.cues.all_informal())
+
+    @cached_property
+    def cues(self) -> LanguageCues:
+        """The generic language cues: the folder's own, else the shipped ones."""
+        return self._cues if self._cues is not None else load_language()
 
     @cached_property
     def reader(self) -> Reader:
         from bot.knowledge.understand import Reader
 
-        cues = self._cues if self._cues is not None else load_language()
-        return Reader(self.matcher, cues)
+        return Reader(self.matcher, self.cues)
 
     @property
     def min_score(self) -> float:
@@ -207,7 +211,20 @@ class KnowledgeBase:
         words = tokens(question[:600])
         # Typos corrected to known words vote too ("tel me a jok").
         votes = self.matcher.language_votes(set(words) | {self.matcher.correct(w) for w in words})
-        return identify(question, votes)
+        # Informal spellings ("plz", "nn") say their language, and mislead the letter-based
+        # library: it reads the message with the words they stand for.
+        found = False
+        expanded: list[str] = []
+        for word in words:
+            for lang, table in self.cues.informal.items():
+                if word in table:
+                    votes[lang] = votes.get(lang, 0) + 1
+                    expanded.extend(table[word])
+                    found = True
+                    break
+            else:
+                expanded.append(word)
+        return identify(" ".join(expanded) if found else question, votes)
 
     def choose_language(
         self, text: str, lang: str | None = None, previous_lang: str | None = None

@@ -7,8 +7,10 @@ answered as this call (they all read as the one concept `other_programmes`).
 
 `language.yaml` holds what is not about any call: per language, the words and phrases that
 mark a sentence as a question (`question_cues`), the phrases after which the real question
-starts in a chatty sentence (`focus_cues`), and the conjunctions that join two questions
-(`conjunctions`). A knowledge folder may carry its own; otherwise the shipped one is used.
+starts in a chatty sentence (`focus_cues`), the conjunctions that join two questions
+(`conjunctions`), and the informal spellings of everyday words ("nn", "cmq", "plz", "u"),
+read as the words they stand for, for matching and as evidence of the language
+(`informal`). A knowledge folder may carry its own; otherwise the shipped one is used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,11 @@ class LanguageCues:
     focus: Mapping[str, frozenset[tuple[str, ...]]]
     conjunctions: Mapping[str, frozenset[str]]
     open: Mapping[str, frozenset[tuple[str, ...]]]
+    # Per language: an informal spelling -> the folded words it stands for.
+    informal: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def all_informal(self) -> dict[str, tuple[str, ...]]:
+        return {short: full for table in self.informal.values() for short, full in table.items()}
 
     def all_question(self) -> frozenset[tuple[str, ...]]:
         return frozenset().union(*self.question.values())
@@ -188,6 +195,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             lang: _phrase_list(raw.get(lang), f"{path}: {section}.{lang}", problems)
             for lang in LANGUAGES
         }
+    informal = _informal(data.get("informal"), path, problems)
     if problems:
         raise KnowledgeError(problems)
     return LanguageCues(
@@ -197,7 +205,51 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         conjunctions={
             lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
         },
+        informal=informal,
     )
+
+
+def _informal(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The optional `informal` section: per language, one word -> the words it stands for."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path}: 'informal' must have an 'it' and an 'en' mapping")
+        return {}
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    owner: dict[str, str] = {}
+    for lang in LANGUAGES:
+        table = raw.get(lang) or {}
+        if not isinstance(table, Mapping):
+            problems.append(f"{path}: informal.{lang} must map a spelling to its words")
+            continue
+        tables[lang] = {}
+        for short, full in table.items():
+            short_words = tokens(str(short))
+            full_words = tuple(tokens(str(full)))
+            if len(short_words) != 1 or not full_words:
+                problems.append(
+                    f"{path}: informal.{lang}: '{short}: {full}' must map one word to words"
+                )
+                continue
+            if short_words[0] in owner:
+                problems.append(
+                    f"{path}: informal: '{short}' is in both {owner[short_words[0]]} and {lang}"
+                )
+                continue
+            owner[short_words[0]] = lang
+            tables[lang][short_words[0]] = full_words
+    return tables
+
+
+def expand_informal(words: list[str], informal: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """`words` with every informal spelling replaced by the words it stands for."""
+    if not informal:
+        return words
+    out: list[str] = []
+    for word in words:
+        out.extend(informal.get(word, (word,)))
+    return out
 
 
 def load_language(directory: Path | None = None) -> LanguageCues:

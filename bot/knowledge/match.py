@@ -30,7 +30,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, expand_informal, tokens
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,10 +159,13 @@ class Matcher:
         documents: Sequence[Document],
         lexicon: Lexicon,
         tuning: Tuning | None = None,
+        informal: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         import numpy as np
 
         self.documents = tuple(documents)
+        # Informal spellings ("nn", "plz") read as the words they stand for, in questions.
+        self.informal = dict(informal or {})
         self.tuning = tuning or Tuning()
         self.analyzer = Analyzer(lexicon)
         self.stopwords = _stopwords()
@@ -296,7 +299,10 @@ class Matcher:
         words = [
             word
             for word in self.analyzer.lexicon.concepts(
-                [self.correct(word) for word in tokens(text)[:MAX_WORDS]]
+                [
+                    self.correct(word)
+                    for word in expand_informal(tokens(text)[:MAX_WORDS], self.informal)
+                ]
             )
             if _meaningful(word)
         ]
