@@ -48,7 +48,7 @@ bench: $(STAMP)
 mail-screenshots: $(STAMP)
 	$(BIN)/python docs/mail/render.py
 
-# FAQ understanding on the blind evaluation set (dev and held-out halves) beside the old
+# FAQ understanding on the blind evaluation sets (dev, held-out, fresh) beside the old
 # matcher, with latency on a 5 000-entry knowledge base and the cold `ask` time.
 eval: $(STAMP)
 	$(BIN)/python bench/faq.py $(ARGS)
