@@ -182,7 +182,9 @@ class KnowledgeBase:
             )
             for entry in self.entries
         ]
-        return Matcher(documents, self.lexicon, tuning, self.cues.all_informal())
+        return Matcher(
+            documents, self.lexicon, tuning, self.cues.all_informal(), self.cues.all_filler()
+        )
 
     @cached_property
     def cues(self) -> LanguageCues:

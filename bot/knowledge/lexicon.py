@@ -10,7 +10,8 @@ mark a sentence as a question (`question_cues`), the phrases after which the rea
 starts in a chatty sentence (`focus_cues`), the conjunctions that join two questions
 (`conjunctions`), and the informal spellings of everyday words ("nn", "cmq", "plz", "u"),
 read as the words they stand for, for matching and as evidence of the language
-(`informal`). A knowledge folder may carry its own; otherwise the shipped one is used.
+(`informal`), and words of asking and politeness ignored when matching (`filler`).
+A knowledge folder may carry its own; otherwise the shipped one is used.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class LanguageCues:
     open: Mapping[str, frozenset[tuple[str, ...]]]
     # Per language: an informal spelling -> the folded words it stands for.
     informal: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Per language: words of asking and politeness that say nothing of what is asked.
+    filler: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def all_filler(self) -> frozenset[str]:
+        return frozenset().union(*self.filler.values())
 
     def all_informal(self) -> dict[str, tuple[str, ...]]:
         return {short: full for table in self.informal.values() for short, full in table.items()}
@@ -196,6 +202,17 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             for lang in LANGUAGES
         }
     informal = _informal(data.get("informal"), path, problems)
+    filler: dict[str, frozenset[str]] = {}
+    if data.get("filler") is not None:
+        raw_filler = data["filler"]
+        if not isinstance(raw_filler, Mapping):
+            problems.append(f"{path}: 'filler' must have an 'it' and an 'en' list")
+        else:
+            for lang in LANGUAGES:
+                words = _phrase_list(raw_filler.get(lang) or [], f"{path}: filler.{lang}", problems)
+                if any(len(phrase) != 1 for phrase in words):
+                    problems.append(f"{path}: filler.{lang}: one word per item")
+                filler[lang] = frozenset(" ".join(phrase) for phrase in words)
     if problems:
         raise KnowledgeError(problems)
     return LanguageCues(
@@ -206,6 +223,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
         },
         informal=informal,
+        filler=filler,
     )
 
 

@@ -160,12 +160,16 @@ class Matcher:
         lexicon: Lexicon,
         tuning: Tuning | None = None,
         informal: Mapping[str, tuple[str, ...]] | None = None,
+        filler: frozenset[str] = frozenset(),
     ) -> None:
         import numpy as np
 
         self.documents = tuple(documents)
         # Informal spellings ("nn", "plz") read as the words they stand for, in questions.
         self.informal = dict(informal or {})
+        # Words of asking and politeness ("please", "explain", "gentilmente") in a question
+        # say nothing of its subject: ignored, even where an entry's variant uses them.
+        self.filler = filler
         self.tuning = tuning or Tuning()
         self.analyzer = Analyzer(lexicon)
         self.stopwords = _stopwords()
@@ -304,7 +308,7 @@ class Matcher:
                     for word in expand_informal(tokens(text)[:MAX_WORDS], self.informal)
                 ]
             )
-            if _meaningful(word)
+            if _meaningful(word) and word not in self.filler
         ]
         weights: dict[str, float] = {}
         unknown: set[str] = set()
