@@ -121,6 +121,7 @@ def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -
             )
             config.write_text(
                 f'language = "en"\ndata_dir = "{tmp / "var"}"\n\n'
+                f'[smtp]\nhost = "embedded"\n\n'
                 f'[telegram]\ntoken = "{api.token}"\nbase_url = "{api.base_url}"\n{flood}',
                 encoding="utf-8",
             )
