@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from smtp_support import SmtpServer
 from telegram_harness import (
     ADMIN_CHAT,
@@ -219,9 +220,17 @@ async def test_strangers_are_refused_neutrally(tmp_path: Path, api: BotApiStandI
         for chat in (STRANGER, ADMIN_CHAT):
             for command in ("/open", "/stats", f"/reply {ref} hacked", f"/close {ref}", "/reply"):
                 refusals += await h.say(chat, command, user_id=STRANGER)
-        refusals += await h.say(ADMIN_CHAT, "I answer instead", user_id=STRANGER, reply_to=post)
         texts = {m.text for m in refusals}
         assert texts == {"This command is not available."}
+        # A reply to a post is no command: it says so, in the secretariat's language, and
+        # nothing reaches the applicant.
+        before = len(api.bot_messages(3001))
+        (refused,) = await h.say(ADMIN_CHAT, "I answer instead", user_id=STRANGER, reply_to=post)
+        texts_dir = Path(__file__).parent.parent / "templates" / "telegram"
+        texts_file = texts_dir / f"{settings.language}.yaml"
+        expected = yaml.safe_load(texts_file.read_text(encoding="utf-8"))["reply_not_allowed"]
+        assert refused.text == expected
+        assert "command" not in refused.text.lower()
         _, query = api.press(post, f"adm|close|{ref}", user_id=STRANGER)
         await until(
             lambda: any(
@@ -231,6 +240,7 @@ async def test_strangers_are_refused_neutrally(tmp_path: Path, api: BotApiStandI
         await asyncio.sleep(0.2)
         row = get_enquiry(h.app.db, ref)
         assert row["status"] == "open"
+        assert "I answer instead" not in [m.text for m in api.bot_messages(3001)[before:]]
         assert (
             h.app.db.execute("SELECT count(*) FROM audit WHERE actor LIKE 'admin:%'").fetchone()[0]
             == 0

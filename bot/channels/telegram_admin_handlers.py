@@ -77,7 +77,8 @@ class AdminHandlers:
             return
         message_id = message.message_id
         if not is_admin(self.settings, user.id):
-            refusal = self.admin.t("not_allowed")
+            # Not a command: say why the reply went nowhere (it is not relayed).
+            refusal = self.admin.t("reply_not_allowed")
             await commit(update, chat_id, lambda: plain(chat_id, refusal, message_id))
             return
         replied_id = replied.message_id
