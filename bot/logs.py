@@ -19,7 +19,11 @@ _DIGITS = re.compile(r"\d+")
 
 
 class CollapsingHandler(logging.StreamHandler[TextIO]):
-    """A stream handler that prints a run of identical warnings once, then a count."""
+    """A stream handler that prints a run of identical warnings once, then a count.
+
+    Lines below WARNING are collapsed too when logged with extra={"collapse": True} (a
+    flood's "rate limited" line).
+    """
 
     def __init__(
         self, stream: TextIO | None = None, window: float = COLLAPSE_WINDOW_SECONDS
@@ -57,7 +61,13 @@ class CollapsingHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING and not getattr(record, "collapse", False):
+            # A different line: the pending count first, so it follows what it counts.
+            if self._repeats:
+                summary = self._summary()
+                if summary is not None:
+                    super().handle(summary)
+                self._key = None
             return super().handle(record)
         try:
             text = record.getMessage()

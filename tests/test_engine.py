@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from bot.dialogue.engine import MAX_BUTTON_ID_BYTES, Engine, Event
 from bot.dialogue.texts import default_texts
+from bot.logs import CollapsingHandler
 from bot.settings import Settings
 from tests.dialogue_support import (
     Chat,
@@ -822,6 +825,40 @@ def test_message_rate_limit_refuses_politely_and_recovers(tmp_path: Path, kb: Ke
     env.clock.advance(seconds=61)
     chat.say("What is the budget?")
     assert "EUR 6,000,000" in chat.text
+
+
+def test_a_flood_logs_one_line_and_a_count(tmp_path: Path, kb: KeywordKB) -> None:
+    """300 messages from one user: one "rate limited" line, then how many more."""
+    env = _env(tmp_path, kb, limits={"messages_per_minute": 3})
+    chat = env.chat(lang_hint="en", step_seconds=0)
+    assert chat.user_id == "u1"
+    stream = io.StringIO()
+    handler = CollapsingHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    engine_log = logging.getLogger("bot.dialogue.engine")
+    engine_log.addHandler(handler)
+    old_level = engine_log.level
+    engine_log.setLevel(logging.INFO)
+    try:
+        for number in range(300):
+            # A flood's later messages are dropped without a reply: the engine, not chat.say.
+            chat.engine.handle(
+                Event(
+                    channel="console",
+                    user_id="u1",
+                    kind="text",
+                    lang_hint="en",
+                    text=f"What is the budget? {number}",
+                    chat_id="u1",
+                )
+            )
+        handler.flush()
+    finally:
+        engine_log.removeHandler(handler)
+        engine_log.setLevel(old_level)
+    lines = [line for line in stream.getvalue().splitlines() if "rate limited" in line]
+    assert lines == ["INFO rate limited: channel=console"], stream.getvalue()[:2000]
+    assert "INFO last message repeated 296 more times" in stream.getvalue().splitlines()
 
 
 def test_rate_limit_is_per_user(tmp_path: Path, kb: KeywordKB) -> None:

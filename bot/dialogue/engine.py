@@ -113,7 +113,8 @@ class Engine:
             recent = [t for t in state.get("times", []) if stamp - RATE_WINDOW_SECONDS < t <= stamp]
             limit = self.settings.limits.messages_per_minute
             if self.rate_limit and len(recent) >= limit:
-                log.info("rate limited: channel=%s", event.channel)
+                # A flood logs one line, then a count (bot/logs.py).
+                log.info("rate limited: channel=%s", event.channel, extra={"collapse": True})
                 noticed = state.get("limited_at")
                 if noticed is not None and stamp - RATE_WINDOW_SECONDS < noticed <= stamp:
                     # Told once in this window already: the rest is dropped in silence.
