@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 LOCK_NAME = "clusterbot.lock"
+# Written by `run` once its database is open: the data directory has been used, so a
+# database missing later was lost (deleted, a failed disk), not yet to be created.
+MARKER_NAME = "clusterbot.instance"
 # The holder wakes its delivery worker on this signal.
 WAKE_SIGNAL = signal.SIGUSR1
 
@@ -70,8 +73,16 @@ class InstanceLock:
 def acquire(settings: Settings) -> InstanceLock:
     """Take the data directory for this process, or raise InstanceLocked naming the holder."""
     path = lock_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    from bot.storage import StorageError, make_data_dir
+
+    make_data_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(
+            f"data_dir: cannot write {os.path.abspath(path)} ({exc.strerror or exc}); set "
+            "data_dir to a folder this user may write"
+        ) from None
     handle = os.fdopen(fd, "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,3 +123,50 @@ def notify(settings: Settings) -> bool:
     except OSError:
         return False
     return True
+
+
+def marker_path(settings: Settings) -> Path:
+    """The file saying a bot has run on this data directory."""
+    return settings.data_dir / MARKER_NAME
+
+
+def mark_started(settings: Settings) -> None:
+    """Record that the bot ran here (its database exists now)."""
+    path = marker_path(settings)
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(
+            "clusterbot ran on this data directory; if its database goes missing, 'run' "
+            "refuses to start an empty one (see docs/operations.md, restore).\n"
+        )
+
+
+def _ran_before(settings: Settings) -> str | None:
+    """What shows that a bot ran on this data directory, or None."""
+    if marker_path(settings).exists():
+        return f"{marker_path(settings).name} is there"
+    mail = settings.mail_dir
+    if mail.is_dir() and any(mail.rglob("*.eml")):
+        return f"its mail store {mail} holds mail"
+    return None
+
+
+def database_missing(settings: Settings, *, new_database: bool) -> str | None:
+    """Why `run` must not start: the data directory was used but its database is gone.
+
+    Starting anyway would create an empty database and issue the first reference again.
+    """
+    database = settings.database_path
+    if new_database or database.exists():
+        return None
+    evidence = _ran_before(settings)
+    if evidence is None:
+        return None
+    return (
+        f"no database at {os.path.abspath(database)}, but the bot ran on "
+        f"{os.path.abspath(settings.data_dir)} before ({evidence}): restore the backup "
+        "(docs/operations.md, 'Backup and restore'), or pass --new-database to start "
+        "with an empty one"
+    )

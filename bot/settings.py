@@ -660,11 +660,10 @@ def load_settings(
 def load_settings_with_problems(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, list[str]]:
-    """Like load_settings, but returns every problem with best-effort Settings (for check)."""
-    try:
-        data, source, base_dir = _read_settings_file(
-            path, os.environ if environ is None else environ
-        )
-    except SettingsError as exc:
-        return Settings(), list(exc.problems)
+    """Like load_settings, but returns every problem with best-effort Settings (for check).
+
+    A settings file that is missing, unreadable or not TOML still raises SettingsError:
+    nothing else is worth checking (defaults would describe another bot).
+    """
+    data, source, base_dir = _read_settings_file(path, os.environ if environ is None else environ)
     return settings_with_problems(data, source, base_dir)

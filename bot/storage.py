@@ -438,7 +438,7 @@ def loose_modes(data_dir: Path) -> list[str]:
 
 def make_private(data_dir: Path) -> list[str]:
     """Create data_dir (0700) and tighten looser modes under it; returns what was fixed."""
-    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    make_data_dir(data_dir)
     fixed = []
     for path, wanted in _private_paths(data_dir):
         mode = _loose(path, wanted)
@@ -450,6 +450,17 @@ def make_private(data_dir: Path) -> list[str]:
             raise StorageError(f"{path}: cannot make it private ({exc.strerror})") from None
         fixed.append(f"{path}: {mode:04o} -> {mode & wanted:04o}")
     return fixed
+
+
+def make_data_dir(path: Path) -> None:
+    """Create the data folder (0700), or a StorageError naming the setting and the path."""
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"data_dir: cannot create the folder {os.path.abspath(path)} "
+            f"({exc.strerror or exc}); set data_dir to a folder this user may write"
+        ) from None
 
 
 def open_database(
@@ -465,10 +476,10 @@ def open_database(
     if not path.exists():
         if not create:
             raise StorageError(
-                f"no database at {path}: start the bot once, or pass --config with the "
-                "settings file the bot runs with"
+                f"no database at {os.path.abspath(path)}: start the bot once, or pass "
+                "--config with the settings file the bot runs with"
             )
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        make_data_dir(path.parent)
         # SQLite gives the -wal and -shm files the database file's permissions.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
     try:

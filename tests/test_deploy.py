@@ -116,7 +116,8 @@ def test_read_only_commands_never_create_a_database(
     ):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
-        assert f"no database at {Path('var') / 'clusterbot.sqlite3'}" in err, (argv, err)
+        # Absolute: the operator sees which folder was meant.
+        assert f"no database at {Path.cwd() / 'var' / 'clusterbot.sqlite3'}" in err, (argv, err)
         assert "--config" in err
     assert main(["check"]) in (0, 1)
     assert not (tmp_path / "var").exists()
@@ -550,6 +551,30 @@ def test_repeated_warnings_are_collapsed_with_a_count() -> None:
     assert lines[2] == "WARNING something else"
 
 
+def test_info_lines_marked_collapse_are_collapsed_and_counted_before_other_lines() -> None:
+    stream = StringIO()
+    handler = CollapsingHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("test.collapse.info")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for _ in range(5):
+            logger.info("rate limited: channel=%s", "telegram", extra={"collapse": True})
+        logger.info("bot running")
+        logger.info("rate limited: channel=%s", "telegram", extra={"collapse": True})
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "INFO rate limited: channel=telegram",
+        "INFO last message repeated 4 more times",
+        "INFO bot running",
+        "INFO rate limited: channel=telegram",
+    ]
+
+
 def test_network_errors_name_their_cause() -> None:
     from telegram.error import NetworkError, TimedOut
 
@@ -743,3 +768,65 @@ def test_operations_guide_embeds_the_unit_and_the_kit() -> None:
     assert "docs/deploy/clusterbot.service" in guide
     for words in ("reverse_proxy", "clusterbot backup", "clusterbot health", "tar -xzf"):
         assert words in guide, words
+
+
+# -- operator messages ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["--config", "env"])
+def test_check_with_a_missing_settings_file_says_only_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    missing = tmp_path / "nope.toml"
+    if how == "env":
+        monkeypatch.setenv("CLUSTERBOT_CONFIG", str(missing))
+        argv = ["check"]
+    else:
+        argv = ["check", "--config", str(missing)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"clusterbot: error: {missing}: settings file not found; check --config or "
+        "$CLUSTERBOT_CONFIG, or copy config/clusterbot.example.toml"
+    ]
+
+
+@pytest.mark.parametrize("command", [["chat"], ["run"]])
+def test_an_unusable_data_dir_is_named_with_its_path(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n", encoding="utf-8")
+    data_dir = blocker / "data"
+    config = tmp_path / "clusterbot.toml"
+    config.write_text(
+        f'data_dir = "{data_dir}"\n[telegram]\ntoken = "123456:{"A" * 35}"\n'
+        '[smtp]\nhost = "embedded"\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "CLUSTERBOT_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", *command, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        input="",
+        timeout=120,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"clusterbot: error: data_dir: cannot create the folder {data_dir}")
+    assert "set data_dir to a folder" in line
+
+
+@pytest.mark.parametrize("command", [["enquiries", "list"], ["health"], ["backup", "x.tar.gz"]])
+def test_no_database_names_an_absolute_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path / 'var' / 'clusterbot.sqlite3'}" in err, err

@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         database = settings.database_path
         if not database.exists():
             raise UserError(
-                f"no database at {database}: nothing to back up (check --config, or start the "
-                "bot once)"
+                f"no database at {os.path.abspath(database)}: nothing to back up (check "
+                "--config, or start the bot once)"
             )
         file = Path(args.file)
         if not file.parent.is_dir():

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bot.commands.common import add_config_option
-from bot.settings import Settings, load_settings_with_problems, run_problems
+from bot.settings import Settings, SettingsError, load_settings_with_problems, run_problems
 
 # (module, function) pairs returning a list of problems; each module is optional so that
 # `check` keeps working while a part of the product is absent from an installation.
@@ -230,7 +230,13 @@ def run(args: argparse.Namespace) -> int:
     """Run every check and print each problem on its own line."""
     from bot.storage import loose_modes
 
-    settings, problems = load_settings_with_problems(args.config)
+    try:
+        settings, problems = load_settings_with_problems(args.config)
+    except SettingsError as exc:
+        # The one clear error: without its file, nothing else about this bot can be checked.
+        for problem in exc.problems:
+            print(f"clusterbot: error: {problem}", file=sys.stderr)
+        return 1
     knowledge_errors, knowledge_warnings = _check_knowledge(settings)
     problems.extend(knowledge_errors)
     for module_name, function in TEMPLATE_CHECKS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         database = settings.database_path
         if not database.exists():
-            raise UserError(f"no database at {database}: the bot never started here (or --config)")
+            raise UserError(
+                f"no database at {os.path.abspath(database)}: the bot never started here "
+                "(or --config)"
+            )
         try:
             conn = sqlite3.connect(
                 f"{database.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000

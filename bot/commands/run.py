@@ -37,6 +37,14 @@ def add_parser(subparsers: Any) -> None:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="logging detail (default: INFO)",
     )
+    parser.add_argument(
+        "--new-database",
+        action="store_true",
+        help=(
+            "start with a new, empty database although this data folder shows the bot ran "
+            "here before (its database is missing: restore the backup instead if you have one)"
+        ),
+    )
     parser.set_defaults(func=run)
 
 
@@ -47,21 +55,60 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-async def serve(settings: Any) -> int:
+async def serve(settings: Any, *, new_database: bool = False) -> int:
     """Run the app and the Telegram channel until SIGINT/SIGTERM; returns the exit code.
 
     Holds the data directory's lock throughout: a second `run` refuses to start.
     """
     log = logging.getLogger("bot.run")
+    # Once the lock names our PID, other commands wake us with WAKE_SIGNAL, whose default
+    # action kills: catch it before the lock is taken, and remember a wake that comes before
+    # the delivery worker exists (the worker is kicked once it does).
+    wake = _Wake()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(instance.WAKE_SIGNAL, wake)
     try:
-        lock = instance.acquire(settings)
-    except instance.InstanceLocked as exc:
-        return fail(str(exc))
-    with lock:
-        return await _serve_locked(settings, log)
+        try:
+            lock = instance.acquire(settings)
+        except instance.InstanceLocked as exc:
+            return fail(str(exc))
+        with lock:
+            problem = instance.database_missing(settings, new_database=new_database)
+            if problem is not None:
+                return fail(problem)
+            return await _serve_locked(settings, log, wake)
+    finally:
+        loop.remove_signal_handler(instance.WAKE_SIGNAL)
+        # Until the process is gone a late wake is harmless, never fatal.
+        signal.signal(instance.WAKE_SIGNAL, signal.SIG_IGN)
 
 
-async def _serve_locked(settings: Any, log: logging.Logger) -> int:
+class _Wake:
+    """The wake signal's handler: kicks the delivery worker, or remembers the wake."""
+
+    def __init__(self) -> None:
+        self.target: Any = None
+        self.pending = False
+
+    def __call__(self) -> None:
+        if self.target is None:
+            self.pending = True
+        else:
+            self.target()
+
+    def attach(self, kick: Any) -> None:
+        """From now on wake `kick`; a wake that came earlier kicks it at once."""
+        self.target = kick
+        if self.pending:
+            self.pending = False
+            kick()
+
+    def detach(self) -> None:
+        """The worker is stopping: later wakes are remembered, and forgotten."""
+        self.target = None
+
+
+async def _serve_locked(settings: Any, log: logging.Logger, wake: _Wake) -> int:
     from telegram.error import TelegramError
 
     from bot.app import App
@@ -69,6 +116,7 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
 
     web_socket = _bind_web(settings)
     async with App(settings, report=lambda text: log.info("%s", text), deliver=True) as app:
+        instance.mark_started(settings)
         try:
             channel = TelegramChannel(settings, app)
         except TelegramSetupError as exc:
@@ -86,7 +134,7 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop)
         # Commands run meanwhile (chat, digest --send) queue and wake us with this signal.
-        loop.add_signal_handler(instance.WAKE_SIGNAL, app.kick)
+        wake.attach(app.kick)
         app.add_stop_listener(channel.stop)
         log.info("%s", describe(settings))
         try:
@@ -101,7 +149,8 @@ async def _serve_locked(settings: Any, log: logging.Logger) -> int:
             web_stop.set()
             if web_task is not None:
                 await asyncio.gather(web_task, return_exceptions=True)
-            for signum in (signal.SIGINT, signal.SIGTERM, instance.WAKE_SIGNAL):
+            wake.detach()
+            for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
         if app.fatal is not None:
             # Already logged in one line; a distinct code so systemd does not restart it
@@ -169,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         # Opt in to PTB's future durations (timedelta): our code reads both, and PTB
         # otherwise warns on every 429.
         os.environ.setdefault("PTB_TIMEDELTA", "true")
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, new_database=getattr(args, "new_database", False)))
     except UserError as exc:
         return fail(str(exc))
     except KnowledgeError as exc:
