@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -110,6 +111,7 @@ async def imap_server(tls: TlsFiles | None = None) -> AsyncIterator[ImapServer]:
 
     With `tls`, the server offers STARTTLS with that certificate.
     """
+    last_error: OSError | None = None
     for _attempt in range(5):
         imap_port, smtp_port = _free_port(), _free_port()
         args = [
@@ -127,6 +129,9 @@ async def imap_server(tls: TlsFiles | None = None) -> AsyncIterator[ImapServer]:
         ]
         if tls is not None:
             args += ["--cert", str(tls.cert), "--key", str(tls.key)]
+        # mail-devel's SMTP side is an aiosmtpd Controller that gives up after 5 s when its
+        # thread is slow to start, as it is on a loaded 2-core machine; give it time.
+        os.environ.setdefault("AIOSMTPD_CONTROLLER_TIMEOUT", "60")
         service = await Service.init(Service.parse(args))
         if tls is not None:
             # mail-devel loads the certificate but turns pymap's STARTTLS off; turn it on.
@@ -135,10 +140,11 @@ async def imap_server(tls: TlsFiles | None = None) -> AsyncIterator[ImapServer]:
             stack.callback(_stop_smtp, service)
             try:
                 await stack.enter_async_context(service.start())
-            except OSError:
+            except OSError as error:  # a port taken meanwhile; TimeoutError is an OSError too
+                last_error = error
                 continue
             yield ImapServer("127.0.0.1", imap_port)
             # Let the server finish answering the last LOGOUT before it is torn down.
             await asyncio.sleep(0)
             return
-    raise RuntimeError("could not start the test IMAP server")
+    raise RuntimeError(f"could not start the test IMAP server: {last_error!r}")
