@@ -134,6 +134,38 @@ def test_a_message_too_short_to_tell_keeps_the_previous_language(
     assert kb.choose_language("2021", previous_lang="en") == "en"
 
 
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        # Chat spellings mislead a letter-based identifier; language.yaml says what they are.
+        ("tel me a jok plz", "en"),
+        ("thx, when r u closing?", "en"),
+        ("cmq nn ho capito xke", "it"),
+    ],
+)
+def test_informal_spellings_say_their_language(kb: KnowledgeBase, text: str, lang: str) -> None:
+    assert kb.understand(text, previous_lang="it" if lang == "en" else "en").lang == lang
+
+
+def test_informal_spellings_and_fillers_read_as_plain_words(kb: KnowledgeBase) -> None:
+    plain = kb.understand("Qual è la scadenza? Non ho capito")
+    informal = kb.understand("qual è la scadenza? nn ho capito")
+    assert informal.topic == plain.topic == "deadline"
+    padded = kb.understand("Hello! Could you kindly and briefly tell me the total budget, please?")
+    assert padded.topic == "budget"
+
+
+def test_an_informal_spelling_in_both_languages_is_an_error(tmp_path: Path) -> None:
+    import yaml
+
+    from bot.knowledge.lexicon import parse_language
+
+    data = yaml.safe_load((ROOT / "config" / "language.yaml").read_text(encoding="utf-8"))
+    data["informal"] = {"en": {"pls": "please"}, "it": {"pls": "per favore"}}
+    with pytest.raises(KnowledgeError, match="'pls' is in both"):
+        parse_language(data, tmp_path / "language.yaml")
+
+
 def test_an_explicit_choice_wins(kb: KnowledgeBase) -> None:
     found = kb.understand("What is the budget?", lang="it")
     assert found.lang == "it"

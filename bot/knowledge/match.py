@@ -224,6 +224,7 @@ class Matcher:
         stop_terms = {
             self.analyzer.term(word, lang) for word in self.stopwords for lang in LANGUAGES
         }
+        self.stop_terms = frozenset(stop_terms)
         self.idf = {
             term: math.log(1 + count / df)
             / scale
@@ -399,6 +400,10 @@ class Matcher:
         first = ranked[0]
         runner_up = next((r.score for r in ranked[1:] if r.group != first.group), 0.0)
         return first, first.score - runner_up, ranked
+
+    def asks_anything(self, query: QueryTerms) -> bool:
+        """Whether `query` names anything beyond function words ("could you kindly")."""
+        return query.unknown > 0 or any(term not in self.stop_terms for term in query.weights)
 
     def holds(self, index: int, term: str) -> bool:
         """Whether entry `index` knows `term` (in a variant or a keyword)."""

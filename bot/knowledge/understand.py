@@ -210,8 +210,15 @@ class Reader:
     def read(self, text: str, lang: str) -> list[Piece]:
         """Every question of `text` with its decision, in message order."""
         pieces: list[Piece] = []
-        for question, before, sentence in self.questions(text):
-            query = self.matcher.query(question, lang)
+        asked = [
+            (question, before, sentence, self.matcher.query(question, lang))
+            for question, before, sentence in self.questions(text)
+        ]
+        if any(self.matcher.asks_anything(query) for *_, query in asked):
+            # "Could you kindly and briefly tell me the budget?": a part made of function
+            # words only asks nothing; the other parts carry the question.
+            asked = [item for item in asked if self.matcher.asks_anything(item[3])]
+        for question, before, sentence, query in asked:
             closed = self.is_closed(question)
             best, margin, answered, unconfirmed = self.decide(query, closed)
             last = pieces[-1] if pieces else None
