@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes (pytest-xdist): most tests wait on real servers and subprocesses, so
+# four workers overlap that waiting even on two cores. TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= 4
 
 .PHONY: chat web test lint format bench eval check clean venv mail-screenshots web-screenshot
 
@@ -27,7 +30,7 @@ web: $(STAMP)
 	$(BIN)/clusterbot web $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench
