@@ -18,7 +18,7 @@ from bot import instance
 from bot.deliveries import store
 from bot.deliveries.worker import Worker
 from bot.settings import Settings
-from bot.storage import open_database, utc_now
+from bot.storage import open_database, to_iso, utc_now
 from tests.smtp_support import (
     T0,
     Handler,
@@ -210,6 +210,27 @@ def test_an_expired_lease_is_claimable_and_only_its_owner_records(tmp_path: Path
     with db.conn:
         assert not store.record_sent(db, mine, "elsewhere:1:a", T0)
         assert store.record_sent(db, taken, "elsewhere:2:b", T0)
+    db.close()
+
+
+def test_a_backlog_is_claimed_oldest_first_whatever_each_retry_time(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    db = open_database(settings.database_path)
+    for _ in range(3):
+        queue_enquiry_mail(db, settings, insert_enquiry(db), T0)
+    ids = [row[0] for row in db.conn.execute("SELECT id FROM deliveries ORDER BY id")]
+    # After an outage each row got its own jittered retry time: the newest is due first.
+    with db.conn:
+        for offset, delivery_id in enumerate(reversed(ids)):
+            db.conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
+                (to_iso(T0 + timedelta(seconds=offset)), delivery_id),
+            )
+    later = T0 + timedelta(minutes=5)
+    claimed = store.claim(
+        db, owner="here:1:a", now=later, lease=timedelta(minutes=1), limit=2, transports=["smtp"]
+    )
+    assert [d.id for d in claimed] == ids[:2]
     db.close()
 
 

@@ -178,7 +178,9 @@ def claim(
         "SELECT id FROM deliveries WHERE "
         + " AND ".join(where)
         + " AND ((status IN (?, ?) AND next_attempt_at <= ?) OR (status = ? AND lease_until <= ?))"
-        " ORDER BY next_attempt_at, id LIMIT ?) RETURNING *"
+        # Oldest first among what is due: after an outage a backlog goes out in the order
+        # it was queued, whatever jitter each row's retry time got.
+        " ORDER BY id LIMIT ?) RETURNING *"
     )
     with transaction(db):
         values = [SENDING, owner, to_iso(now + lease), *params]
@@ -187,7 +189,7 @@ def claim(
             sql,
             [*values, QUEUED, RETRYING, stamp, SENDING, stamp, limit],
         )
-    return sorted(claimed, key=lambda d: (d.next_attempt_at, d.id))
+    return sorted(claimed, key=lambda d: d.id)
 
 
 def release_orphans(
