@@ -99,10 +99,11 @@ class ImapServer:
 
 
 def _stop_smtp(service: Service) -> None:
-    # mail-devel starts an SMTP listener thread as well and never stops it itself.
-    if service.smtp is not None:
-        with contextlib.suppress(AssertionError, RuntimeError):  # it never started
-            service.smtp.stop()
+    # mail-devel starts SMTP (and, with TLS, SMTPS) listener threads and never stops them.
+    for controller in (service.smtp, service.smtps):
+        if controller is not None:
+            with contextlib.suppress(AssertionError, RuntimeError):  # it never started
+                controller.stop()
 
 
 @asynccontextmanager
@@ -128,7 +129,10 @@ async def imap_server(tls: TlsFiles | None = None) -> AsyncIterator[ImapServer]:
             PASSWORD,
         ]
         if tls is not None:
+            # With a certificate mail-devel also starts SMTPS, on port 4465 unless told
+            # otherwise: a fixed port that parallel test runs would fight over.
             args += ["--cert", str(tls.cert), "--key", str(tls.key)]
+            args += ["--smtps-port", str(_free_port())]
         # mail-devel's SMTP side is an aiosmtpd Controller that gives up after 5 s when its
         # thread is slow to start, as it is on a loaded 2-core machine; give it time.
         os.environ.setdefault("AIOSMTPD_CONTROLLER_TIMEOUT", "60")
