@@ -20,6 +20,7 @@ from bot.storage import (
     Database,
     dumps,
     get_meta,
+    next_enquiry_id,
     record_audit,
     set_meta,
     to_iso,
@@ -228,6 +229,7 @@ def submit_enquiry(
             db,
             "enquiries",
             {
+                "id": next_enquiry_id(db),
                 "channel": channel,
                 "user_id": user_id,
                 "chat_id": chat_id,

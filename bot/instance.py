@@ -8,12 +8,15 @@ themselves (claiming each delivery like any sender).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from bot.settings import Settings
 
 LOCK_NAME = "clusterbot.lock"
@@ -130,17 +133,45 @@ def marker_path(settings: Settings) -> Path:
     return settings.data_dir / MARKER_NAME
 
 
-def mark_started(settings: Settings) -> None:
-    """Record that the bot ran here (its database exists now)."""
+def marker_counter(settings: Settings) -> int:
+    """The highest enquiry id the marker knows this data directory issued (0: none)."""
+    try:
+        data = json.loads(marker_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    value = data.get("last_enquiry_id") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def record_started(settings: Settings, db: sqlite_utils.Database) -> None:
+    """Write the marker: the bot ran here, and the highest enquiry id issued so far.
+
+    Written at start and at stop; never lowers the counter (a database replaced by an
+    older one must not make references be issued twice).
+    """
+    (highest,) = db.conn.execute("SELECT coalesce(max(id), 0) FROM enquiries").fetchone()
+    data = {
+        "about": "clusterbot ran on this data directory; if its database goes missing, "
+        "'run' refuses to start an empty one (docs/operations.md, 'Backup and restore')",
+        "last_enquiry_id": max(int(highest), marker_counter(settings)),
+    }
     path = marker_path(settings)
-    if path.exists():
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(
-            "clusterbot ran on this data directory; if its database goes missing, 'run' "
-            "refuses to start an empty one (see docs/operations.md, restore).\n"
-        )
+    partial = path.with_name(path.name + ".new")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def continue_counter(settings: Settings, db: sqlite_utils.Database) -> int:
+    """A new database continues the references the marker knows were issued; returns them."""
+    from bot.storage import ENQUIRY_ID_FLOOR, set_meta, transaction
+
+    counter = marker_counter(settings)
+    if counter:
+        with transaction(db):
+            set_meta(db, ENQUIRY_ID_FLOOR, str(counter))
+    return counter
 
 
 def _ran_before(settings: Settings) -> str | None:

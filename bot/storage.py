@@ -571,6 +571,18 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
             raise
 
 
+# meta key: the highest enquiry id a lost database had issued (set by `run --new-database`
+# from the data directory's marker), so references continue instead of starting again.
+ENQUIRY_ID_FLOOR = "enquiry_id_floor"
+
+
+def next_enquiry_id(db: sqlite_utils.Database) -> int:
+    """The id (and so the reference number) of the next enquiry: never one issued before."""
+    (highest,) = db.conn.execute("SELECT coalesce(max(id), 0) FROM enquiries").fetchone()
+    floor = get_meta(db, ENQUIRY_ID_FLOOR)
+    return max(int(highest), int(floor) if floor and floor.isdigit() else 0) + 1
+
+
 def get_meta(db: sqlite_utils.Database, key: str) -> str | None:
     """A value from the meta table, or None."""
     found = db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from telegram_standin import BotApiStandIn
 
+from bot.settings import load_settings
+from bot.storage import open_database
+from tests.test_deploy import submit
 from tests.test_telegram_crash import ROOT, polling, stop, wait, write_config
 
 
@@ -66,6 +69,14 @@ def test_run_refuses_to_start_over_a_lost_database(tmp_path: Path, api: BotApiSt
     bot = start_run(config, tmp_path)
     try:
         wait(lambda: polling(api, 0)() or bot.poll() is not None, what="first start polling")
+        # Two enquiries while it runs (WAL lets this writer in beside the bot).
+        settings = load_settings(config, {})
+        db = open_database(settings.database_path, create=False)
+        try:
+            refs = [submit(db, settings, user=f"u{n}")["ref"] for n in (1, 2)]
+        finally:
+            db.close()
+        assert refs == ["ECCP-0001", "ECCP-0002"]
     finally:
         assert stop(bot) == 0
     assert (data / "clusterbot.instance").exists()
@@ -96,3 +107,9 @@ def test_run_refuses_to_start_over_a_lost_database(tmp_path: Path, api: BotApiSt
         assert (data / "clusterbot.sqlite3").exists()
     finally:
         assert stop(bot) == 0
+    # The references continue where the lost database stopped: ECCP-0001 is never reissued.
+    db = open_database(settings.database_path, create=False)
+    try:
+        assert submit(db, settings, user="u3")["ref"] == "ECCP-0003"
+    finally:
+        db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -76,7 +77,7 @@ async def serve(settings: Any, *, new_database: bool = False) -> int:
             problem = instance.database_missing(settings, new_database=new_database)
             if problem is not None:
                 return fail(problem)
-            return await _serve_locked(settings, log, wake)
+            return await _serve_locked(settings, log, wake, new_database)
     finally:
         loop.remove_signal_handler(instance.WAKE_SIGNAL)
         # Until the process is gone a late wake is harmless, never fatal.
@@ -108,7 +109,7 @@ class _Wake:
         self.target = None
 
 
-async def _serve_locked(settings: Any, log: logging.Logger, wake: _Wake) -> int:
+async def _serve_locked(settings: Any, log: logging.Logger, wake: _Wake, new_database: bool) -> int:
     from telegram.error import TelegramError
 
     from bot.app import App
@@ -116,7 +117,10 @@ async def _serve_locked(settings: Any, log: logging.Logger, wake: _Wake) -> int:
 
     web_socket = _bind_web(settings)
     async with App(settings, report=lambda text: log.info("%s", text), deliver=True) as app:
-        instance.mark_started(settings)
+        assert app.db is not None
+        if new_database and instance.continue_counter(settings, app.db):
+            log.info("new database: references continue from the data folder's marker")
+        instance.record_started(settings, app.db)
         try:
             channel = TelegramChannel(settings, app)
         except TelegramSetupError as exc:
@@ -150,6 +154,8 @@ async def _serve_locked(settings: Any, log: logging.Logger, wake: _Wake) -> int:
             if web_task is not None:
                 await asyncio.gather(web_task, return_exceptions=True)
             wake.detach()
+            with contextlib.suppress(Exception):  # a lost database: the marker keeps its count
+                instance.record_started(settings, app.db)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
         if app.fatal is not None:
