@@ -107,9 +107,9 @@ async def console_round(data: Path, count: int) -> list[float]:
 
 def _open_limits(run: Any) -> None:
     big = 10**9
-    run.channel.posts_per_session = SlidingWindow(big, 60.0)
-    run.channel.posts_per_address = SlidingWindow(big, 60.0)
-    run.channel.new_sessions = SlidingWindow(big, 60.0)
+    run.channel.chat_api.posts_per_session = SlidingWindow(big, 60.0)
+    run.channel.chat_api.posts_per_address = SlidingWindow(big, 60.0)
+    run.channel.chat_api.new_sessions = SlidingWindow(big, 60.0)
 
 
 async def _post(

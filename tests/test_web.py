@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.channels.web.chat_api import NEW_SESSIONS_PER_ADDRESS
+from bot.channels.web.guards import MAX_BODY, MAX_TEXT
 from bot.channels.web.limits import SlidingWindow
 from bot.channels.web.render import (
     bot_message,
@@ -27,7 +29,6 @@ from bot.channels.web.render import (
     session_id,
     valid_token,
 )
-from bot.channels.web.server import MAX_BODY, MAX_TEXT, NEW_SESSIONS_PER_ADDRESS
 from bot.dialogue.engine import Button, Reply
 from bot.settings import SettingsError, settings_from_mapping
 from tests.web_support import WebRun, running_web, web_settings
@@ -86,7 +87,7 @@ async def test_html_and_script_come_back_as_data_never_as_links(web: WebRun) -> 
     assert messages[0] == {"id": 1, "from": "user", "parts": [{"text": hostile}]}
     for message in messages:
         for part in message["parts"]:
-            assert "href" not in part or part["href"] in web.channel.links
+            assert "href" not in part or part["href"] in web.channel.conversation.links
 
 
 async def test_ten_thousand_characters_get_an_answer_one_more_a_clear_refusal(

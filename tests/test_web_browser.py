@@ -69,7 +69,7 @@ async def test_faq_answer_with_a_source_link_and_accessible_page(tmp_path: Path)
         link = answer.get_by_role("link")
         href = await link.first.get_attribute("href")
         assert href is not None and href.startswith("https://")
-        assert href in run.channel.links
+        assert href in run.channel.conversation.links
         assert await link.first.get_attribute("rel") == "noopener noreferrer"
         # Hostile text is shown as text: nothing runs, no element is made from it.
         await send(page, '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>')

@@ -38,7 +38,7 @@ class WebTransport:
             return Dead("no web session or no text (erased?)")
         ref, lang = transcript.enquiry_label(self.channel.db, delivery.enquiry_id)
         message = {
-            "title": self.channel.relay_title(lang, ref),
+            "title": self.channel.conversation.relay_title(lang, ref),
             "parts": [{"text": text}],
             "key": delivery.idempotency_key,
         }
@@ -46,7 +46,7 @@ class WebTransport:
             self.channel.db, delivery.recipient, message, self.channel.app.clock()
         )
         if stored is not None:
-            self.channel.push(delivery.recipient, [stored])
+            self.channel.streams.push(delivery.recipient, [stored])
             return Sent(ref=str(stored["id"]))
         return Sent(ref=None)
 
