@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+import bot.enquiries.submit
 import bot.mail.compose
 from bot import enquiries
 from bot.enquiries import (
@@ -174,9 +175,9 @@ def test_a_failure_between_statements_leaves_nothing_partial(
     if failing in ("enquiry_mail", "mail_delivery"):
         monkeypatch.setattr(bot.mail.compose, failing, boom)
     elif failing == "audit":
-        monkeypatch.setattr(enquiries, "record_audit", boom)
+        monkeypatch.setattr(bot.enquiries.submit, "record_audit", boom)
     else:
-        monkeypatch.setattr(enquiries, "_chat_delivery", boom)
+        monkeypatch.setattr(bot.enquiries.submit, "chat_delivery", boom)
     with pytest.raises(RuntimeError):
         _submit(db, settings, now=START + timedelta(minutes=1))
     assert len(rows(db, "enquiries")) == 1

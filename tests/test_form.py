@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.dialogue import countries
-from bot.dialogue.form import (
+from bot.dialogue.smalltalk import small_talk
+from bot.dialogue.texts import KEYS, Texts, check_texts
+from bot.enquiries import countries
+from bot.enquiries.fields import (
     FIELDS,
     LIMITS,
     FieldError,
@@ -17,8 +19,6 @@ from bot.dialogue.form import (
     validate_draft,
     validate_field,
 )
-from bot.dialogue.smalltalk import small_talk
-from bot.dialogue.texts import KEYS, Texts, check_texts
 
 
 def _code(field: str, value: str) -> str:

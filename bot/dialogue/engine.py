@@ -17,7 +17,6 @@ import sqlite_utils
 from bot.dialogue import session
 from bot.dialogue.flows import commands, enquiry, faq, follow_up, form_entry, privacy
 from bot.dialogue.flows.commands import COMMANDS
-from bot.dialogue.form import clean_surrogates
 from bot.dialogue.texts import Texts, default_texts
 from bot.dialogue.turn import (
     CANCEL_WORDS,
@@ -35,6 +34,7 @@ from bot.dialogue.turn import (
     folded_text,
     typed_command,
 )
+from bot.enquiries.fields import clean_surrogates
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
 from bot.storage import DatabaseFileLost, to_iso, transaction, utc_now

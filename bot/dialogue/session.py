@@ -9,10 +9,10 @@ from typing import Any
 
 import sqlite_utils
 
-from bot.dialogue.form import FIELDS
 from bot.dialogue.smalltalk import small_talk
 from bot.dialogue.texts import LANGUAGES
 from bot.dialogue.turn import FOLLOW_UP_STEP, FORGET_STEP, FORM_STEPS, STEPS, Event
+from bot.enquiries.fields import FIELDS
 from bot.storage import dumps, from_iso, to_iso
 
 # Free text is matched on its beginning only: a 10 000-character paste is not a question.

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from bot.dialogue.form import FIELDS
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.texts import Texts
+from bot.enquiries.fields import FIELDS
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
 

@@ -17,8 +17,8 @@ from bot.channels.web.render import (
     user_message,
 )
 from bot.dialogue.engine import Engine, Event
-from bot.dialogue.form import FIELDS, LIMITS
 from bot.dialogue.texts import LANGUAGES
+from bot.enquiries.fields import FIELDS, LIMITS
 from bot.storage import transaction
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The enquiry form: its steps declared once, one handler for buttons and typed answers alike.
 
 A step is data (`STEPS`, at the end): the question it asks (`form_questions`), the draft field
-a typed answer fills and its rule (`bot.dialogue.form`), the values that lead to a more precise
+a typed answer fills and its rule (`bot.enquiries.fields`), the values that lead to a more precise
 step, what choosing one of its menu options does, and the typed words that choose an option.
 `press()` (a button) and `typed()` (a line of text) both become one of the step's choices, else
 the field's value, else a nudge: the state machine exists once. `submission` sends the form.
@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as default
 
-from bot.dialogue import countries
 from bot.dialogue.flows import form_questions as questions
 from bot.dialogue.flows import submission
-from bot.dialogue.form import FIELDS, FieldError, validate_country, validate_field
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.turn import FORM_STEPS, Reply, Turn, folded_text, typed_number
+from bot.enquiries import countries
+from bot.enquiries.fields import FIELDS, FieldError, validate_country, validate_field
 from bot.mail.address_typos import suggest_address
 from bot.mail.smtputf8 import needs_smtputf8, smtputf8_offered
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.dialogue.form import LIMITS, FieldError, validate_field
 from bot.dialogue.session import MATCH_CHARS, record_turn
 from bot.dialogue.smalltalk import fold, small_talk
 from bot.dialogue.standing import call_standing
 from bot.dialogue.turn import MAX_BUTTON_ID_BYTES, Button, Turn, typed_number
+from bot.enquiries.fields import LIMITS, FieldError, validate_field
 
 # FAQ topics left out of the topic menu: `contact` would sit next to the form's own button
 # ("Write to the secretariat"); its answer is still found by free text and /start contact.

@@ -6,9 +6,9 @@ Offered as a button under a relayed answer and in /status; the enquiry re-opens
 
 from __future__ import annotations
 
-from bot.dialogue.form import LIMITS
 from bot.dialogue.turn import FOLLOW_UP_STEP, Button, Turn
 from bot.enquiries import EnquiryError, follow_up_enquiry, get_enquiry
+from bot.enquiries.fields import LIMITS
 
 PREFIX = "fu:"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.dialogue.flows.enquiry import next_step, resume
-from bot.dialogue.form import FieldError, validate_field
 from bot.dialogue.turn import FORM_STEPS, Turn
 from bot.enquiries import count_created_since
+from bot.enquiries.fields import FieldError, validate_field
 
 ENQUIRY_WINDOW = timedelta(days=1)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from bot.dialogue import countries
 from bot.dialogue.flows import privacy
-from bot.dialogue.form import FIELDS
 from bot.dialogue.smalltalk import fold
 from bot.dialogue.texts import LANGUAGES
 from bot.dialogue.turn import NO, YES, Button, Reply, Turn
+from bot.enquiries import countries
+from bot.enquiries.fields import FIELDS
 
 SEND_WORDS = frozenset({"send", "invia", "confirm", "conferma", "yes", "si", "ok"})
 EDIT_WORDS = frozenset({"edit", "modifica", "change", "change something", "cambia"})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.dialogue.form import FIELDS, FieldError, validate_field
 from bot.dialogue.session import HISTORY_CHARS, current_turns
 from bot.dialogue.turn import Turn
 from bot.enquiries import EnquiryError, EnquiryLimitError, submit_enquiry
+from bot.enquiries.fields import FIELDS, FieldError, validate_field
 
 log = logging.getLogger(__name__)
 

@@ -149,7 +149,7 @@ def transcript(enquiry: Mapping[str, Any]) -> list[dict[str, str]]:
 @cache
 def _italian_country_names() -> dict[str, str]:
     """English name -> Italian name of the form's listed countries (the usual ones)."""
-    from bot.dialogue.countries import OTHER, listed
+    from bot.enquiries.countries import OTHER, listed
 
     names = {country.en: country.it for country in listed()}
     names[OTHER.en] = OTHER.it
@@ -169,7 +169,7 @@ def country_name(stored: str, lang: str) -> str:
     if name is not None:
         return name
     # Imported here: the country list (and Babel's territory names) only when needed.
-    from bot.dialogue.countries import find_country
+    from bot.enquiries.countries import find_country
 
     country = find_country(stored)
     return country.label(lang) if country is not None else stored
@@ -185,7 +185,7 @@ def country_code(stored: str) -> str:
     """A stored country as its ISO code ('Italy' -> 'IT') for subjects; else as stored."""
     if not stored or not stored.isprintable():
         return stored
-    from bot.dialogue.countries import OTHER_CODE, find_country
+    from bot.enquiries.countries import OTHER_CODE, find_country
 
     country = find_country(stored)
     if country is None or country.code == OTHER_CODE:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from email_validator import EmailNotValidError, validate_email
 
-from bot.dialogue.countries import Country, find_country
+from bot.enquiries.countries import Country, find_country
 
 FIELDS = ("name", "email", "organisation", "country", "question")
 SINGLE_LINE = frozenset({"name", "email", "organisation", "country"})
