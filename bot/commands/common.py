@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -28,6 +28,16 @@ def add_config_option(parser: argparse.ArgumentParser, *, nested: bool = False) 
         default=argparse.SUPPRESS if nested else None,
         help="settings file (TOML); default: $CLUSTERBOT_CONFIG, else built-in defaults",
     )
+
+
+def add_actions(parser: argparse.ArgumentParser) -> Any:
+    """Give a command --config and required actions (list, show, ...); returns their subparsers."""
+    add_config_option(parser)
+    actions = parser.add_subparsers(
+        title="actions", dest="action", metavar="ACTION", parser_class=type(parser)
+    )
+    actions.required = True
+    return actions
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from bot.commands.common import (
     UserError,
+    add_actions,
     add_config_option,
     fail,
     open_db,
@@ -50,11 +51,7 @@ def add_parser(subparsers: Any) -> None:
             "re-queued with 'retry'. 'outbox' is the old name of this command."
         ),
     )
-    add_config_option(parser)
-    actions = parser.add_subparsers(
-        title="actions", dest="action", metavar="ACTION", parser_class=type(parser)
-    )
-    actions.required = True
+    actions = add_actions(parser)
 
     listing = actions.add_parser(
         "list", help="queued messages, oldest first", description="List the delivery queue."

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from bot.commands.common import (
     UserError,
+    add_actions,
     add_config_option,
     fail,
     open_db,
@@ -31,11 +32,7 @@ def add_parser(subparsers: Any) -> None:
         help="list, show, close or export enquiries",
         description="Work with the enquiries applicants sent to the secretariat.",
     )
-    add_config_option(parser)
-    actions = parser.add_subparsers(
-        title="actions", dest="action", metavar="ACTION", parser_class=type(parser)
-    )
-    actions.required = True
+    actions = add_actions(parser)
 
     listing = actions.add_parser(
         "list", help="enquiries, oldest first", description="List enquiries, oldest first."

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from bot.commands.common import UserError, add_config_option, fail, open_db, settings_from_args
+from bot.commands.common import (
+    UserError,
+    add_actions,
+    add_config_option,
+    fail,
+    open_db,
+    settings_from_args,
+)
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,11 +36,7 @@ def add_parser(subparsers: Any) -> None:
             "the bot reads those replies over IMAP and relays the answers to the applicants."
         ),
     )
-    add_config_option(parser)
-    actions = parser.add_subparsers(
-        title="actions", dest="action", metavar="ACTION", parser_class=type(parser)
-    )
-    actions.required = True
+    actions = add_actions(parser)
     status = actions.add_parser(
         "status",
         help="cursor, last poll and messages not relayed",
