@@ -183,20 +183,8 @@ class TelegramTransport:
         if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
             return Dead("no admin-chat post to edit")
         post = post_messages(self.settings, self.texts, enquiry, admin_chat)
-        markup = InlineKeyboardMarkup(
-            [
-                [InlineKeyboardButton(label, callback_data=data) for data, label in line]
-                for line in post.buttons
-            ]
-        )
         try:
-            await self.bot.edit_message_text(
-                post.html,
-                chat_id=admin_chat,
-                message_id=int(enquiry["admin_message_id"]),
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup if post.buttons else None,
-            )
+            await self.edit_post(post, admin_chat, int(enquiry["admin_message_id"]))
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():
                 # Deleted by staff, or too old to edit: nothing left that shows the data.
@@ -207,6 +195,22 @@ class TelegramTransport:
             return Retry(f"{type(exc).__name__}: {exc.message}")
         self.posts[int(enquiry["id"])] = (post.html, post.buttons)
         return Sent(ref=str(enquiry["admin_message_id"]))
+
+    async def edit_post(self, post: OutMessage, chat_id: int, message_id: int) -> None:
+        """Show `post` (text and buttons) in place of the admin-chat message `message_id`."""
+        markup = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(label, callback_data=data) for data, label in line]
+                for line in post.buttons
+            ]
+        )
+        await self.bot.edit_message_text(
+            post.html,
+            chat_id=chat_id,
+            message_id=message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup if post.buttons else None,
+        )
 
     def _migrated(self, delivery: Delivery, new_chat: int) -> Outcome:
         old_chat = int(delivery.recipient or 0)
@@ -331,20 +335,8 @@ class TelegramDeliveries:
         if self.transport.posts.get(enquiry_id) == shown:
             # Telegram refuses an edit that changes nothing ("message is not modified").
             return
-        markup = InlineKeyboardMarkup(
-            [
-                [InlineKeyboardButton(label, callback_data=data) for data, label in row]
-                for row in post.buttons
-            ]
-        )
         try:
-            await self.bot.edit_message_text(
-                post.html,
-                chat_id=admin_chat,
-                message_id=int(enquiry["admin_message_id"]),
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup if post.buttons else None,
-            )
+            await self.transport.edit_post(post, admin_chat, int(enquiry["admin_message_id"]))
             self.transport.posts[enquiry_id] = shown
         except BadRequest as exc:
             # "message is not modified" (already current) or deleted by staff: fine either way.
