@@ -405,6 +405,14 @@ class WebSettings(_Section):
     port: int = Field(default=8081, ge=0, le=65535)
     public_url: str = ""
     allowed_origins: tuple[str, ...] = ()
+    # Flood guards, per minute (posts, new sessions) or at once (event streams). The
+    # engine's own limit (limits.messages_per_minute) answers a fast typist politely;
+    # these refuse floods before they reach the engine.
+    posts_per_session: int = Field(default=40, ge=1, le=10_000)
+    posts_per_address: int = Field(default=120, ge=1, le=100_000)
+    new_sessions_per_address: int = Field(default=20, ge=1, le=100_000)
+    streams_per_session: int = Field(default=4, ge=1, le=100)
+    streams_per_address: int = Field(default=60, ge=1, le=100_000)
 
     @field_validator("listen")
     @classmethod

@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.channels.web.chat_api import NEW_SESSIONS_PER_ADDRESS
 from bot.channels.web.guards import MAX_BODY, MAX_TEXT
 from bot.channels.web.limits import SlidingWindow
 from bot.channels.web.render import (
@@ -30,7 +29,7 @@ from bot.channels.web.render import (
     valid_token,
 )
 from bot.dialogue.engine import Button, Reply
-from bot.settings import SettingsError, settings_from_mapping
+from bot.settings import SettingsError, WebSettings, settings_from_mapping
 from tests.web_support import WebRun, running_web, web_settings
 
 OTHER_SITE = "https://call.example.org"
@@ -178,9 +177,9 @@ async def test_a_flood_is_refused_and_an_enquiry_from_elsewhere_is_not_lost(web:
         # New sessions from one address are limited too.
         fresh = [
             (await post(http, web, {"command": "start"}, address="203.0.113.9")).status_code
-            for _ in range(NEW_SESSIONS_PER_ADDRESS + 3)
+            for _ in range(WebSettings().new_sessions_per_address + 3)
         ]
-        assert fresh.count(200) == NEW_SESSIONS_PER_ADDRESS and 429 in fresh
+        assert fresh.count(200) == WebSettings().new_sessions_per_address and 429 in fresh
         # Meanwhile an applicant elsewhere completes an enquiry.
         ref, _ = await full_enquiry(http, web, address="198.51.100.7")
     assert web.app.db is not None
@@ -190,6 +189,47 @@ async def test_a_flood_is_refused_and_an_enquiry_from_elsewhere_is_not_lost(web:
         "SELECT COUNT(*) FROM deliveries WHERE transport = 'smtp' AND kind = 'enquiry'"
     ).fetchone()[0]
     assert mails == 1
+
+
+async def test_the_flood_limits_are_the_web_settings(tmp_path: Path) -> None:
+    limits = {
+        "posts_per_session": 3,
+        "posts_per_address": 4,
+        "new_sessions_per_address": 2,
+        "streams_per_session": 1,
+    }
+    async with (
+        running_web(web_settings(tmp_path / "var", **limits)) as run,
+        client(run) as http,
+    ):
+        first = await post(http, run, {"command": "start"}, address="203.0.113.5")
+        token = first.json()["session"]
+        again = [
+            (await post(http, run, {"text": "hi"}, token=token, address="203.0.113.5")).status_code
+            for _ in range(3)
+        ]
+        # The session's first post counted: two more pass, the next is refused.
+        assert again == [200, 200, 429]
+        # Four posts from 203.0.113.5 so far: the address is at its limit for any session.
+        assert (
+            await post(http, run, {"command": "start"}, address="203.0.113.5")
+        ).status_code == 429
+        fresh = [
+            (await post(http, run, {"command": "start"}, address="203.0.113.9")).status_code
+            for _ in range(3)
+        ]
+        assert fresh == [200, 200, 429]
+        headers = {"X-Chat-Session": token}
+        async with http.stream("GET", "/chat/api/events", headers=headers) as open_page:
+            assert open_page.status_code == 200
+            second = await http.get("/chat/api/events", headers=headers)
+            assert second.status_code == 429
+
+
+def test_web_limits_must_be_at_least_one() -> None:
+    with pytest.raises(SettingsError) as caught:
+        settings_from_mapping({"web": {"posts_per_session": 0}}, "test")
+    assert "web.posts_per_session: must be at least 1, got 0" in str(caught.value)
 
 
 async def full_enquiry(http: httpx.AsyncClient, run: WebRun, *, address: str) -> tuple[str, str]:

@@ -27,11 +27,8 @@ if TYPE_CHECKING:
     from bot.channels.web.conversation import Conversation
     from bot.settings import WebSettings
 
-# Requests per minute. The engine's own limit (limits.messages_per_minute) answers a fast
-# typist politely; these refuse floods before they reach the engine.
-POSTS_PER_SESSION = 40
-POSTS_PER_ADDRESS = 120
-NEW_SESSIONS_PER_ADDRESS = 20
+# The limits' window: [web] posts_per_session and the others count requests per minute.
+LIMIT_WINDOW = 60.0
 
 
 class ChatApi:
@@ -40,9 +37,9 @@ class ChatApi:
     def __init__(self, web: WebSettings, conversation: Conversation) -> None:
         self.web = web
         self.conversation = conversation
-        self.posts_per_session = SlidingWindow(POSTS_PER_SESSION, 60.0)
-        self.posts_per_address = SlidingWindow(POSTS_PER_ADDRESS, 60.0)
-        self.new_sessions = SlidingWindow(NEW_SESSIONS_PER_ADDRESS, 60.0)
+        self.posts_per_session = SlidingWindow(web.posts_per_session, LIMIT_WINDOW)
+        self.posts_per_address = SlidingWindow(web.posts_per_address, LIMIT_WINDOW)
+        self.new_sessions = SlidingWindow(web.new_sessions_per_address, LIMIT_WINDOW)
 
     async def post(self, request: Request) -> Response:
         """Answer one post; a new session's token comes back as `session`."""

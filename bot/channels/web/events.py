@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
     from bot.settings import WebSettings
 
-# Open streams at once.
-STREAMS_PER_SESSION = 4
-STREAMS_PER_ADDRESS = 60
 # A comment line this often keeps proxies from closing an idle event stream.
 HEARTBEAT_SECONDS = 15.0
 
@@ -74,8 +71,8 @@ class EventStreams:
         address = client_address(request)
         session = session_id(token)
         if (
-            len(self._streams.get(session, ())) >= STREAMS_PER_SESSION
-            or self._streams_per_address.get(address, 0) >= STREAMS_PER_ADDRESS
+            len(self._streams.get(session, ())) >= self.web.streams_per_session
+            or self._streams_per_address.get(address, 0) >= self.web.streams_per_address
         ):
             return limited(30)
         try:
