@@ -37,6 +37,10 @@ def _code(field: str, value: str) -> str:
         ("email", " Maria.Rossi@Example.ORG ", "Maria.Rossi@example.org"),
         ("email", "a@xn--bcher-kva.example", "a@xn--bcher-kva.example"),
         ("organisation", "Cluster <Lombardia> & Co.", "Cluster <Lombardia> & Co."),
+        # A web address alone names the organisation; digits within a name are fine.
+        ("organisation", "https://www.cluster.example.it", "https://www.cluster.example.it"),
+        ("organisation", "3M Italia", "3M Italia"),
+        ("organisation", "Yahoo! Europe", "Yahoo! Europe"),
         ("country", "italia", "Italy"),
         ("country", "IT", "Italy"),
         ("country", "Regno Unito", "United Kingdom"),
@@ -77,7 +81,13 @@ def test_accepted_values_are_normalised(field: str, raw: str, expected: str) -> 
         ("organisation", "Cluster\tLombardia\n", "control"),
         ("organisation", "Cluster\nLombardia", "multiline"),
         ("organisation", "x" * 201, "too_long"),
-        ("organisation", "!!", "no_letters"),
+        ("organisation", "!!", "organisation_no_letters"),
+        ("organisation", "maria.rossi@example.org", "organisation_email"),
+        ("organisation", "Cluster Lombardia - info@cluster.example.it", "organisation_email"),
+        ("organisation", "0039 02 1234567", "organisation_no_letters"),
+        ("organisation", "12345678901", "organisation_no_letters"),
+        ("organisation", "- / -", "organisation_no_letters"),
+        ("organisation", "Can a university apply?", "organisation_question"),
         ("country", "Atlantis", "country_unknown"),
         ("country", "XX", "country_unknown"),
         ("question", "short?", "too_short"),
@@ -269,3 +279,30 @@ def test_texts_render_in_both_languages() -> None:
     assert texts.duration("it", timedelta(days=365)) == "365 giorni"
     assert texts.duration("en", timedelta(hours=48)) == "2 days"
     assert texts.duration("en", timedelta(hours=1)) == "1 hour"
+
+
+@pytest.mark.parametrize(
+    ("lang", "typed", "says"),
+    [
+        ("en", "maria.rossi@example.org", "That looks like an e-mail address"),
+        ("it", "maria.rossi@example.org", "Sembra un indirizzo e-mail"),
+        ("en", "02 1234567", "name of your organisation in letters"),
+        ("it", "02 1234567", "nome della tua organizzazione in lettere"),
+    ],
+)
+def test_the_form_refuses_an_address_or_a_number_as_the_organisation(
+    tmp_path: Path, lang: str, typed: str, says: str
+) -> None:
+    from bot.dialogue.engine import Engine
+    from tests.dialogue_support import Chat, load_kb, make_settings, open_db
+
+    settings = make_settings(tmp_path, language=lang)
+    chat = Chat(Engine(open_db(settings.database_path), load_kb(), settings), lang_hint=lang)
+    chat.cmd("contact")
+    chat.say("Maria Rossi")
+    chat.say("maria.rossi@example.org")
+    chat.say(typed)
+    assert says in chat.text
+    # Asked again; the right value is taken and the form goes on to the country.
+    chat.say("Cluster Lombardia")
+    assert "c:IT" in chat.button_ids()

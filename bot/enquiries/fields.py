@@ -29,6 +29,8 @@ _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 # Bidirectional overrides let a name display as something else in a mail client.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _SPACES = re.compile(r"\s+")
+# Something@domain.tld anywhere in the value: an e-mail address, not an organisation's name.
+_EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@.]{2,}")
 
 
 class FieldError(Exception):
@@ -104,10 +106,21 @@ def validate_email_address(raw: str) -> str:
 
 
 def validate_organisation(raw: str) -> str:
-    """The organisation's name: one line, 2-200 characters, at least one letter or digit."""
+    """The organisation's name: one line, 2-200 characters, at least one letter.
+
+    Refused, each with its own message: an e-mail address (the form asks for it separately;
+    in the mail's subject it would look like a sender), a question typed here by mistake,
+    and a value without a letter (digits and punctuation alone: a phone or VAT number, a
+    dash for "none"). A web address alone is accepted: it names the organisation without
+    doubt, and the secretariat can open it.
+    """
     value = _check_length("organisation", _single_line(raw))
-    if not any(char.isalnum() for char in value):
-        raise FieldError("no_letters")
+    if _EMAIL_LIKE.search(value):
+        raise FieldError("organisation_email")
+    if value.endswith(("?", "\uff1f")) or "\u00bf" in value:
+        raise FieldError("organisation_question")
+    if not any(char.isalpha() for char in value):
+        raise FieldError("organisation_no_letters")
     return value
 
 
