@@ -13,7 +13,7 @@ import yaml
 
 from bot.knowledge import KnowledgeBase, KnowledgeError
 from bot.knowledge.facts import load_call
-from bot.knowledge.faq import call_status
+from bot.knowledge.render import call_status
 from tests.knowledge_support import REQUIRED_IDS
 
 BRUSSELS = ZoneInfo("Europe/Brussels")

@@ -7,8 +7,8 @@ from datetime import date
 from babel.dates import get_timezone_location
 
 from bot.dialogue.turn import Turn
-from bot.knowledge.faq import call_status
 from bot.knowledge.formatting import LOCALES, format_day, format_moment
+from bot.knowledge.render import call_status
 
 
 def call_standing(turn: Turn) -> str:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.knowledge.errors import KnowledgeError
-from bot.knowledge.facts import LANGUAGES, Call, load_call, read_yaml
-from bot.knowledge.faq import Faq, FaqEntry, call_status, load_faq_file, render_answer
+from bot.knowledge.facts import LANGUAGES, Call, load_call
+from bot.knowledge.faq import Faq, FaqEntry, load_faq_file
 from bot.knowledge.lexicon import LanguageCues, Lexicon, load_language, load_lexicon
+from bot.knowledge.render import call_status, render_answer
+from bot.knowledge.results import Answer, Found, Understanding, load_fallback_texts
 
 if TYPE_CHECKING:
     from bot.knowledge.match import Matcher
@@ -25,74 +27,6 @@ RENDER_CACHE_SIZE = 1024
 MAX_ANSWERS = 3
 
 __all__ = ["Answer", "Found", "KnowledgeBase", "KnowledgeError", "Understanding"]
-
-
-@dataclass(frozen=True)
-class Found:
-    """One question of a message and the entry that answers it (or the unconfirmed point)."""
-
-    faq_id: str
-    topic: str | None
-    score: float
-    question: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Understanding:
-    """What the bot understood of a whole message.
-
-    `answers`: the questions the facts answer (at most 3, in message order); `unconfirmed`:
-    questions on points the facts leave open, each with its tailored text; `unanswered`: the
-    question(s) to forward (pre-filling the form), None when everything was answered.
-    """
-
-    lang: str
-    answers: tuple[Found, ...]
-    unconfirmed: tuple[Found, ...]
-    unanswered: str | None
-    score: float
-
-    @property
-    def faq_id(self) -> str | None:
-        """The primary entry: the first answer, else the first unconfirmed point."""
-        if self.answers:
-            return self.answers[0].faq_id
-        if self.unconfirmed:
-            return self.unconfirmed[0].faq_id
-        return None
-
-    @property
-    def topic(self) -> str | None:
-        """The primary answer's topic; None on any fallback."""
-        return self.answers[0].topic if self.answers else None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The result of one look-up: faq_id is None when nothing matched; topic is None on any
-    fallback (also an unconfirmed point, which faq_id then names). `text` is the whole reply;
-    `answers` holds each answered question's own text."""
-
-    faq_id: str | None
-    score: float
-    lang: str
-    text: str
-    topic: str | None = None
-    answers: tuple[Found, ...] = ()
-
-
-def _load_fallback_texts() -> dict[str, str]:
-    from bot.resources import templates_dir
-
-    path = templates_dir() / "ask" / "texts.yaml"
-    data = read_yaml(path)
-    texts = data.get("fallback") if isinstance(data, Mapping) else None
-    if not isinstance(texts, Mapping) or any(
-        not isinstance(texts.get(lang), str) for lang in LANGUAGES
-    ):
-        raise KnowledgeError([f"{path}: 'fallback' must have an 'it' and an 'en' text"])
-    return {lang: str(texts[lang]).strip() for lang in LANGUAGES}
 
 
 class KnowledgeBase:
@@ -119,7 +53,7 @@ class KnowledgeBase:
         self.lexicon = lexicon or Lexicon.from_groups(())
         self._cues = cues
         self._min_score = min_score
-        self.fallback = dict(fallback) if fallback else _load_fallback_texts()
+        self.fallback = dict(fallback) if fallback else load_fallback_texts()
         self.default_lang = default_lang if default_lang in LANGUAGES else "en"
         self.secretariat_email = secretariat_email
         self._rendered: dict[tuple[str, str, bool, bool, int], str] = {}
@@ -207,26 +141,9 @@ class KnowledgeBase:
         """The message's language, 'it' or 'en', or None when it does not say."""
         if lang in LANGUAGES:
             return lang
-        from bot.knowledge.language import identify
-        from bot.knowledge.lexicon import tokens
+        from bot.knowledge.language import detect
 
-        words = tokens(question[:600])
-        # Typos corrected to known words vote too ("tel me a jok").
-        votes = self.matcher.language_votes(set(words) | {self.matcher.correct(w) for w in words})
-        # Informal spellings ("plz", "nn") say their language, and mislead the letter-based
-        # library: it reads the message with the words they stand for.
-        found = False
-        expanded: list[str] = []
-        for word in words:
-            for lang, table in self.cues.informal.items():
-                if word in table:
-                    votes[lang] = votes.get(lang, 0) + 1
-                    expanded.extend(table[word])
-                    found = True
-                    break
-            else:
-                expanded.append(word)
-        return identify(" ".join(expanded) if found else question, votes)
+        return detect(question, self.matcher, self.cues)
 
     def choose_language(
         self, text: str, lang: str | None = None, previous_lang: str | None = None

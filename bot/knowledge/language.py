@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import tokens
+from bot.knowledge.lexicon import LanguageCues, tokens
+
+if TYPE_CHECKING:
+    from bot.knowledge.match import Matcher
 
 # How far the library's probability of Italian (plus the word votes) must be from 1/2: for
 # one or two words, for longer messages, and for messages with no knowledge-base word at all;
@@ -83,4 +86,26 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
     return "it" if lean > 0 else "en"
 
 
-__all__ = ["LANGUAGES", "identify", "italian_probability"]
+def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
+    """'it', 'en' or None for a message, from the library, the knowledge base's words and the
+    informal spellings of language.yaml."""
+    words = tokens(text[:MAX_CHARS])
+    # Typos corrected to known words vote too ("tel me a jok").
+    votes = matcher.language_votes(set(words) | {matcher.correct(w) for w in words})
+    # Informal spellings ("plz", "nn") say their language, and mislead the letter-based
+    # library: it reads the message with the words they stand for.
+    found = False
+    expanded: list[str] = []
+    for word in words:
+        for lang, table in cues.informal.items():
+            if word in table:
+                votes[lang] = votes.get(lang, 0) + 1
+                expanded.extend(table[word])
+                found = True
+                break
+        else:
+            expanded.append(word)
+    return identify(" ".join(expanded) if found else text, votes)
+
+
+__all__ = ["LANGUAGES", "detect", "identify", "italian_probability"]

@@ -1,0 +1,122 @@
+"""How the matcher sees text: its parameters, the documents it indexes, analysed questions,
+and the analyzer (folding, lexicon concepts, Snowball stems per language, stop words)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.knowledge.facts import LANGUAGES
+from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
+
+# Longest input looked at per question: enough for any real one, bounded work for any input.
+MAX_WORDS = 80
+STEMMER_NAMES = {"it": "italian", "en": "english"}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The matcher's free parameters, fitted on development data (see bench/faq.py --fit)."""
+
+    threshold: float = 0.45
+    margin: float = 0.04
+    blend: float = 0.5
+    unknown_weight: float = 0.6
+    stopword_weight: float = 0.3
+    # Margin needed over another topic's answer (ambiguity); `margin` is the one needed over
+    # an unconfirmed point (safety).
+    answer_margin: float = 0.04
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Tuning:
+        defaults = cls()
+        return cls(
+            **{
+                name: float(raw.get(name, getattr(defaults, name)))
+                for name in (
+                    "threshold",
+                    "margin",
+                    "blend",
+                    "unknown_weight",
+                    "stopword_weight",
+                    "answer_margin",
+                )
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Document:
+    """What the matcher reads of one entry: its id, group, variants and keywords per language."""
+
+    id: str
+    group: str
+    questions: Mapping[str, Sequence[str]]
+    keywords: Mapping[str, Sequence[str]]
+    # Other texts in each language (answers): evidence of the language only, never matched.
+    texts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One entry's place in a ranking."""
+
+    index: int
+    id: str
+    group: str
+    score: float
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """A question as the matcher sees it: known terms with weights, and unknown weight."""
+
+    weights: Mapping[str, float]
+    unknown: float
+    words: int
+    # Lexicon concepts named in the question, known to the entries or not ("other_programmes").
+    concepts: frozenset[str] = frozenset()
+
+
+def meaningful(word: str) -> bool:
+    return len(word) > 1 or word.isdigit()
+
+
+def stemmers() -> dict[str, Any]:
+    import Stemmer
+
+    return {lang: Stemmer.Stemmer(name) for lang, name in STEMMER_NAMES.items()}
+
+
+def stopwords() -> frozenset[str]:
+    from stop_words import get_stop_words
+
+    words: set[str] = set()
+    for lang in LANGUAGES:
+        for word in get_stop_words(lang):
+            words.update(tokens(word))
+    return frozenset(words)
+
+
+class Analyzer:
+    """Folds, maps lexicon phrases to concepts and stems, per language."""
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        self.lexicon = lexicon
+        self.stem = stemmers()
+
+    def words(self, text: str) -> list[str]:
+        """Folded words with lexicon phrases replaced by their concept (single letters, left
+        by elisions such as "what's" or "l'", dropped)."""
+        return [w for w in self.lexicon.concepts(tokens(text)[:MAX_WORDS]) if meaningful(w)]
+
+    def term(self, word: str, lang: str) -> str:
+        """A word's index term in `lang`: a concept as is, any other word by its stem."""
+        if word.startswith(CONCEPT_MARK) or word.isdigit():
+            return word
+        stemmed: str = self.stem[lang].stemWord(word)
+        return stemmed
+
+    def terms(self, text: str, lang: str) -> list[str]:
+        return [self.term(word, lang) for word in self.words(text)]
