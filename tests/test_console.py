@@ -169,6 +169,29 @@ def test_a_bad_config_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert done.stderr.startswith("clusterbot: error: ") and "Traceback" not in done.stderr
 
 
+def test_a_lost_database_is_refused_unless_told_new_database(tmp_path: Path) -> None:
+    """The data folder shows a bot ran (its marker), but the database is gone: `chat`
+    refuses like `run` (one line: restore the backup, or --new-database), and with
+    --new-database starts empty, continuing the references."""
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "clusterbot.instance").write_text('{"last_enquiry_id": 41}\n', "utf-8")
+    refused = chat(tmp_path, "What is the budget?\n")
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith("clusterbot: error: no database at ")
+    assert "restore the backup" in lines[0] and "--new-database" in lines[0]
+    assert not (data / "clusterbot.sqlite3").exists()
+
+    done = chat(tmp_path, FULL, "--new-database")
+    assert done.returncode == 0, done.stderr
+    # ECCP-0001 to ECCP-0041 were issued from the lost database: never again.
+    assert [row["ref"] for row in _enquiries(tmp_path)] == ["ECCP-0042"]
+    # The database is there now: the next chat needs no flag.
+    assert chat(tmp_path, "/quit\n").returncode == 0
+
+
 def test_chat_help() -> None:
     done = subprocess.run(
         [str(CLUSTERBOT), "chat", "--help"], capture_output=True, text=True, check=False

@@ -89,6 +89,29 @@ def test_a_busy_port_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
+def test_a_lost_database_is_refused_unless_told_new_database(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "clusterbot.instance").write_text('{"last_enquiry_id": 7}\n', "utf-8")
+    (tmp_path / "c.toml").write_text(f"[web]\nport = {free_port()}\n", encoding="utf-8")
+    process = start(["web", "--config", "c.toml"], tmp_path)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    lines = out.decode().strip().splitlines()
+    assert len(lines) == 1 and "no database at" in lines[0] and "--new-database" in lines[0]
+    assert not (data / "clusterbot.sqlite3").exists()
+    process = start(["web", "--config", "c.toml", "--new-database"], tmp_path)
+    try:
+        wait_healthy(f"http://127.0.0.1:{_port(tmp_path)}", process)
+    finally:
+        code, _ = stop(process)
+    assert code == 0 and (data / "clusterbot.sqlite3").exists()
+
+
+def _port(tmp_path: Path) -> int:
+    return int((tmp_path / "c.toml").read_text(encoding="utf-8").split("port = ")[1])
+
+
 @pytest.fixture
 def api() -> Iterator[BotApiStandIn]:
     with BotApiStandIn() as standin:

@@ -275,13 +275,21 @@ async def run_console(
     user_id: str | None = None,
     stdin: IO[Any] | None = None,
     stdout: IO[str] | None = None,
+    new_database: bool = False,
 ) -> int:
-    """Run the app (database, knowledge base, mail store, scheduler) and talk in the terminal."""
+    """Run the app (database, knowledge base, mail store, scheduler) and talk in the terminal.
+
+    `new_database`: the data folder's database was lost and an empty one is wanted; its
+    references continue from the folder's marker, as with `run --new-database`.
+    """
+    from bot import instance
     from bot.app import App
 
     out = _Output(stdout if stdout is not None else sys.stdout)
     async with App(settings, report=out.report) as app:
         assert app.db is not None
+        if new_database:
+            instance.continue_counter(settings, app.db)
         committed = False
         unsettled = False
         deliveries: set[asyncio.Future[Any]] = set()

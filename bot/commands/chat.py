@@ -32,11 +32,20 @@ def add_parser(subparsers: Any) -> None:
         help="conversation identity (default: $CLUSTERBOT_USER, else your login name); "
         "the same id continues an unfinished enquiry",
     )
+    parser.add_argument(
+        "--new-database",
+        action="store_true",
+        help=(
+            "start with a new, empty database although this data folder shows the bot ran "
+            "here before (its database is missing: restore the backup instead if you have one)"
+        ),
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the console channel until end of input or /quit."""
+    from bot import instance
     from bot.channels.console import environment_user, run_console
     from bot.commands.run import EXIT_DATABASE_LOST
     from bot.knowledge.errors import KnowledgeError
@@ -47,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
         user = args.user or environment_user()
         if not user.strip() or len(user) > 64:
             raise UserError(f"--user must be 1-64 characters, got {user!r}")
-        return asyncio.run(run_console(settings, lang=args.lang, user_id=user))
+        # Like `run`: an empty database in a used data folder would issue references again.
+        problem = instance.database_missing(settings, new_database=args.new_database)
+        if problem is not None:
+            raise UserError(problem)
+        return asyncio.run(
+            run_console(settings, lang=args.lang, user_id=user, new_database=args.new_database)
+        )
     except UserError as exc:
         return fail(str(exc))
     except KnowledgeError as exc:

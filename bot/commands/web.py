@@ -27,11 +27,20 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     add_config_option(parser)
+    parser.add_argument(
+        "--new-database",
+        action="store_true",
+        help=(
+            "start with a new, empty database although this data folder shows the bot ran "
+            "here before (its database is missing: restore the backup instead if you have one)"
+        ),
+    )
     parser.set_defaults(func=run)
 
 
-async def serve(settings: Any, out: Any = None) -> int:
+async def serve(settings: Any, out: Any = None, *, new_database: bool = False) -> int:
     """Run the app and the web channel until SIGINT/SIGTERM."""
+    from bot import instance
     from bot.app import App
     from bot.channels.web.serve import bind, serve_web
     from bot.channels.web.server import WebChannel
@@ -46,6 +55,8 @@ async def serve(settings: Any, out: Any = None) -> int:
             "choose another web.port or stop the program using it"
         ) from None
     async with App(settings, report=say) as app:
+        if new_database and app.db is not None:
+            instance.continue_counter(settings, app.db)
         channel = WebChannel(settings, app)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -67,12 +78,17 @@ async def serve(settings: Any, out: Any = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the web chat; exit 1 with one line for a settings or port problem."""
+    from bot import instance
     from bot.knowledge.errors import KnowledgeError
 
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     try:
         settings = settings_from_args(args)
-        return asyncio.run(serve(settings))
+        # Like `run`: an empty database in a used data folder would issue references again.
+        problem = instance.database_missing(settings, new_database=args.new_database)
+        if problem is not None:
+            raise UserError(problem)
+        return asyncio.run(serve(settings, new_database=args.new_database))
     except UserError as exc:
         return fail(str(exc))
     except KnowledgeError as exc:
