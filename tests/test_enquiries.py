@@ -254,6 +254,58 @@ def test_answer_queues_the_reply_for_the_applicant(
         answer_enquiry(db, "ECCP-0001", "   ", actor="admin:42", now=later)
 
 
+def test_the_attachments_note_is_in_the_applicants_language(
+    db: sqlite_utils.Database, settings: Settings
+) -> None:
+    _submit(db, settings)  # an Italian applicant
+    _submit(db, settings, user="u2")
+    db.conn.execute("UPDATE enquiries SET lang = 'en' WHERE ref = 'ECCP-0002'")
+    answer_enquiry(db, "ECCP-0001", "Tre.", actor="cli", now=START, attachments=2)
+    answer_enquiry(db, "ECCP-0002", "Three.", actor="cli", now=START, attachments=1)
+    texts = {n["chat_id"]: n["text"] for n in chat_rows(db) if n["kind"] == "answer"}
+    assert texts["chat-u1"] == (
+        "Tre.\n\nL'e-mail della segreteria su ECCP-0001 conteneva anche 2 allegati, "
+        "che non vengono inoltrati qui."
+    )
+    assert texts["chat-u2"] == (
+        "Three.\n\nThe secretariat's e-mail about ECCP-0002 also had 1 attachment, "
+        "which is not forwarded here."
+    )
+
+
+def test_the_enquiry_rules_import_nothing_above_them(repo_root: Path) -> None:
+    """Imports run one way, down: bot/enquiries never imports the dialogue, the channels,
+    the commands or the app, not even inside a function."""
+    import ast
+
+    above = ("bot.dialogue", "bot.channels", "bot.commands", "bot.cli", "bot.app")
+    found = []
+    for path in sorted((repo_root / "bot" / "enquiries").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [
+                f"{path.name}: {name}"
+                for name in names
+                if any(name == top or name.startswith(top + ".") for top in above)
+            ]
+    assert found == []
+
+
+def test_the_enquiry_texts_have_no_problems(tmp_path: Path) -> None:
+    from bot.enquiries.texts import check_texts
+
+    assert check_texts() == []
+    (tmp_path / "it.yaml").write_text("answer_attachments: '{{ who }}'\nextra: x\n", "utf-8")
+    problems = check_texts(tmp_path)
+    assert any("en.yaml: cannot read it" in p for p in problems)
+    assert any("unknown variable(s) who" in p for p in problems)
+    assert any("unknown key 'extra'" in p for p in problems)
+
+
 def test_mark_answered_without_relaying(db: sqlite_utils.Database, settings: Settings) -> None:
     _submit(db, settings)
     row = enquiries.mark_answered(db, "ECCP-0001", actor="admin:5", now=START)

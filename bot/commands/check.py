@@ -19,6 +19,7 @@ from bot.settings import Settings, SettingsError, load_settings_with_problems, r
 TEMPLATE_CHECKS = (
     ("bot.mail.compose", "check_templates"),
     ("bot.dialogue.texts", "check_texts"),
+    ("bot.enquiries.texts", "check_texts"),
     ("bot.channels.telegram_render", "check_texts"),
     ("bot.mail.address_typos", "check_domains"),
 )

@@ -96,7 +96,6 @@ KEYS: Mapping[str, frozenset[str]] = {
     "edit_choose": frozenset(),
     "submitted": frozenset({"ref", "email", "channel", "acknowledged"}),
     "answer_relay": frozenset({"ref"}),
-    "answer_attachments": frozenset({"count", "ref"}),
     "btn_follow_up": frozenset({"ref"}),
     "follow_up_ask": frozenset({"ref"}),
     "follow_up_sent": frozenset({"ref"}),

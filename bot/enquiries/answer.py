@@ -13,6 +13,7 @@ from bot.deliveries.model import NewDelivery
 from bot.enquiries.errors import EnquiryError
 from bot.enquiries.queries import require_by_id, require_ref
 from bot.enquiries.records import WEB_CHANNEL, chat_delivery
+from bot.enquiries.texts import enquiry_text
 from bot.settings import Settings
 from bot.storage import (
     record_audit,
@@ -43,10 +44,8 @@ def _record_answer(
 
 
 def _attachments_note(row: Mapping[str, Any], count: int) -> str:
-    from bot.dialogue.texts import default_texts
-
     lang = str(row.get("lang") or "en")
-    return default_texts().get(lang, "answer_attachments", count=count, ref=str(row["ref"]))
+    return enquiry_text(lang, "answer_attachments", count=count, ref=str(row["ref"]))
 
 
 def _queue_mail(
