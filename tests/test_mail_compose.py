@@ -69,10 +69,12 @@ def test_enquiry_mail_headers_and_parts(tmp_path: Path, lang: str, words: tuple[
             assert word in text
         assert "maria_rossi" in text  # Telegram username
         assert "1001" in text  # chat id
-        # The transcript: both sides, without the stale menu number or the typed address.
+        # The transcript: both sides, without the stale menu number; the typed address
+        # is redacted, its exchange kept.
         assert "Qual è la scadenza?" in text and "Possiamo partecipare con due regioni?" in text
         assert "Il bando si è chiuso il 2 febbraio 2021" in text
-        assert text.count("Richiedente" if lang == "it" else "Applicant") == 2
+        assert text.count("Richiedente" if lang == "it" else "Applicant") == 3
+        assert "[e-mail]" in text
         assert "/reply ECCP-0001" in text  # admin chat is configured
         # created 08:30 UTC in January is 09:30 in Rome
         assert "09:30" in text and "Europe/Rome" in text

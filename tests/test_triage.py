@@ -228,11 +228,49 @@ async def test_the_enquiry_mail_shows_this_conversation_both_sides(tmp_path: Pat
     assert f"Bot (budget): {budget_answer.splitlines()[0]}" in transcript
     assert "deadline" not in transcript.lower()
     assert "14" not in transcript and "@" not in transcript
+    # The address typed outside the form: the exchange stays, the address does not.
+    assert "Applicant: [e-mail]" in transcript
     # The forwarded question is the enquiry's question, not repeated as a turn.
-    assert transcript.count("Applicant:") == 1
+    assert transcript.count("Applicant:") == 2
     page = _html(received.message)
     assert "What is the budget?" in page and "When is the deadline?" not in page
     database.close()
+
+
+def test_an_exchange_holding_personal_data_is_kept_redacted(tmp_path: Path) -> None:
+    """A question with an address, a phone number or the applicant's name in it is shown,
+    in its place, with those replaced; the bot's answer to it is shown too."""
+    settings = make_settings(tmp_path, secretariat={"language": "en"})
+    enquiry = {
+        **compose.sample_enquiry(),
+        "name": "Mario Bianchi",
+        "faq_history": json.dumps(
+            [
+                {"q": "What is the budget?", "a": "EUR 6,000,000.", "faq_id": "budget"},
+                {
+                    "q": "I am Mario Bianchi, mario@cluster.example.it, +39 02 1234 5678: "
+                    "when is the deadline?",
+                    "a": "The call closed on 2 February 2021.",
+                    "faq_id": "deadline",
+                },
+                {"q": "Is a cluster from Norway eligible?", "a": None, "faq_id": None},
+            ]
+        ),
+    }
+    turns = compose.transcript(enquiry, "en")
+    assert [turn["q"] for turn in turns] == [
+        "What is the budget?",
+        "I am [name], [e-mail], [phone]: when is the deadline?",
+        "Is a cluster from Norway eligible?",
+    ]
+    assert turns[1]["a"] == "The call closed on 2 February 2021."
+    assert compose.transcript(enquiry, "it")[1]["q"] == (
+        "I am [nome], [e-mail], [telefono]: when is the deadline?"
+    )
+    text = _text(enquiry_mail(settings, enquiry))
+    assert "Applicant: I am [name], [e-mail], [phone]: when is the deadline?" in text
+    assert "Bot (deadline): The call closed on 2 February 2021." in text
+    assert "1234" not in text.split("The conversation with the bot")[1]
 
 
 def test_old_rows_with_bare_questions_still_show(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ TRANSCRIPT_QUESTION_CHARS = 300
 TRANSCRIPT_ANSWER_CHARS = 600
 # A stale menu choice ("14", "3.") is not a question.
 _MENU_NUMBER = re.compile(r"^\s*\d{1,3}\s*[.)]?\s*$")
-_EMAIL_LIKE = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]{2,}")
+# An address as typed in a sentence: the punctuation around it stays outside.
+_EMAIL_LIKE = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
 # Seven or more digits, spaces, dots or dashes between them: a phone number, not a year.
 _PHONE_LIKE = re.compile(r"\+?\d(?:[\s./-]?\d){6,}")
 
@@ -101,26 +102,43 @@ def _folded(text: str) -> str:
     return _one_line(text).casefold()
 
 
-def _private(question: str, enquiry: Mapping[str, Any]) -> bool:
-    """Whether a line typed to the bot is form input or personal data, not a question."""
-    if _EMAIL_LIKE.search(question) or _PHONE_LIKE.search(question):
-        return True
-    folded = _folded(question)
-    # A form answer typed before the form opened: the name, the organisation, the country.
-    for key in ("name", "email", "organisation", "country", "question"):
-        value = _folded(str(enquiry.get(key) or ""))
-        if value and (folded == value or (key in ("name", "email") and value in folded)):
-            return True
-    return False
+# What stands in the transcript for personal data typed to the bot, per mail language.
+_REDACTED = {
+    "it": {"email": "[e-mail]", "phone": "[telefono]", "name": "[nome]"},
+    "en": {"email": "[e-mail]", "phone": "[phone]", "name": "[name]"},
+}
 
 
-def transcript(enquiry: Mapping[str, Any]) -> list[dict[str, str]]:
+def _repeats_the_question(question: str, enquiry: Mapping[str, Any]) -> bool:
+    """The enquiry's own question, shown above the transcript: not repeated as a turn."""
+    value = _folded(str(enquiry.get("question") or ""))
+    return bool(value) and _folded(question) == value
+
+
+def redact(text: str, enquiry: Mapping[str, Any], lang: str = "en") -> str:
+    """`text` with e-mail addresses, phone numbers and the applicant's name replaced by
+    placeholders ('[e-mail]', '[phone]', '[name]'), so an exchange that held them can be
+    shown without them."""
+    marks = _REDACTED.get(lang, _REDACTED["en"])
+    text = _EMAIL_LIKE.sub(marks["email"], text)
+    text = _PHONE_LIKE.sub(marks["phone"], text)
+    name = _one_line(str(enquiry.get("name") or ""))
+    if len(name) >= 2:
+        # The whole name only: a single word of it may be an ordinary one ("Costa").
+        pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+        text = pattern.sub(marks["name"], text)
+    return text
+
+
+def transcript(enquiry: Mapping[str, Any], lang: str = "en") -> list[dict[str, str]]:
     """What the applicant asked the bot before the enquiry, and what the bot replied.
 
     `faq_history` holds the current conversation's FAQ turns, `{"q", "a", "faq_id"}` each
     (`a` None when the FAQ had no sure answer); rows from older releases hold only the
-    questions. Menu numbers, e-mail addresses, phone numbers and form answers typed outside
-    the form are left out: the mail shows questions, never personal data.
+    questions. Every exchange is kept, in order: e-mail addresses, phone numbers and the
+    applicant's name in it are replaced by placeholders in `lang` (`redact`), never dropped
+    in silence. Left out are only stale menu numbers ('14') and a repeat of the enquiry's
+    own question, which the mail shows above.
     """
     turns: list[dict[str, str]] = []
     for item in _history_items(enquiry.get("faq_history")):
@@ -129,14 +147,14 @@ def transcript(enquiry: Mapping[str, Any]) -> list[dict[str, str]]:
         else:
             question, answer, faq_id = item, None, None
         question = _one_line(str(question or ""))
-        if not question or _MENU_NUMBER.match(question) or _private(question, enquiry):
+        if not question or _MENU_NUMBER.match(question) or _repeats_the_question(question, enquiry):
             continue
-        answer_text = str(answer or "").strip()
+        answer_text = redact(str(answer or "").strip(), enquiry, lang)
         if len(answer_text) > TRANSCRIPT_ANSWER_CHARS:
             answer_text = answer_text[: TRANSCRIPT_ANSWER_CHARS - 1].rstrip() + "…"
         turns.append(
             {
-                "q": first_words(question, TRANSCRIPT_QUESTION_CHARS),
+                "q": first_words(redact(question, enquiry, lang), TRANSCRIPT_QUESTION_CHARS),
                 "a": answer_text,
                 "faq_id": str(faq_id) if isinstance(faq_id, str) else "",
                 # True for turns recorded with their reply; old rows know only the question.
@@ -236,7 +254,7 @@ def _enquiry_context(
         "question_start": first_words(enquiry.get("question"), SUBJECT_QUESTION_CHARS),
         "organisation_short": first_words(enquiry.get("organisation"), SUBJECT_ORGANISATION_CHARS),
         "country_code": country_code(_one_line(str(enquiry.get("country") or ""))),
-        "transcript": transcript(enquiry),
+        "transcript": transcript(enquiry, lang),
         "language": _LANGUAGE_NAMES[lang].get(applicant_lang, applicant_lang),
         "channel": channel,
         "channel_name": _CHANNEL_NAMES[lang].get(channel, channel),
