@@ -11,11 +11,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from bot import instance, jobs
+from bot import instance
 from bot.deliveries import store
 from bot.deliveries.model import DeliveryReport
 from bot.deliveries.smtp import SmtpTarget, SmtpTransport, count_mails
 from bot.deliveries.worker import Worker
+from bot.jobs.digest import DIGEST_CATCH_UP, DigestResult, digest_trigger, run_scheduled_digest
+from bot.jobs.reminders import next_reminder_at, send_reminders
+from bot.jobs.retention import RETENTION_EVERY, apply_retention
 from bot.storage import (
     Database,
     DatabaseFileLost,
@@ -205,7 +208,7 @@ class App:
         self.scheduler.add_job(
             self._tracked(self.run_retention),
             "interval",
-            seconds=jobs.RETENTION_EVERY.total_seconds(),
+            seconds=RETENTION_EVERY.total_seconds(),
             id=RETENTION_JOB,
             next_run_time=now,
             replace_existing=True,
@@ -217,11 +220,11 @@ class App:
         # a grace of DIGEST_CATCH_UP lets a stalled loop still send it late, once.
         self.scheduler.add_job(
             self._tracked(self.run_digest),
-            jobs.digest_trigger(self.settings),
+            digest_trigger(self.settings),
             id=DIGEST_JOB,
             replace_existing=True,
             coalesce=True,
-            misfire_grace_time=int(jobs.DIGEST_CATCH_UP.total_seconds()),
+            misfire_grace_time=int(DIGEST_CATCH_UP.total_seconds()),
             max_instances=1,
         )
         if self.settings.inbox.configured:
@@ -260,7 +263,7 @@ class App:
         """
         if self.db is None:
             return
-        due = jobs.next_reminder_at(self.db, self.settings)
+        due = next_reminder_at(self.db, self.settings)
         if due is None:
             if self.scheduler.get_job(REMINDERS_JOB) is not None:
                 self.scheduler.remove_job(REMINDERS_JOB)
@@ -399,27 +402,27 @@ class App:
 
     async def run_reminders(self) -> list[str]:
         """Queue due reminders; deliver them at once; schedule the next one."""
-        refs = jobs.send_reminders(self._require_db(), self.settings, self.clock())
+        refs = send_reminders(self._require_db(), self.settings, self.clock())
         self.kick()
         return refs
 
-    async def run_digest(self, catch_up: bool = False) -> jobs.DigestResult | None:
+    async def run_digest(self, catch_up: bool = False) -> DigestResult | None:
         """Serve the current digest slot if it was not served yet."""
-        result = jobs.run_scheduled_digest(
+        result = run_scheduled_digest(
             self._require_db(), self.settings, self.clock(), catch_up=catch_up
         )
         if result is not None and result.delivery_id is not None:
             self.kick()
         return result
 
-    async def catch_up_digest(self) -> jobs.DigestResult | None:
+    async def catch_up_digest(self) -> DigestResult | None:
         """At start: serve a digest slot missed while the bot was down."""
         return await self.run_digest(catch_up=True)
 
     async def run_retention(self) -> int:
         """Erase personal data whose retention expired (stored mail files included)."""
         now = self.clock()
-        count = jobs.apply_retention(self._require_db(), self.settings, now)
+        count = apply_retention(self._require_db(), self.settings, now)
         if self.mail_store is not None:
             from bot.mail.store import expire_stored_mail
 

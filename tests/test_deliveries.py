@@ -321,14 +321,14 @@ async def test_enquiry_mails_beyond_the_hourly_cap_wait_in_order(tmp_path: Path)
 
 
 def test_the_digest_says_how_many_enquiry_mails_wait(tmp_path: Path) -> None:
-    from bot import jobs
+    from bot.jobs.digest import build_digest
     from bot.mail.compose import digest_mail
 
     settings = make_settings(tmp_path, enquiries={"max_mails_per_hour": 2})
     db = open_database(settings.database_path)
     for _ in range(3):
         queue_enquiry_mail(db, settings, insert_enquiry(db), T0)
-    digest = jobs.build_digest(db, settings, T0 + timedelta(minutes=5))
+    digest = build_digest(db, settings, T0 + timedelta(minutes=5))
     assert digest.waiting_mails == 3
     body = digest_mail(settings, digest).get_body(("plain",)).get_content()
     assert "3" in body and "max_mails_per_hour" in body

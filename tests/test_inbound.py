@@ -13,8 +13,10 @@ import sqlite_utils
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import jobs
 from bot.enquiries import close_enquiry, get_enquiry
+from bot.jobs.digest import build_digest
+from bot.jobs.reminders import due_reminders
+from bot.jobs.retention import apply_retention
 from bot.mail.compose import enquiry_mail, sample_enquiry
 from bot.mail.inbound.address import (
     enquiry_token,
@@ -147,7 +149,7 @@ def test_a_secretariat_reply_answers_the_enquiry_and_is_relayed_once(
     (kept,) = _rows(db, "SELECT * FROM inbound_mail")
     assert kept["status"] == "answer" and kept["matched_by"] == "token" and kept["raw"] == raw
     # Reminders stop.
-    assert jobs.due_reminders(db, settings, NOW + timedelta(days=30)) == []
+    assert due_reminders(db, settings, NOW + timedelta(days=30)) == []
     # The same mail again (a re-fetch, a second import): nothing new.
     again = process_mail(db, settings, raw, source="test", now=NOW + timedelta(minutes=5))
     assert again.duplicate and not again.relayed
@@ -341,7 +343,7 @@ def test_retention_expires_unmatched_mail(db: sqlite_utils.Database, settings: S
     message["Message-ID"] = "<old@x.eu>"
     message.set_content("Hello, my phone is 555 1234.")
     process_mail(db, settings, message.as_bytes(policy=SMTP), source="test", now=NOW)
-    jobs.apply_retention(db, settings, NOW + settings.privacy.retention + timedelta(days=1))
+    apply_retention(db, settings, NOW + settings.privacy.retention + timedelta(days=1))
     (kept,) = _rows(db, "SELECT * FROM inbound_mail")
     assert kept["raw"] is None and kept["sender"] is None
 
@@ -421,7 +423,7 @@ def test_the_applicant_replying_re_opens_and_forwards_a_follow_up(
         "E i partner devono essere di paesi diversi?" in parsed.get_body(("plain",)).get_content()
     )
     # Reminders start over from the follow-up.
-    assert jobs.due_reminders(db, settings, later + settings.reminders.first_after)
+    assert due_reminders(db, settings, later + settings.reminders.first_after)
     assert _rows(db, "SELECT actor FROM audit WHERE event = 'follow_up'") == [
         {"actor": "applicant"}
     ]
@@ -441,10 +443,10 @@ def test_the_digest_moves_an_answer_by_e_mail_to_answered(
     db: sqlite_utils.Database, settings: Settings
 ) -> None:
     enquiry = submit(db, settings)
-    before = jobs.build_digest(db, settings, NOW)
+    before = build_digest(db, settings, NOW)
     assert [item.ref for item in before.open] == [enquiry["ref"]]
     process_mail(db, settings, reply(db, settings, enquiry), source="test", now=NOW)
-    after = jobs.build_digest(db, settings, NOW + timedelta(minutes=1))
+    after = build_digest(db, settings, NOW + timedelta(minutes=1))
     assert after.open == ()
     assert [(item.ref, item.answered_by) for item in after.answered] == [
         (enquiry["ref"], f"email:{STAFF}")

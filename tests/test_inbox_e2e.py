@@ -17,8 +17,8 @@ from telegram_harness import make_settings, running_bot, until
 from telegram_standin import BotApiStandIn
 from test_telegram import fill_form
 
-from bot import jobs
 from bot.enquiries import answer_enquiry, get_enquiry
+from bot.jobs.reminders import due_reminders
 from bot.storage import utc_now
 
 STAFF = "anna.bianchi@segreteria-eccp.eu"
@@ -117,7 +117,7 @@ async def test_reply_by_e_mail_reaches_the_applicant_and_back(
             row = get_enquiry(h.app.db, ref)
             assert row["status"] == "answered" and row["answered_by"] == f"email:{STAFF}"
             later = utc_now() + timedelta(days=3)
-            assert jobs.due_reminders(h.app.db, settings, later) == []
+            assert due_reminders(h.app.db, settings, later) == []
 
             # The applicant replies to the answer: the enquiry re-opens, the secretariat hears.
             await imap.deliver(

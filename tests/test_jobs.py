@@ -11,9 +11,23 @@ from typing import Any
 
 import pytest
 
-from bot import jobs
+from bot.jobs.digest import (
+    DIGEST_LAST_SLOT,
+    build_digest,
+    digest_slot_due,
+    latest_slot,
+    run_scheduled_digest,
+)
+from bot.jobs.reminders import send_reminders
+from bot.jobs.retention import (
+    SESSION_IDLE_PURGE,
+    apply_retention,
+    expired_enquiries,
+    purge_idle_sessions,
+    session_idle_limit,
+)
 from bot.settings import Settings
-from bot.storage import open_database, to_iso
+from bot.storage import get_meta, open_database, to_iso
 from tests.smtp_support import T0, audit_events, insert_enquiry, make_settings, queue_enquiry_mail
 
 H = timedelta(hours=1)
@@ -87,7 +101,7 @@ def test_reminder_count_and_timing_are_exact(db: Any, settings: Settings) -> Non
         (1000 * H, 3),
     ]
     for offset, expected in schedule:
-        jobs.send_reminders(db, settings, T0 + offset)
+        send_reminders(db, settings, T0 + offset)
         assert len(_reminders(db)) == expected, offset
     row = _enquiry(db, enquiry["id"])
     assert row["reminder_count"] == 3
@@ -112,27 +126,27 @@ def test_reminder_count_and_timing_are_exact(db: Any, settings: Settings) -> Non
 
 def test_no_reminder_before_forwarding(db: Any, settings: Settings) -> None:
     insert_enquiry(db)  # never forwarded (mail not delivered yet)
-    assert jobs.send_reminders(db, settings, T0 + 1000 * H) == []
+    assert send_reminders(db, settings, T0 + 1000 * H) == []
 
 
 @pytest.mark.parametrize("status", ["answered", "closed"])
 def test_reminders_stop_when_answered_or_closed(db: Any, settings: Settings, status: str) -> None:
     enquiry = _forwarded(db, settings)
-    assert jobs.send_reminders(db, settings, T0 + 48 * H) == [enquiry["ref"]]
+    assert send_reminders(db, settings, T0 + 48 * H) == [enquiry["ref"]]
     db.execute("UPDATE enquiries SET status = ? WHERE id = ?", [status, enquiry["id"]])
     for hours in (72, 96, 500):
-        assert jobs.send_reminders(db, settings, T0 + hours * H) == []
+        assert send_reminders(db, settings, T0 + hours * H) == []
     assert len(_reminders(db)) == 1
 
 
 def test_restart_across_due_time_sends_once(settings: Settings) -> None:
     db = open_database(settings.database_path)
     enquiry = _forwarded(db, settings)
-    assert jobs.send_reminders(db, settings, T0 + 47 * H) == []
+    assert send_reminders(db, settings, T0 + 47 * H) == []
     db.close()  # the bot stops before the due time...
     for _ in range(3):  # ...and restarts (several times) after it
         db = open_database(settings.database_path)
-        jobs.send_reminders(db, settings, T0 + 50 * H)
+        send_reminders(db, settings, T0 + 50 * H)
         db.close()
     db = open_database(settings.database_path)
     assert len(_reminders(db)) == 1
@@ -143,12 +157,12 @@ def test_restart_across_due_time_sends_once(settings: Settings) -> None:
 def test_clock_jumps_never_duplicate(db: Any, settings: Settings) -> None:
     _forwarded(db, settings)
     # Ten days of downtime (or a forward jump): one reminder now, not a burst.
-    assert len(jobs.send_reminders(db, settings, T0 + 240 * H)) == 1
-    assert jobs.send_reminders(db, settings, T0 + 240 * H + timedelta(minutes=1)) == []
+    assert len(send_reminders(db, settings, T0 + 240 * H)) == 1
+    assert send_reminders(db, settings, T0 + 240 * H + timedelta(minutes=1)) == []
     # The clock jumps back: nothing is due until a full interval after the last reminder.
-    assert jobs.send_reminders(db, settings, T0 + 60 * H) == []
-    assert jobs.send_reminders(db, settings, T0 + 263 * H) == []
-    assert len(jobs.send_reminders(db, settings, T0 + 264 * H)) == 1
+    assert send_reminders(db, settings, T0 + 60 * H) == []
+    assert send_reminders(db, settings, T0 + 263 * H) == []
+    assert len(send_reminders(db, settings, T0 + 264 * H)) == 1
     assert len(_reminders(db)) == 2
 
 
@@ -160,20 +174,20 @@ def test_a_crash_inside_the_reminder_transaction_writes_nothing(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(jobs, "record_audit", crash)
+    monkeypatch.setattr("bot.jobs.reminders.record_audit", crash)
     with pytest.raises(RuntimeError):
-        jobs.send_reminders(db, settings, T0 + 48 * H)
+        send_reminders(db, settings, T0 + 48 * H)
     assert _reminders(db) == []
     assert _enquiry(db, enquiry["id"])["reminder_count"] == 0
     monkeypatch.undo()
-    assert len(jobs.send_reminders(db, settings, T0 + 48 * H)) == 1
+    assert len(send_reminders(db, settings, T0 + 48 * H)) == 1
 
 
 def test_max_count_zero_disables_reminders(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, reminders={"max_count": 0})
     db = open_database(settings.database_path)
     _forwarded(db, settings)
-    assert jobs.send_reminders(db, settings, T0 + 1000 * H) == []
+    assert send_reminders(db, settings, T0 + 1000 * H) == []
     db.close()
 
 
@@ -184,14 +198,14 @@ MONDAY_9 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def test_latest_slot_follows_cron_in_its_timezone(settings: Settings) -> None:
-    assert jobs.latest_slot(settings, MONDAY_9) == MONDAY_9
-    assert jobs.latest_slot(settings, MONDAY_9 + 3 * H) == MONDAY_9
+    assert latest_slot(settings, MONDAY_9) == MONDAY_9
+    assert latest_slot(settings, MONDAY_9 + 3 * H) == MONDAY_9
     # Just before 09:00 Rome on Monday the previous slot (Friday) is too old to catch up.
-    assert jobs.latest_slot(settings, MONDAY_9 - timedelta(minutes=1)) is None
+    assert latest_slot(settings, MONDAY_9 - timedelta(minutes=1)) is None
     # Sunday: no slot.
-    assert jobs.latest_slot(settings, MONDAY_9 - 24 * H) is None
-    assert jobs.digest_slot_due(settings, MONDAY_9 + H, MONDAY_9) is None
-    assert jobs.digest_slot_due(settings, MONDAY_9 + H, MONDAY_9 - 72 * H) == MONDAY_9
+    assert latest_slot(settings, MONDAY_9 - 24 * H) is None
+    assert digest_slot_due(settings, MONDAY_9 + H, MONDAY_9) is None
+    assert digest_slot_due(settings, MONDAY_9 + H, MONDAY_9 - 72 * H) == MONDAY_9
 
 
 def test_digest_content(db: Any, settings: Settings) -> None:
@@ -211,13 +225,13 @@ def test_digest_content(db: Any, settings: Settings) -> None:
         answered_at=to_iso(MONDAY_9 - 10 * H),
         closed_at=to_iso(MONDAY_9 - 9 * H),
     )
-    digest = jobs.build_digest(db, settings, MONDAY_9)
+    digest = build_digest(db, settings, MONDAY_9)
     assert [item.ref for item in digest.open] == [old["ref"], new["ref"]]
     assert digest.open[0].age == 100 * H and digest.open[0].reminder_count == 2
     assert digest.answered_count == 2 and digest.closed_count == 1
     assert digest.median_answer == 20 * H
 
-    result = jobs.run_scheduled_digest(db, settings, MONDAY_9)
+    result = run_scheduled_digest(db, settings, MONDAY_9)
     assert result is not None and result.delivery_id is not None
     row = next(iter(db.query("SELECT * FROM deliveries WHERE kind = 'digest'")))
     message = message_from_bytes(row["payload"], policy=policy.default)
@@ -228,25 +242,25 @@ def test_digest_content(db: Any, settings: Settings) -> None:
     assert "20 h 0 min" in plain
 
     # The same slot is served once, even across a restart or a second call.
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + H) is None
+    assert run_scheduled_digest(db, settings, MONDAY_9 + H) is None
     # The next digest counts only what happened since this one.
-    nxt = jobs.build_digest(db, settings, MONDAY_9 + 24 * H)
+    nxt = build_digest(db, settings, MONDAY_9 + 24 * H)
     assert nxt.since == MONDAY_9 and nxt.answered_count == 0 and nxt.closed_count == 0
     assert nxt.median_answer is None and len(nxt.open) == 2
 
 
 def test_digest_with_nothing_to_report_sends_nothing(db: Any, settings: Settings) -> None:
-    result = jobs.run_scheduled_digest(db, settings, MONDAY_9)
+    result = run_scheduled_digest(db, settings, MONDAY_9)
     assert result is not None and result.digest.is_empty and result.delivery_id is None
     assert list(db.query("SELECT * FROM deliveries")) == []
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + H) is None
+    assert run_scheduled_digest(db, settings, MONDAY_9 + H) is None
 
 
 def test_missed_digest_is_caught_up_once(db: Any, settings: Settings) -> None:
     insert_enquiry(db, now=MONDAY_9 - 10 * H)
     # The bot was down at 09:00 and starts at 11:30.
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 2.5 * H) is not None
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 3 * H) is None
+    assert run_scheduled_digest(db, settings, MONDAY_9 + 2.5 * H) is not None
+    assert run_scheduled_digest(db, settings, MONDAY_9 + 3 * H) is None
     assert len(list(db.query("SELECT * FROM deliveries WHERE kind = 'digest'"))) == 1
 
 
@@ -267,9 +281,9 @@ def test_retention_erases_only_what_is_due(db: Any, settings: Settings) -> None:
     answered_long_ago = insert_enquiry(db, status="answered", answered_at=to_iso(now - 90 * 24 * H))
     still_open = insert_enquiry(db, created_at=to_iso(now - 99 * 24 * H))
     # Answered and never closed is finished too: its data must not be kept for ever.
-    assert jobs.expired_enquiries(db, settings, now) == [due["id"], answered_long_ago["id"]]
+    assert expired_enquiries(db, settings, now) == [due["id"], answered_long_ago["id"]]
 
-    assert jobs.apply_retention(db, settings, now) == 2
+    assert apply_retention(db, settings, now) == 2
     assert _enquiry(db, answered_long_ago["id"])["name"] is None
     erased = _enquiry(db, due["id"])
     for column in ("name", "email", "organisation", "question", "username", "chat_id", "answer"):
@@ -285,20 +299,20 @@ def test_retention_erases_only_what_is_due(db: Any, settings: Settings) -> None:
     assert event["enquiry_id"] == due["id"] and event["actor"] == "system"
     assert "Maria" not in (event["detail"] or "") and "maria" not in (event["detail"] or "")
     # Idempotent.
-    assert jobs.apply_retention(db, settings, now + H) == 0
+    assert apply_retention(db, settings, now + H) == 0
     assert len(audit_events(db, "erased")) == 2
 
 
 def test_first_start_catch_up_records_the_slot_without_mail(db: Any, settings: Settings) -> None:
     insert_enquiry(db, now=MONDAY_9 - 10 * H)
     # A bot that never ran before has no missed digest: the slot is only recorded.
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + H, catch_up=True) is None
-    assert jobs.get_meta(db, jobs.DIGEST_LAST_SLOT) == to_iso(MONDAY_9)
+    assert run_scheduled_digest(db, settings, MONDAY_9 + H, catch_up=True) is None
+    assert get_meta(db, DIGEST_LAST_SLOT) == to_iso(MONDAY_9)
     assert list(db.query("SELECT * FROM deliveries WHERE kind = 'digest'")) == []
     # The next slot (Tuesday 09:00) is served normally.
-    assert jobs.run_scheduled_digest(db, settings, MONDAY_9 + 24 * H) is not None
+    assert run_scheduled_digest(db, settings, MONDAY_9 + 24 * H) is not None
     # A later restart catches up a missed slot (Wednesday) once.
-    result = jobs.run_scheduled_digest(db, settings, MONDAY_9 + 50 * H, catch_up=True)
+    result = run_scheduled_digest(db, settings, MONDAY_9 + 50 * H, catch_up=True)
     assert result is not None and result.delivery_id is not None
 
 
@@ -320,32 +334,32 @@ def _session_users(db: Any) -> list[str]:
 
 def test_retention_deletes_idle_sessions(db: Any, settings: Settings) -> None:
     now = T0 + 100 * 24 * H
-    _session(db, "1-walked-away", now - jobs.SESSION_IDLE_PURGE - H)
-    _session(db, "2-recent", now - jobs.SESSION_IDLE_PURGE + H)
+    _session(db, "1-walked-away", now - SESSION_IDLE_PURGE - H)
+    _session(db, "2-recent", now - SESSION_IDLE_PURGE + H)
     _session(db, "3-active", now - H)
-    assert jobs.apply_retention(db, settings, now) == 0  # no enquiry was due
+    assert apply_retention(db, settings, now) == 0  # no enquiry was due
     assert _session_users(db) == ["2-recent", "3-active"]
     [event] = audit_events(db, "erased")
     assert event["enquiry_id"] is None and event["actor"] == "system"
     assert json.loads(event["detail"]) == {"scope": "sessions", "idle": 1}
     assert "1-walked-away" not in event["detail"] and "Maria" not in event["detail"]
     # Idempotent, and nothing audited when nothing was deleted.
-    assert jobs.purge_idle_sessions(db, settings, now) == 0
+    assert purge_idle_sessions(db, settings, now) == 0
     assert len(audit_events(db, "erased")) == 1
     # The rest go once idle long enough.
-    assert jobs.purge_idle_sessions(db, settings, now + jobs.SESSION_IDLE_PURGE) == 2
+    assert purge_idle_sessions(db, settings, now + SESSION_IDLE_PURGE) == 2
     assert _session_users(db) == []
 
 
 def test_a_shorter_retention_also_shortens_the_session_idle_limit(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, privacy={"retention": "7d"})
-    assert jobs.session_idle_limit(settings) == timedelta(days=7)
-    assert jobs.session_idle_limit(make_settings(tmp_path)) == jobs.SESSION_IDLE_PURGE
+    assert session_idle_limit(settings) == timedelta(days=7)
+    assert session_idle_limit(make_settings(tmp_path)) == SESSION_IDLE_PURGE
     database = open_database(settings.database_path)
     try:
         _session(database, "old", T0 - timedelta(days=8))
         _session(database, "new", T0 - timedelta(days=6))
-        assert jobs.purge_idle_sessions(database, settings, T0) == 1
+        assert purge_idle_sessions(database, settings, T0) == 1
         assert _session_users(database) == ["new"]
     finally:
         database.close()

@@ -477,8 +477,8 @@ async def test_erased_enquiry_row_left_pending_is_dropped_not_sent(tmp_path: Pat
 async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
     tmp_path: Path, db: Any, outcome: str, grouped: bool
 ) -> None:
-    from bot import jobs
     from bot.enquiries import answer_enquiry, close_enquiry, mark_answered
+    from bot.jobs.reminders import send_reminders
 
     settings = make_settings(
         tmp_path,
@@ -488,7 +488,7 @@ async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
     queue_enquiry_mail(db, settings, enquiry, T0)
     db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
     due = T0 + timedelta(hours=48)
-    assert jobs.send_reminders(db, settings, due) == [enquiry["ref"]]
+    assert send_reminders(db, settings, due) == [enquiry["ref"]]
     kind = "reminders" if grouped else "reminder"
     [reminder] = db.query("SELECT * FROM deliveries WHERE kind = ?", [kind])
     # The SMTP server was down when the reminder was queued; the secretariat answers.
@@ -514,7 +514,7 @@ async def test_queued_reminder_is_withdrawn_once_the_enquiry_is_answered(
 async def test_reminder_for_an_open_enquiry_still_goes_out(
     tmp_path: Path, db: Any, grouped: bool
 ) -> None:
-    from bot import jobs
+    from bot.jobs.reminders import send_reminders
 
     settings = make_settings(
         tmp_path, reminders={"first_after": "48h", "max_count": 1, "grouped": grouped}
@@ -522,7 +522,7 @@ async def test_reminder_for_an_open_enquiry_still_goes_out(
     enquiry = insert_enquiry(db, forwarded_at=to_iso(T0))
     queue_enquiry_mail(db, settings, enquiry, T0)
     db.execute("UPDATE deliveries SET status = 'sent' WHERE enquiry_id = ?", [enquiry["id"]])
-    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    send_reminders(db, settings, T0 + timedelta(hours=48))
     async with SmtpServer() as server:
         report = await deliver_due(db, settings, T0 + timedelta(hours=48), target=_target(server))
     assert (report.sent, report.skipped) == (1, 0)

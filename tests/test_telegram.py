@@ -25,7 +25,6 @@ from telegram_harness import (
 )
 from telegram_standin import BotApiStandIn, SentMessage, parse_html
 
-from bot import jobs
 from bot.channels.telegram_render import (
     MAX_MESSAGE,
     callback_data,
@@ -36,6 +35,7 @@ from bot.channels.telegram_render import (
 )
 from bot.cli import main
 from bot.enquiries import get_enquiry
+from bot.jobs.reminders import due_reminders, send_reminders
 from bot.storage import utc_now
 
 NASTY = [
@@ -112,7 +112,7 @@ async def test_start_faq_enquiry_mail_admin_relay_answered(tmp_path: Path, api: 
 
             # Before the answer a reminder would be due three days later.
             later = utc_now() + timedelta(days=3)
-            assert [r["ref"] for r in jobs.due_reminders(h.app.db, settings, later)] == [ref]
+            assert [r["ref"] for r in due_reminders(h.app.db, settings, later)] == [ref]
 
             # An admin replies to the post: the applicant receives it with the reference.
             before = len(api.bot_messages(user))
@@ -134,8 +134,8 @@ async def test_start_faq_enquiry_mail_admin_relay_answered(tmp_path: Path, api: 
             ).fetchall()
             assert audit == [(f"admin:{ADMIN_USER}",)]
             # Reminders stop once answered.
-            assert jobs.due_reminders(h.app.db, settings, later) == []
-            assert jobs.send_reminders(h.app.db, settings, later) == []
+            assert due_reminders(h.app.db, settings, later) == []
+            assert send_reminders(h.app.db, settings, later) == []
             # The post shows the new state; the notification rows are all sent.
             await until(
                 lambda: (

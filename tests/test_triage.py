@@ -21,7 +21,7 @@ from bot.channels.telegram_admin import AdminCommands
 from bot.channels.telegram_render import ChannelTexts
 from bot.deliveries.store import enqueue
 from bot.dialogue.engine import Engine
-from bot.jobs import build_digest
+from bot.jobs.digest import build_digest
 from bot.mail import compose
 from bot.mail.compose import (
     acknowledgement_mail,
@@ -495,7 +495,7 @@ async def _deliver_queued(db: Any, settings: Settings, server: SmtpServer) -> No
 
 
 async def test_reminders_due_in_one_round_go_out_as_one_mail(tmp_path: Path, db: Any) -> None:
-    from bot import jobs
+    from bot.jobs.reminders import send_reminders
 
     settings = make_settings(
         tmp_path, secretariat={"language": "en"}, reminders={"first_after": "48h"}
@@ -503,7 +503,7 @@ async def test_reminders_due_in_one_round_go_out_as_one_mail(tmp_path: Path, db:
     first = _forwarded(db, settings, T0, question="First: can SMEs lead?")
     second = _forwarded(db, settings, T0 + timedelta(hours=1), question="Second: lump sums?")
     later = _forwarded(db, settings, T0 + timedelta(days=2), question="Too recent")
-    assert jobs.send_reminders(db, settings, T0 + timedelta(hours=50)) == [
+    assert send_reminders(db, settings, T0 + timedelta(hours=50)) == [
         first["ref"],
         second["ref"],
     ]
@@ -524,12 +524,12 @@ async def test_reminders_due_in_one_round_go_out_as_one_mail(tmp_path: Path, db:
 
 
 async def test_per_enquiry_reminders_remain_a_setting(tmp_path: Path, db: Any) -> None:
-    from bot import jobs
+    from bot.jobs.reminders import send_reminders
 
     settings = make_settings(tmp_path, reminders={"first_after": "48h", "grouped": False})
     first = _forwarded(db, settings, T0)
     second = _forwarded(db, settings, T0)
-    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    send_reminders(db, settings, T0 + timedelta(hours=48))
     async with SmtpServer() as server:
         await _deliver_queued(db, settings, server)
     refs = sorted(str(r.message["X-Clusterbot-Ref"]) for r in server.handler.received)
@@ -540,13 +540,13 @@ async def test_per_enquiry_reminders_remain_a_setting(tmp_path: Path, db: Any) -
 def test_erasure_withdraws_a_queued_grouped_reminder_and_requeues_the_others(
     tmp_path: Path, db: Any
 ) -> None:
-    from bot import jobs
     from bot.enquiries import forget_user
+    from bot.jobs.reminders import send_reminders
 
     settings = make_settings(tmp_path, reminders={"first_after": "48h"})
     gone = _forwarded(db, settings, T0, user_id="77", organisation="Erased Org")
     kept = _forwarded(db, settings, T0, user_id="88", organisation="Kept Org")
-    jobs.send_reminders(db, settings, T0 + timedelta(hours=48))
+    send_reminders(db, settings, T0 + timedelta(hours=48))
     forget_user(db, "telegram", "77", now=T0 + timedelta(hours=49), settings=settings)
     queued = list(
         db.query("SELECT * FROM deliveries WHERE kind = 'reminders' AND status = 'queued'")

@@ -10,8 +10,8 @@ from telegram_harness import ADMIN_CHAT, ADMIN_USER, make_settings, running_bot,
 from telegram_standin import BotApiStandIn, SentMessage
 from test_telegram import admin_post, fill_form
 
-from bot import jobs
 from bot.enquiries import answer_enquiry, get_enquiry
+from bot.jobs.retention import apply_retention
 from bot.storage import utc_now
 
 PERSONAL = ("Ada Rossi", "ada@example.org", "Cluster <Veneto> & Co.", "Norway")
@@ -73,7 +73,7 @@ async def test_retention_edits_the_admin_post(tmp_path: Path, api: BotApiStandIn
         await until(lambda: get_enquiry(h.app.db, ref)["admin_message_id"] == post.message_id)
         month_ago = utc_now() - timedelta(days=31)
         answer_enquiry(h.app.db, ref, "Yes.", actor=f"admin:{ADMIN_USER}", now=month_ago)
-        assert jobs.apply_retention(h.app.db, settings, utc_now()) == 1
+        assert apply_retention(h.app.db, settings, utc_now()) == 1
         h.app.kick()
         await until(lambda: "(personal data erased)" in _current(api, post), what="the erased post")
         assert not any(word in _current(api, post) for word in PERSONAL)

@@ -51,10 +51,10 @@ def _print(message: Any, out: IO[str]) -> None:
 
 
 def _run(args: argparse.Namespace, out: IO[str]) -> int:
-    from bot import jobs
     from bot.commands.common import open_db
     from bot.commands.deliveries import deliver_or_wake
     from bot.deliveries import store
+    from bot.jobs.digest import build_digest, queue_digest
     from bot.mail.compose import digest_mail
     from bot.storage import utc_now
 
@@ -62,13 +62,13 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     now = utc_now()
     with open_db(settings) as db:
         if not args.send:
-            digest = jobs.build_digest(db, settings, now)
+            digest = build_digest(db, settings, now)
             if digest.is_empty:
                 print("nothing to report: no open enquiries, none answered or closed", file=out)
                 return 0
             _print(digest_mail(settings, digest), out)
             return 0
-        result = jobs.queue_digest(db, settings, now)
+        result = queue_digest(db, settings, now)
         if result.delivery_id is None:
             print("nothing to report: no digest sent", file=out)
             return 0

@@ -117,7 +117,7 @@ def erase_enquiries(
             )
         regroup = _withdraw_grouped_reminders(db, ids) - set(ids)
         if settings is not None and regroup:
-            from bot.jobs import queue_grouped_reminder
+            from bot.jobs.reminders import queue_grouped_reminder
 
             queue_grouped_reminder(db, settings, sorted(regroup), now)
     if refs and isinstance(db, Database):

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bot.dialogue.engine import Engine, Event  # noqa: E402
-from bot.jobs import build_digest, send_reminders  # noqa: E402
+from bot.jobs.digest import build_digest  # noqa: E402
+from bot.jobs.reminders import send_reminders  # noqa: E402
 from bot.knowledge import KnowledgeBase  # noqa: E402
 from bot.mail.compose import (  # noqa: E402
     acknowledgement_mail,

@@ -12,7 +12,8 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from smtp_support import T0, Handler, SmtpServer, make_settings
 
-from bot import jobs
+from bot.jobs.digest import queue_digest
+from bot.jobs.reminders import send_reminders
 from bot.channels.telegram_journal import Journal, OutMessage
 from bot.enquiries import answer_enquiry, close_enquiry, forget_user, submit_enquiry
 from bot.mail.outbox import deliver_due
@@ -96,8 +97,8 @@ async def main(out: Path):
             now=T0 + timedelta(hours=1),
         )
         close_enquiry(db, rows[1]["ref"], actor="cli", now=T0 + timedelta(hours=2), note="dup")
-        jobs.send_reminders(db, settings, T0 + timedelta(days=3))
-        jobs.queue_digest(db, settings, T0 + timedelta(days=3, hours=1))
+        send_reminders(db, settings, T0 + timedelta(days=3))
+        queue_digest(db, settings, T0 + timedelta(days=3, hours=1))
     journal = Journal(db)
     with db.conn:
         rid = journal.add_replies(

@@ -24,7 +24,7 @@ from bot.channels.web.guards import SESSION_HEADER
 from bot.channels.web.health import Health, last_telegram_update
 from bot.channels.web.pages import Pages
 from bot.channels.web.telegram_hook import TelegramWebhook, webhook_path
-from bot.jobs import session_idle_limit
+from bot.jobs.retention import session_idle_limit
 
 if TYPE_CHECKING:
     from bot.app import App
