@@ -380,7 +380,7 @@ class App:
 
     async def watch_inbox(self) -> None:
         """Read the secretariat's e-mail replies from the bot's mailbox until stopped."""
-        from bot.mail.inbound.imap import InboxWatcher
+        from bot.mail.inbound.watcher import InboxWatcher
 
         watcher = InboxWatcher(
             self._require_db(),

@@ -14,9 +14,11 @@ import sqlite_utils
 
 from bot.cli import main
 from bot.enquiries import get_enquiry
-from bot.mail.inbound import imap
-from bot.mail.inbound.imap import InboxWatcher, inbox_status, load_cursor, probe_imap
+from bot.mail.inbound import watcher as inbox_watcher
+from bot.mail.inbound.cursor import inbox_status, load_cursor
+from bot.mail.inbound.imap import probe_imap
 from bot.mail.inbound.process import InboundResult
+from bot.mail.inbound.watcher import InboxWatcher
 from bot.settings import Settings
 from tests.dialogue_support import open_db
 from tests.imap_support import PASSWORD, USER, ImapServer, imap_server, tls_files, tls_proxy
@@ -79,7 +81,7 @@ async def test_a_restart_mid_poll_neither_skips_nor_repeats(
     for n, enquiry in enumerate(enquiries):
         await server.deliver(reply(db, settings, enquiry, message_id=f"<r{n}@segreteria-eccp.eu>"))
     # The process dies while handling the second message (before its commit).
-    real = imap.process_mail
+    real = inbox_watcher.process_mail
     calls = 0
 
     def dying(*args: Any, **kwargs: Any) -> InboundResult:
@@ -89,10 +91,10 @@ async def test_a_restart_mid_poll_neither_skips_nor_repeats(
             raise SystemExit("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(imap, "process_mail", dying)
+    monkeypatch.setattr(inbox_watcher, "process_mail", dying)
     with pytest.raises(SystemExit):
         await InboxWatcher(db, settings).poll_once()
-    monkeypatch.setattr(imap, "process_mail", real)
+    monkeypatch.setattr(inbox_watcher, "process_mail", real)
     assert _count(db, "SELECT COUNT(*) FROM inbound_mail") == 1
     # A new process on the same database carries on after the first message.
     db.close()
@@ -154,9 +156,9 @@ async def test_the_watcher_reconnects_after_the_connection_drops(
     settings = _settings(tmp_path, server, timeout="2s")
     db = open_db(settings.database_path)
     enquiry = submit(db, settings)
-    monkeypatch.setattr(imap, "BACKOFF_FIRST", timedelta(milliseconds=50))
+    monkeypatch.setattr(inbox_watcher, "BACKOFF_FIRST", timedelta(milliseconds=50))
     connections = 0
-    real_connect = imap.connect
+    real_connect = inbox_watcher.connect
 
     async def flaky_connect(*args: Any, **kwargs: Any) -> Any:
         nonlocal connections
@@ -166,7 +168,7 @@ async def test_the_watcher_reconnects_after_the_connection_drops(
             client.protocol.transport.close()  # the server "drops" the first connection
         return client
 
-    monkeypatch.setattr(imap, "connect", flaky_connect)
+    monkeypatch.setattr(inbox_watcher, "connect", flaky_connect)
     seen: asyncio.Queue[InboundResult] = asyncio.Queue()
     await server.deliver(reply(db, settings, enquiry))
     task = asyncio.create_task(InboxWatcher(db, settings, on_result=seen.put_nowait).run())
@@ -284,7 +286,7 @@ async def test_without_idle_the_folder_is_polled(
     settings = _settings(tmp_path, server, poll_every="1s")
     db = open_db(settings.database_path)
     enquiry = submit(db, settings)
-    real_connect = imap.connect
+    real_connect = inbox_watcher.connect
 
     async def without_idle(*args: Any, **kwargs: Any) -> Any:
         # The real client; only its answer to "does the server offer IDLE?" is no.
@@ -293,7 +295,7 @@ async def test_without_idle_the_folder_is_polled(
         client.has_capability = lambda name: name != "IDLE" and offered(name)
         return client
 
-    monkeypatch.setattr(imap, "connect", without_idle)
+    monkeypatch.setattr(inbox_watcher, "connect", without_idle)
     watcher = InboxWatcher(db, settings)
     result = await _watch_until_relayed(watcher, server, reply(db, settings, enquiry), 2)
     assert result.relayed

@@ -68,7 +68,7 @@ def _clean(value: Any, width: int) -> str:
 
 
 def _status(args: argparse.Namespace, settings: Settings, out: IO[str]) -> int:
-    from bot.mail.inbound.imap import inbox_status
+    from bot.mail.inbound.cursor import inbox_status
 
     with open_db(settings) as db:
         state = inbox_status(db, settings)
