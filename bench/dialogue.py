@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from bot.dialogue.engine import Engine, Event  # noqa: E402
 from bot.knowledge import KnowledgeBase  # noqa: E402
 from bot.resources import config_dir  # noqa: E402
-from bot.settings import Settings, settings_from_mapping  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.settings.load import settings_from_mapping  # noqa: E402
 from bot.storage import migrations, open_database  # noqa: E402
 
 TARGET_STEPS_PER_SECOND = 1000

@@ -34,7 +34,8 @@ from bot.deliveries.store import enqueue
 from bot.deliveries.worker import Worker
 from bot.enquiries import DeliveryRules
 from bot.mail.compose import enquiry_mail, mail_delivery, sample_enquiry
-from bot.settings import Settings, settings_from_mapping
+from bot.settings import Settings
+from bot.settings.load import settings_from_mapping
 from bot.storage import open_database, transaction
 
 TARGET_RATIO = 0.8

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.app import App  # noqa: E402
-from bot.settings import settings_from_mapping  # noqa: E402
+from bot.settings.load import settings_from_mapping  # noqa: E402
 from bot.storage import from_iso, utc_now  # noqa: E402
 from tests.smtp_support import Handler, SmtpServer, insert_enquiry, queue_enquiry_mail  # noqa: E402
 

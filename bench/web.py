@@ -40,7 +40,8 @@ from bot.app import App  # noqa: E402
 from bot.channels.console import _Output, converse  # noqa: E402
 from bot.channels.web.limits import SlidingWindow  # noqa: E402
 from bot.dialogue.engine import Engine  # noqa: E402
-from bot.settings import Settings, settings_from_mapping  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.settings.load import settings_from_mapping  # noqa: E402
 from tests.web_support import running_web  # noqa: E402
 
 QUESTIONS = (

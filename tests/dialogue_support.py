@@ -14,7 +14,8 @@ import sqlite_utils
 from bot.dialogue.engine import Button, Engine, Event, Reply
 from bot.knowledge import Found, KnowledgeBase, Understanding
 from bot.resources import config_dir
-from bot.settings import Settings, settings_from_mapping
+from bot.settings import Settings
+from bot.settings.load import settings_from_mapping
 from bot.storage import open_database
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

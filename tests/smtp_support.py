@@ -14,7 +14,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from bot.settings import Settings, settings_from_mapping
+from bot.settings import Settings
+from bot.settings.load import settings_from_mapping
 from bot.storage import dumps, to_iso
 
 

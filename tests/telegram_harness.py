@@ -12,7 +12,8 @@ from typing import Any
 
 from telegram_standin import BotApiStandIn, SentMessage
 
-from bot.settings import Settings, settings_from_mapping
+from bot.settings import Settings
+from bot.settings.load import settings_from_mapping
 
 ADMIN_CHAT = -1001234567890
 ADMIN_USER = 4242

@@ -14,7 +14,7 @@ import pytest
 
 from bot.cli import main
 from bot.enquiries import answer_enquiry, submit_enquiry
-from bot.settings import load_settings
+from bot.settings.load import load_settings
 from bot.storage import open_database
 from tests.dialogue_support import START
 

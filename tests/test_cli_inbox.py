@@ -8,7 +8,7 @@ import pytest
 
 from bot.cli import main
 from bot.enquiries import get_enquiry
-from bot.settings import SettingsError, settings_from_mapping
+from bot.settings.load import SettingsError, settings_from_mapping
 from tests.dialogue_support import open_db
 from tests.inbound_support import inbox_settings, reply, submit
 
@@ -84,7 +84,7 @@ def test_inbox_settings_errors_name_the_key(data: dict[str, object], message: st
 
 
 def test_imap_password_comes_from_the_environment(tmp_path: Path) -> None:
-    from bot.settings import load_settings
+    from bot.settings.load import load_settings
 
     config = tmp_path / "c.toml"
     config.write_text('[inbox]\npassword = "in-file"\n', encoding="utf-8")

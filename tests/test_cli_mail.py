@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.cli import main
-from bot.settings import load_settings
+from bot.settings.load import load_settings
 from bot.storage import open_database, utc_now
 from tests.smtp_support import (
     SmtpServer,

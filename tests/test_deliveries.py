@@ -270,7 +270,7 @@ async def test_chat_on_a_held_data_dir_queues_and_wakes_the_holder(tmp_path: Pat
     script = textwrap.dedent(f"""
         import signal, sys, time
         from bot import instance
-        from bot.settings import settings_from_mapping
+        from bot.settings.load import settings_from_mapping
         data = {{"data_dir": {str(settings.data_dir)!r}}}
         lock = instance.acquire(settings_from_mapping(data))
         signal.signal(signal.SIGUSR1, lambda *a: (print("woken", flush=True), sys.exit(0)))
@@ -391,7 +391,7 @@ async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it
         script = textwrap.dedent(f"""
             import asyncio
             from bot.app import App
-            from bot.settings import settings_from_mapping
+            from bot.settings.load import settings_from_mapping
             settings = settings_from_mapping({{
                 "data_dir": {str(settings.data_dir)!r},
                 "smtp": {{"host": "127.0.0.1", "port": {server.port}, "security": "none"}},

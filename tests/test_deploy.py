@@ -27,7 +27,8 @@ from telegram_standin import BotApiStandIn
 from bot.cli import main
 from bot.enquiries import forget_user, submit_enquiry
 from bot.logs import CollapsingHandler, network_cause
-from bot.settings import load_settings, run_problems, settings_from_mapping
+from bot.settings.load import load_settings, settings_from_mapping
+from bot.settings.run_problems import run_problems
 from bot.storage import DatabaseFileLost, StorageError, open_database
 from tests.dialogue_support import START
 

@@ -19,7 +19,7 @@ import pytest
 import sqlite_utils
 
 from bot.dialogue.engine import Engine
-from bot.settings import SettingsError
+from bot.settings.load import SettingsError
 from tests.dialogue_support import (
     Chat,
     Clock,

@@ -198,7 +198,7 @@ def test_a_killed_process_mid_submit_leaves_nothing_partial(tmp_path: Path) -> N
         import os
         import bot.mail.compose
         from bot import enquiries
-        from bot.settings import settings_from_mapping
+        from bot.settings.load import settings_from_mapping
         from bot.storage import open_database
         from tests.dialogue_support import START
         from tests.test_enquiries import DRAFT

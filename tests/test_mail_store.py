@@ -12,7 +12,7 @@ import aiosmtplib
 from bot.app import App
 from bot.mail.compose import enquiry_mail, sample_enquiry
 from bot.mail.store import MailStore
-from bot.settings import settings_from_mapping
+from bot.settings.load import settings_from_mapping
 from bot.storage import open_database
 from tests.smtp_support import T0, insert_enquiry, queue_enquiry_mail
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from telegram_standin import BotApiStandIn
 
-from bot.settings import load_settings
+from bot.settings.load import load_settings
 from bot.storage import open_database
 from tests.test_deploy import submit
 from tests.test_telegram_crash import ROOT, polling, stop, wait, write_config

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import (
-    Settings,
-    SettingsError,
-    format_duration,
-    load_settings,
-    parse_duration,
-)
+from bot.settings import Settings
+from bot.settings.durations import format_duration, parse_duration
+from bot.settings.load import SettingsError, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -29,7 +29,8 @@ from bot.channels.web.render import (
     valid_token,
 )
 from bot.dialogue.engine import Button, Reply
-from bot.settings import SettingsError, WebSettings, settings_from_mapping
+from bot.settings.load import SettingsError, settings_from_mapping
+from bot.settings.web import WebSettings
 from tests.web_support import WebRun, running_web, web_settings
 
 OTHER_SITE = "https://call.example.org"

@@ -17,7 +17,8 @@ import pytest
 from bot.app import App
 from bot.channels.web.serve import serve_web
 from bot.channels.web.server import WebChannel
-from bot.settings import Settings, settings_from_mapping
+from bot.settings import Settings
+from bot.settings.load import settings_from_mapping
 
 CHROMIUM = os.environ.get("CLUSTERBOT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -27,7 +27,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from bot.logs import network_cause
-from bot.settings import TelegramSettings
+from bot.settings.telegram import TelegramSettings
 
 log = logging.getLogger(__name__)
 

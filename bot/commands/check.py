@@ -12,7 +12,9 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bot.commands.common import add_config_option
-from bot.settings import Settings, SettingsError, load_settings_with_problems, run_problems
+from bot.settings import Settings
+from bot.settings.load import SettingsError, load_settings_with_problems
+from bot.settings.run_problems import run_problems
 
 # (module, function) pairs returning a list of problems; each module is optional so that
 # `check` keeps working while a part of the product is absent from an installation.

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings
+from bot.settings.load import SettingsError, load_settings
 
 if TYPE_CHECKING:
     import sqlite_utils

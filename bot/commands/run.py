@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the bot; exit 1 with one line for a setting or token problem."""
     from bot.knowledge.errors import KnowledgeError
     from bot.logs import setup_logging
-    from bot.settings import run_problems
+    from bot.settings.run_problems import run_problems
     from bot.storage import StorageError
 
     setup_logging(getattr(args, "log_level", "INFO"), LOG_FORMAT)

@@ -36,7 +36,8 @@ from bot.mail.compose import (  # noqa: E402
     message_bytes,
 )
 from bot.resources import config_dir  # noqa: E402
-from bot.settings import Settings, settings_from_mapping  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.settings.load import settings_from_mapping  # noqa: E402
 from bot.storage import open_database, to_iso  # noqa: E402
 
 # The moment the pictures show: a Thursday morning, Rome time.

@@ -25,7 +25,7 @@ from bot.channels.web.render import new_token, valid_token
 
 if TYPE_CHECKING:
     from bot.channels.web.conversation import Conversation
-    from bot.settings import WebSettings
+    from bot.settings.web import WebSettings
 
 # The limits' window: [web] posts_per_session and the others count requests per minute.
 LIMIT_WINDOW = 60.0

@@ -29,7 +29,7 @@ from bot.channels.web.render import session_id, valid_token
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from bot.settings import WebSettings
+    from bot.settings.web import WebSettings
 
 # A comment line this often keeps proxies from closing an idle event stream.
 HEARTBEAT_SECONDS = 15.0

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 if TYPE_CHECKING:
-    from bot.settings import WebSettings
+    from bot.settings.web import WebSettings
 
 SESSION_HEADER = "X-Chat-Session"
 # A post is one short JSON object; 64 KiB holds a 10 000-character message in any script.

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bot.channels.web.guards import error, read_body
-from bot.settings import WEB_PATHS
+from bot.settings.web import WEB_PATHS
 
 if TYPE_CHECKING:
     from bot.settings import Settings
