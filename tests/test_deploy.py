@@ -245,7 +245,7 @@ def test_forget_and_retention_erase_the_stored_mail(tmp_path: Path) -> None:
             for path in mail.glob("*.eml"):
                 old = time.time() - settings.privacy.retention.total_seconds() - 60
                 os.utime(path, (old, old))
-            await app.run_retention()
+            await app.jobs.run_retention()
             assert list(mail.glob("*.eml")) == []
 
     asyncio.run(scenario())
