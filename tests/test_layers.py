@@ -36,14 +36,6 @@ RULES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("bot.channels",), ("bot.commands", "bot.cli")),
 )
 
-# Known climbs in modules another change owns; each names why it is still here.
-KNOWN: dict[tuple[str, str], str] = {
-    ("bot.enquiries.answer", "bot.dialogue.texts"): (
-        "the relay notice's texts come from the dialogue's texts; being moved below the "
-        "dialogue in a parallel change (issue 10 point 4)"
-    ),
-}
-
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
@@ -85,20 +77,7 @@ def climbs(source: str, module: str, *, is_package: bool = False) -> list[str]:
     return sorted(name for name in found if not any(o.startswith(name + ".") for o in found))
 
 
-def _cases() -> list[object]:
-    cases: list[object] = []
-    for path in sorted(BOT.rglob("*.py")):
-        module = _module_name(path)
-        marks = [
-            pytest.mark.xfail(reason=f"{module} imports {upper}: {why}", strict=False)
-            for (lower, upper), why in KNOWN.items()
-            if lower == module
-        ]
-        cases.append(pytest.param(path, id=module, marks=marks))
-    return cases
-
-
-@pytest.mark.parametrize("path", _cases())
+@pytest.mark.parametrize("path", sorted(BOT.rglob("*.py")), ids=lambda path: _module_name(path))
 def test_imports_run_one_way_down(path: Path) -> None:
     module = _module_name(path)
     source = path.read_text(encoding="utf-8")
@@ -123,10 +102,3 @@ def test_the_check_sees_a_climb() -> None:
     assert climbs("from . import engine\n", "bot.dialogue", is_package=True) == []
     assert climbs("from .. import app\n", "bot.dialogue", is_package=True) == ["bot.app"]
     assert climbs("from .. import app\n", "bot.dialogue.engine") == ["bot.app"]
-
-
-def test_known_climbs_are_real_modules() -> None:
-    # A stale entry (its module renamed or gone) would hide nothing and mislead.
-    modules = {_module_name(path) for path in BOT.rglob("*.py")}
-    for lower, _ in KNOWN:
-        assert lower in modules, f"KNOWN names {lower}, which no longer exists"
