@@ -296,6 +296,7 @@ SEARCH: dict[str, tuple[float, ...]] = {
     "blend": (0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0),
     "unknown_weight": (0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0),
     "stopword_weight": (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0),
+    "name_weight": (0.0, 0.15, 0.3, 0.5, 0.75, 1.0),
 }
 QUICK = ("threshold", "margin", "answer_margin")
 
@@ -368,6 +369,7 @@ def write_tuning(tuning: Tuning) -> None:
         f"  unknown_weight: {tuning.unknown_weight}\n"
         f"  stopword_weight: {tuning.stopword_weight}\n"
         f"  answer_margin: {tuning.answer_margin}\n"
+        f"  name_weight: {tuning.name_weight}\n"
     )
     text = re.sub(r"matching:\n(?:  .*\n)+", block, text, count=1)
     path.write_text(text, encoding="utf-8")
@@ -525,7 +527,8 @@ def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
 def print_cold_ask(runs: int = 3) -> None:
     """Wall time of a fresh `clusterbot ask` process (best of `runs`), and the baseline's."""
     clusterbot = Path(sys.executable).parent / "clusterbot"
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    # This tree's code, even where the virtualenv's editable install points at another one.
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0", PYTHONPATH=str(ROOT))
     question = "qual è il budget del bando?"
     # Today's `ask` before issue 9: load the call and the old FAQ, build the old matcher,
     # answer once (bench.faq.baseline does exactly that).

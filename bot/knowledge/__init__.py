@@ -117,7 +117,14 @@ class KnowledgeBase:
             for entry in self.entries
         ]
         return Matcher(
-            documents, self.lexicon, tuning, self.cues.all_informal(), self.cues.all_filler()
+            documents,
+            self.lexicon,
+            tuning,
+            self.cues.informal,
+            self.cues.all_filler(),
+            self.cues.all_words(),
+            {lang: self.cues.words_of(lang) for lang in LANGUAGES},
+            (self.call.id,),
         )
 
     @cached_property
@@ -152,7 +159,10 @@ class KnowledgeBase:
         default."""
         if lang in LANGUAGES:
             return str(lang)
-        detected = self.detect(text)
+        return self._language(self.detect(text), previous_lang)
+
+    def _language(self, detected: str | None, previous_lang: str | None) -> str:
+        """The message's language if it says, else the previous one, else the default."""
         if detected is not None:
             return detected
         if previous_lang in LANGUAGES:
@@ -170,8 +180,9 @@ class KnowledgeBase:
     ) -> Understanding:
         """Read a whole message: its language, up to 3 answers, unconfirmed points and the
         question(s) left for the secretariat. `lang` is an explicit choice (/language)."""
-        reply_lang = self.choose_language(text, lang, previous_lang)
-        match_lang = self.detect(text) or reply_lang
+        detected = self.detect(text)
+        reply_lang = str(lang) if lang in LANGUAGES else self._language(detected, previous_lang)
+        match_lang = detected or reply_lang
         answers: list[Found] = []
         unconfirmed: list[Found] = []
         unanswered: list[str] = []

@@ -27,6 +27,8 @@ class Tuning:
     # Margin needed over another topic's answer (ambiguity); `margin` is the one needed over
     # an unconfirmed point (safety).
     answer_margin: float = 0.04
+    # Weight of the call's own name in a question that also names something else.
+    name_weight: float = 0.3
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Tuning:
@@ -41,6 +43,7 @@ class Tuning:
                     "unknown_weight",
                     "stopword_weight",
                     "answer_margin",
+                    "name_weight",
                 )
             }
         )
@@ -89,14 +92,19 @@ def stemmers() -> dict[str, Any]:
     return {lang: Stemmer.Stemmer(name) for lang, name in STEMMER_NAMES.items()}
 
 
-def stopwords() -> frozenset[str]:
+def stopwords_of(lang: str) -> frozenset[str]:
+    """The folded function words of one language (stop-words lists)."""
     from stop_words import get_stop_words
 
     words: set[str] = set()
-    for lang in LANGUAGES:
-        for word in get_stop_words(lang):
-            words.update(tokens(word))
+    for word in get_stop_words(lang):
+        words.update(tokens(word))
     return frozenset(words)
+
+
+def stopwords() -> frozenset[str]:
+    """The function words of both languages."""
+    return frozenset().union(*(stopwords_of(lang) for lang in LANGUAGES))
 
 
 class Analyzer:

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 # one or two words, for longer messages, and for messages with no knowledge-base word at all;
 # one knowledge-base word is worth this much probability.
 SHORT_WORDS = 2
+FEW_WORDS = 4
 SHORT_CONFIDENCE = 0.4
 LONG_CONFIDENCE = 0.1
 ALONE_CONFIDENCE = 0.4
-ALONE_WORDS = 4
+ALONE_WORDS = 3
 WORD_VOTE = 0.3
 MAX_CHARS = 600
 
@@ -68,8 +69,9 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
         # Nothing the knowledge base knows, and too few words for the library alone (a name,
         # "broken bytes", markup): it does not say which language the conversation is in.
         return None
-    if len(words) <= SHORT_WORDS and min(votes.values(), default=0) == 0 and balance:
-        # On one or two words the knowledge base's own words are the better judge.
+    if len(words) <= FEW_WORDS and min(votes.values(), default=0) == 0 and balance:
+        # On a few words the knowledge base's own words and the function words of one
+        # language are the better judge ("Che cos'è questo?").
         return "it" if balance > 0 else "en"
     probability = italian_probability(text)
     # Both values read toward Italian when positive.
@@ -98,7 +100,9 @@ def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
     expanded: list[str] = []
     for word in words:
         for lang, table in cues.informal.items():
-            if word in table:
+            if word in table and not any(
+                word in matcher.function_words[other] for other in LANGUAGES if other != lang
+            ):
                 votes[lang] = votes.get(lang, 0) + 1
                 expanded.extend(table[word])
                 found = True

@@ -20,6 +20,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,33 @@ _THOUSANDS_RE = re.compile(r"(?<=\d)[.,\u00a0\u202f ](?=\d{3}\b)")
 
 def fold(text: str) -> str:
     """Lower case, no accents, apostrophes as spaces, digit groups joined."""
-    text = _THOUSANDS_RE.sub("", text.translate(_APOSTROPHES))
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    text = _THOUSANDS_RE.sub("", text.translate(_APOSTROPHES)).casefold()
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@lru_cache(maxsize=4096)
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(_TOKEN_RE.findall(fold(text)))
+
+
+def surface_words(text: str) -> list[str]:
+    """The words of `text` as `tokens` cuts them, lower case but with their accents ("è" is a
+    verb, "e" a conjunction); `tokens` where the two do not line up."""
+    cleaned = unicodedata.normalize(
+        "NFC", _THOUSANDS_RE.sub("", text.translate(_APOSTROPHES)).casefold()
+    )
+    words = _TOKEN_RE.findall(cleaned)
+    folded = tokens(text)
+    return words if len(words) == len(folded) else folded
 
 
 def tokens(text: str) -> list[str]:
     """The folded words of `text` (letters and digits)."""
-    return _TOKEN_RE.findall(fold(text))
+    # A message's sentences are tokenised several times while it is read: cached.
+    return list(_tokens(text))
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,25 @@ class LanguageCues:
     informal: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     # Per language: words of asking and politeness that say nothing of what is asked.
     filler: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def all_words(self) -> frozenset[str]:
+        """Every word of the cues, fillers and informal readings: real words of a language."""
+        words: set[str] = set(self.all_filler()) | set(self.all_conjunctions())
+        for phrases in (self.all_question(), self.all_focus(), self.all_open()):
+            for phrase in phrases:
+                words.update(phrase)
+        for full in self.all_informal().values():
+            words.update(full)
+        return frozenset(words)
+
+    def words_of(self, lang: str) -> frozenset[str]:
+        """The words of one language's cues, fillers and informal spellings."""
+        words: set[str] = set(self.filler.get(lang, ())) | set(self.conjunctions.get(lang, ()))
+        for table in (self.question, self.focus, self.open):
+            for phrase in table.get(lang, ()):
+                words.update(phrase)
+        words.update(self.informal.get(lang, {}))
+        return frozenset(words)
 
     def all_filler(self) -> frozenset[str]:
         return frozenset().union(*self.filler.values())

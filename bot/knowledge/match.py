@@ -37,17 +37,20 @@ from bot.knowledge.analysis import (
     Tuning,
     meaningful,
     stopwords,
+    stopwords_of,
 )
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, expand_informal, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
+from bot.knowledge.spelling import Speller
+
+# The group of entries on points the facts leave open starts with this mark.
+OPEN_GROUP = "?"
+# Shortest stem by which another form of a lexicon term is read as its concept.
+MIN_CONCEPT_STEM = 4
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-# Shortest unknown word worth correcting; shorter ones are too ambiguous.
-MIN_CORRECTED = 5
-MAX_CORRECTIONS_CACHED = 4096
 
 
 class Matcher:
@@ -58,8 +61,11 @@ class Matcher:
         documents: Sequence[Document],
         lexicon: Lexicon,
         tuning: Tuning | None = None,
-        informal: Mapping[str, tuple[str, ...]] | None = None,
+        informal: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
         filler: frozenset[str] = frozenset(),
+        known: frozenset[str] = frozenset(),
+        cue_words: Mapping[str, frozenset[str]] | None = None,
+        names: Sequence[str] = (),
     ) -> None:
         import numpy as np
 
@@ -72,7 +78,6 @@ class Matcher:
         self.tuning = tuning or Tuning()
         self.analyzer = Analyzer(lexicon)
         self.stopwords = stopwords()
-        self._corrections: dict[str, str] = {}
         surface: set[str] = set()
         for group in lexicon.groups:
             for phrase in group.terms:
@@ -112,6 +117,12 @@ class Matcher:
                 if lang in self.language_words:
                     self.language_words[lang].update(tokens(text))
         self.profiles = profiles
+        # Function words and the generic cues of each language say the language too ("che",
+        # "the", "vorrei"); they are evidence of the language only, never matched.
+        self.function_words = {
+            lang: stopwords_of(lang) | (cue_words or {}).get(lang, frozenset())
+            for lang in LANGUAGES
+        }
         self.surface = frozenset(word for word in surface if not word.isdigit())
         count = len(self.documents)
         frequency: dict[str, int] = {}
@@ -159,55 +170,87 @@ class Matcher:
             for term, (rows, values) in entry_postings.items()
         }
         self._variant_count = len(variants)
-        self._by_length: dict[int, list[str]] = {}
-        for word in self.surface:
-            self._by_length.setdefault(len(word), []).append(word)
+        # Lexicon concepts only entries on open points hold (their group starts with "?"):
+        # concept -> those entries.
+        answer_terms = {
+            term
+            for document, profile in zip(self.documents, profiles, strict=True)
+            if not document.group.startswith(OPEN_GROUP)
+            for term in profile
+        }
+        open_terms: dict[str, set[int]] = {}
+        for index, (document, profile) in enumerate(zip(self.documents, profiles, strict=True)):
+            if document.group.startswith(OPEN_GROUP):
+                for term in profile:
+                    # Lexicon concepts only: the call's own vocabulary, not a word that a
+                    # variant or keyword happens to hold.
+                    if term.startswith(CONCEPT_MARK) and term not in answer_terms:
+                        open_terms.setdefault(term, set()).add(index)
+        self.open_terms = {term: frozenset(owners) for term, owners in open_terms.items()}
+        # Per language, the stem of each one-word lexicon term -> its concept (None where two
+        # concepts share a stem), so that other forms of the word read as the concept too.
+        self.concept_stems: dict[str, dict[str, str | None]] = {lang: {} for lang in LANGUAGES}
+        for group in lexicon.groups:
+            concept = CONCEPT_MARK + "_".join(tokens(group.name))
+            if concept not in self.idf:
+                continue
+            for phrase in group.terms:
+                if len(phrase) != 1 or phrase[0].isdigit():
+                    continue
+                for lang in LANGUAGES:
+                    stem = self.analyzer.term(phrase[0], lang)
+                    if len(stem) < MIN_CONCEPT_STEM:
+                        continue
+                    table = self.concept_stems[lang]
+                    table[stem] = concept if table.get(stem, concept) == concept else None
+        # The terms that name the call itself (its identifier).
+        self.name_terms = frozenset(
+            term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
+        )
+        self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
 
     def correct(self, word: str) -> str:
-        """A known word for an unknown one within a small edit distance, else the word."""
-        if (
-            word in self.surface
-            or word in self.stopwords
-            or len(word) < MIN_CORRECTED
-            or not word.isalpha()
-        ):
-            return word
-        cached = self._corrections.get(word)
-        if cached is not None:
-            return cached
-        from rapidfuzz import process
-        from rapidfuzz.distance import OSA
+        """A known word for an unknown one within a small edit distance (see spelling.py)."""
+        return self.speller.correct(word)
 
-        limit = 1 if len(word) < 8 else 2
-        best = word
-        best_distance = limit + 1
-        for size in range(len(word) - limit, len(word) + limit + 1):
-            candidates = self._by_length.get(size)
-            if not candidates:
-                continue
-            found = process.extractOne(
-                word, candidates, scorer=OSA.distance, score_cutoff=best_distance - 1
-            )
-            if found is not None and found[1] < best_distance:
-                best, best_distance = found[0], int(found[1])
-        if len(self._corrections) >= MAX_CORRECTIONS_CACHED:
-            self._corrections.clear()
-        self._corrections[word] = best
-        return best
+    def expand(self, words: list[str], lang: str) -> list[str]:
+        """`words` with the informal spellings of `lang` read as the words they stand for
+        (another language's could be real words here: "far", "par")."""
+        own = self.informal.get(lang, {})
+        out: list[str] = []
+        for word in words:
+            out.extend(own.get(word, (word,)))
+        return out
+
+    def _concept_by_stem(self, word: str, order: Sequence[str]) -> str | None:
+        """The lexicon concept one of whose one-word terms shares `word`'s stem ("durare"
+        for a group holding "durata"), if exactly one does."""
+        for lang in order:
+            concept = self.concept_stems[lang].get(self.analyzer.term(word, lang))
+            if concept:
+                return concept
+        return None
+
+    def indexed(self, word: str) -> bool:
+        """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
+        return any(
+            self.analyzer.term(word, lang) in self.idf
+            or self.concept_stems[lang].get(self.analyzer.term(word, lang))
+            for lang in LANGUAGES
+        )
 
     def query(self, text: str, lang: str) -> QueryTerms:
         """The weighted terms of a question written (mostly) in `lang`."""
         order = [lang, *(other for other in LANGUAGES if other != lang)]
+        # Fillers go before correction, which would read them as the knowledge base's words.
+        expanded = [
+            word for word in self.expand(tokens(text)[:MAX_WORDS], lang) if word not in self.filler
+        ]
         words = [
             word
-            for word in self.analyzer.lexicon.concepts(
-                [
-                    self.correct(word)
-                    for word in expand_informal(tokens(text)[:MAX_WORDS], self.informal)
-                ]
-            )
+            for word in self.analyzer.lexicon.concepts([self.correct(word) for word in expanded])
             if meaningful(word) and word not in self.filler
         ]
         weights: dict[str, float] = {}
@@ -222,10 +265,18 @@ class Matcher:
                     if stem in self.idf:
                         term = stem
                         break
+                else:
+                    term = self._concept_by_stem(word, order)
             if term is not None:
                 weights[term] = self.idf[term]
-            elif word not in self.stopwords and len(word) > 1:
+            elif word not in self.stopwords and len(word) > 1 and not word.isdigit():
+                # A number the entries do not hold is the asker's guess of a value ("more
+                # than 20 projects?"), not a subject: neither known nor unknown.
                 unknown.add(word)
+        if any(term not in self.name_terms and term not in self.stop_terms for term in weights):
+            # The call's own name says which call, not what about it ("deadline <call id>").
+            for term in self.name_terms & weights.keys():
+                weights[term] *= self.tuning.name_weight
         concepts = frozenset(word for word in words if word.startswith(CONCEPT_MARK))
         return QueryTerms(
             weights, self.tuning.unknown_weight**2 * len(unknown), len(words), concepts
@@ -304,6 +355,16 @@ class Matcher:
         """Whether `query` names anything beyond function words ("could you kindly")."""
         return query.unknown > 0 or any(term not in self.stop_terms for term in query.weights)
 
+    def open_points(self, query: QueryTerms, index: int) -> frozenset[int]:
+        """The entries on points the facts leave open that hold a term of `query` which no
+        answer entry holds and entry `index` does not either ("coordinator")."""
+        found: set[int] = set()
+        for term in query.weights:
+            owners = self.open_terms.get(term)
+            if owners and term not in self.profiles[index]:
+                found.update(owners)
+        return frozenset(found)
+
     def holds(self, index: int, term: str) -> bool:
         """Whether entry `index` knows `term` (in a variant or a keyword)."""
         return term in self.profiles[index]
@@ -318,16 +379,19 @@ class Matcher:
 
     @cached_property
     def exclusive_words(self) -> Mapping[str, frozenset[str]]:
-        """Per language, the words only that language's variants and keywords use."""
-        return {
-            lang: frozenset(
-                words - set().union(*(self.language_words[o] for o in LANGUAGES if o != lang))
+        """Per language, the words only that language's entries, function words and cues use."""
+        exclusive: dict[str, frozenset[str]] = {}
+        for lang, words in self.language_words.items():
+            others = [o for o in LANGUAGES if o != lang]
+            other_words = set().union(*(self.language_words[o] for o in others))
+            other_function = set().union(*(self.function_words[o] for o in others))
+            exclusive[lang] = frozenset(words - other_words) | frozenset(
+                self.function_words[lang] - other_function - other_words
             )
-            for lang, words in self.language_words.items()
-        }
+        return exclusive
 
     def language_votes(self, words: Iterable[str]) -> dict[str, int]:
-        """How many of `words` only one language of the knowledge base uses, per language."""
+        """How many of `words` only one language uses, per language."""
         exclusive = self.exclusive_words
         votes = dict.fromkeys(LANGUAGES, 0)
         for word in words:

@@ -1,12 +1,8 @@
 """Read a whole message: split it into its questions, match each, decide what to answer.
 
-A message is cut into sentences; a sentence asks when it has a question mark or starts with
-(or contains) a question cue of language.yaml. Greetings, context ("we are a cluster of 40
-SMEs…"), thanks and signatures ask nothing and are left out, so they cannot dilute the
-match. In a chatty sentence the part after a focus cue ("I would like to know…") is the
-question; a sentence joining two questions with a conjunction ("… and when is the
-deadline?") is cut there. A question that names nothing the knowledge base knows is read
-again with the sentence before it, where its subject usually is.
+split.py finds the questions (greetings, context, thanks and signatures ask nothing and are
+left out, so they cannot dilute the match). A question that names nothing the knowledge base
+knows is read again with the sentence before it, where its subject usually is.
 
 Each question is matched on its own. It is answered when its best entry clears the fitted
 threshold by the fitted margin over the best entry of another topic; an entry on a point the
@@ -16,17 +12,13 @@ goes, alone, to the form.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
-from bot.knowledge.lexicon import CONCEPT_MARK, LanguageCues, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, LanguageCues, surface_words, tokens
 from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
+from bot.knowledge.split import Splitter
 
-MAX_QUESTIONS = 3
-MAX_PIECES = 8
-UNCONFIRMED = "?"
-OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 # Share of a question's known weight an answer must leave out before the rest is read as a
 # second question.
 RESIDUAL_SHARE = 0.35
@@ -34,10 +26,10 @@ RESIDUAL_SHARE = 0.35
 # to it on a yes/no question.
 CLAIM_PREFERENCE = 0.15
 CLOSED_MIN_WORDS = 4
-# A conjunction starts a new question when a question cue follows within this many words
-# ("and with which criteria").
-CUE_WINDOW = 2
-_SENTENCE_RE = re.compile(r"[^.!?;:\n]*[.!?;:\n]+|[^.!?;:\n]+$")
+# Conjunctions of one question tried as the join of two subjects.
+MAX_CONJUNCTIONS_TRIED = 1
+UNCONFIRMED = "?"
+OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 
 
 @dataclass(frozen=True)
@@ -52,111 +44,20 @@ class Piece:
     unconfirmed: bool
 
 
-def _starts_with(words: list[str], phrases: frozenset[tuple[str, ...]], at: int = 0) -> bool:
-    return any(tuple(words[at : at + len(phrase)]) == phrase for phrase in phrases)
-
-
-def _find(words: list[str], phrases: frozenset[tuple[str, ...]]) -> int:
-    """End position of the last occurrence of any phrase in `words`, or -1."""
-    found = -1
-    for at in range(len(words)):
-        for phrase in phrases:
-            if tuple(words[at : at + len(phrase)]) == phrase:
-                found = max(found, at + len(phrase))
-    return found
-
-
-def _comma_positions(text: str) -> set[int]:
-    """Word positions that follow a comma in `text`."""
-    positions: set[int] = set()
-    count = 0
-    for part in text.split(","):
-        count += len(tokens(part))
-        positions.add(count)
-    return positions
-
-
-def sentences(text: str) -> list[str]:
-    """The sentences of `text`, with their closing punctuation."""
-    return [part.strip() for part in _SENTENCE_RE.findall(text) if tokens(part)]
-
-
 class Reader:
     """Splits messages into questions and matches each against the knowledge base."""
 
     def __init__(self, matcher: Matcher, cues: LanguageCues) -> None:
         self.matcher = matcher
-        self.question_cues = cues.all_question()
-        self.focus_cues = cues.all_focus()
-        self.conjunctions = cues.all_conjunctions()
-        self.open_cues = cues.all_open()
-
-    def is_question(self, sentence: str) -> bool:
-        words = tokens(sentence)
-        return (
-            "?" in sentence
-            or _starts_with(words, self.question_cues)
-            or _find(words, self.focus_cues) >= 0
-        )
-
-    def _focus(self, sentence: str) -> str:
-        """The part of a chatty sentence after its last focus cue ("vorrei sapere …")."""
-        words = tokens(sentence)
-        end = _find(words, self.focus_cues)
-        if 0 < end < len(words):
-            return " ".join(words[end:])
-        return sentence
-
-    def _halves(self, question: str) -> list[str]:
-        """`question` cut where a conjunction or a comma starts a new question ("… and when
-        …", "… and with which criteria …", "…, is there …")."""
-        words = tokens(question)
-        commas = _comma_positions(question)
-        # (end of one part, start of the next): a conjunction is dropped, a comma is not a word.
-        cuts: list[tuple[int, int]] = []
-        for at in range(1, len(words) - 1):
-            if words[at] in self.conjunctions and any(
-                words[at + skip] not in self.conjunctions
-                and _starts_with(words, self.question_cues, at + skip)
-                for skip in range(1, min(CUE_WINDOW, len(words) - at - 1) + 1)
-            ):
-                cuts.append((at, at + 1))
-            elif at in commas and _starts_with(words, self.question_cues, at):
-                cuts.append((at, at))
-        if not cuts:
-            return [question]
-        parts, start = [], 0
-        for end, next_start in cuts:
-            if end <= start:
-                start = max(start, next_start)
-                continue
-            parts.append(" ".join(words[start:end]))
-            start = next_start
-        parts.append(" ".join(words[start:]))
-        return [part for part in parts if part]
+        self.splitter = Splitter(cues)
 
     def questions(self, text: str) -> list[tuple[str, str, str]]:
-        """(question, the sentence before it, its whole sentence) triples; the whole text
-        when nothing asks."""
-        found = sentences(text)
-        asked: list[tuple[str, str, str]] = []
-        previous = ""
-        for sentence in found:
-            if self.is_question(sentence):
-                for half in self._halves(self._focus(sentence)):
-                    asked.append((half, previous, sentence))
-            previous = sentence
-        if not asked:
-            return [(text, "", text.strip())]
-        return asked[:MAX_PIECES]
+        """(question, the sentence before it, its whole sentence) triples (see split.py)."""
+        return self.splitter.questions(text)
 
     def is_closed(self, question: str) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
-        words = tokens(question)
-        # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
-        return len(words) >= CLOSED_MIN_WORDS and not any(
-            _starts_with(words, self.open_cues, at) for at in range(len(words))
-        )
+        return self.splitter.is_closed(question, CLOSED_MIN_WORDS)
 
     def decide(
         self, query: QueryTerms, closed: bool = False
@@ -187,6 +88,15 @@ class Reader:
             return best, margin, False, False
         if best.group.startswith(UNCONFIRMED):
             return best, margin, False, True
+        left_open = self.matcher.open_points(query, best.index)
+        if left_open:
+            # The question names something only points the facts leave open know ("the
+            # coordinator", "duration"), and the answer would ignore it: the open point it
+            # names, if it ranks, else nothing is answered.
+            point = next((r for r in ranked if r.index in left_open), None)
+            if point is not None:
+                return point, margin, False, True
+            return best, margin, False, False
         if margin < tuning.margin:
             # Too close to call: an unconfirmed point close behind wins (never a wrong
             # figure); otherwise nothing is answered.
@@ -201,6 +111,34 @@ class Reader:
                 return best, margin, False, False
         return best, margin, True, False
 
+    def coordinated(self, question: str, lang: str) -> list[str]:
+        """`question` cut at a conjunction joining two subjects that are answered by
+        different topics, each closer than the whole ("budget and deadline?", "the general
+        and the specific objective"), else the question whole."""
+        whole = self.matcher.best(self.matcher.query(question, lang))[0]
+        floor = whole.score if whole is not None else 0.0
+        words = tokens(question)
+        surface = surface_words(question)
+        positions = [
+            at
+            for at in range(1, len(words) - 1)
+            if self.splitter.conjunction_at(words, surface, at)
+        ]
+        for at in positions[:MAX_CONJUNCTIONS_TRIED]:
+            left, right = " ".join(surface[:at]), " ".join(surface[at + 1 :])
+            first = self.decide(self.matcher.query(left, lang), self.is_closed(left))
+            if not first[2] or first[0] is None or first[0].score <= floor:
+                continue
+            second = self.decide(self.matcher.query(right, lang), self.is_closed(right))
+            if (
+                second[2]
+                and second[0] is not None
+                and second[0].score > floor
+                and second[0].group != first[0].group
+            ):
+                return [left, right]
+        return [question]
+
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
         ranked = self.matcher.rank_query(query)
         return any(
@@ -211,8 +149,9 @@ class Reader:
         """Every question of `text` with its decision, in message order."""
         pieces: list[Piece] = []
         asked = [
-            (question, before, sentence, self.matcher.query(question, lang))
+            (part, before, sentence, self.matcher.query(part, lang))
             for question, before, sentence in self.questions(text)
+            for part in self.coordinated(question, lang)
         ]
         if any(self.matcher.asks_anything(query) for *_, query in asked):
             # "Could you kindly and briefly tell me the budget?": a part made of function

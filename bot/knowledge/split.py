@@ -1,0 +1,186 @@
+"""Find the questions of a message: sentences, the ones that ask, and the questions in each.
+
+A message is cut into sentences. A period, colon or semicolon ends one only when a space or
+the end follows ("500.000", "17:00", "e.g." and "example.org" stay whole); a question or
+exclamation mark and a line break always do. A sentence asks when it has a question mark,
+starts with a question cue of language.yaml, or holds a focus cue ("I would like to know");
+in a message that uses question marks, a sentence without one asks only through a focus cue or
+an open question word ("what", "quando"), so "Devo andarci per lavoro." beside a real
+question is context. Greetings, thanks and signatures ask nothing and are left out. In a
+chatty sentence the part after a focus cue is the question; a sentence joining two questions
+with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …") is cut
+there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from bot.knowledge.lexicon import LanguageCues, surface_words, tokens
+
+MAX_PIECES = 8
+# A conjunction or a comma starts a new question when a question cue follows within this
+# many words ("and with which criteria", ", a quanto arriva").
+CUE_WINDOW = 2
+# Always the end of a sentence; these only before a space or the end of the text.
+_HARD_ENDS = frozenset("?!\n")
+_SOFT_ENDS = frozenset(".;:")
+
+
+Phrases = frozenset[tuple[str, ...]]
+
+
+@lru_cache(maxsize=64)
+def _by_first_word(phrases: Phrases) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """`phrases` grouped by their first word, so a look-up tries only the ones that can match."""
+    table: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in phrases:
+        table.setdefault(phrase[0], []).append(phrase)
+    return {first: tuple(group) for first, group in table.items()}
+
+
+def starts_with(words: list[str], phrases: Phrases, at: int = 0) -> bool:
+    """Whether one of `phrases` starts at position `at` of `words`."""
+    if at >= len(words):
+        return False
+    candidates = _by_first_word(phrases).get(words[at], ())
+    return any(tuple(words[at : at + len(phrase)]) == phrase for phrase in candidates)
+
+
+def find(words: list[str], phrases: Phrases) -> int:
+    """End position of the last occurrence of any phrase in `words`, or -1."""
+    table = _by_first_word(phrases)
+    found = -1
+    for at, word in enumerate(words):
+        for phrase in table.get(word, ()):
+            if tuple(words[at : at + len(phrase)]) == phrase:
+                found = max(found, at + len(phrase))
+    return found
+
+
+def _comma_positions(text: str) -> set[int]:
+    """Word positions that follow a comma in `text`."""
+    positions: set[int] = set()
+    count = 0
+    for part in text.split(","):
+        count += len(tokens(part))
+        positions.add(count)
+    return positions
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text`, with their closing punctuation."""
+    found: list[str] = []
+    start = 0
+    size = len(text)
+    for at, char in enumerate(text):
+        end = char in _HARD_ENDS or (
+            char in _SOFT_ENDS and (at + 1 == size or text[at + 1].isspace())
+        )
+        if end:
+            # Closing marks run on ("?!", "...").
+            if at + 1 < size and text[at + 1] in "?!.;:":
+                continue
+            found.append(text[start : at + 1])
+            start = at + 1
+    found.append(text[start:])
+    return [part.strip() for part in found if tokens(part)]
+
+
+class Splitter:
+    """Cuts messages into their questions with the generic cues of language.yaml."""
+
+    def __init__(self, cues: LanguageCues) -> None:
+        self.question_cues = cues.all_question()
+        self.focus_cues = cues.all_focus()
+        self.conjunctions = cues.all_conjunctions()
+        self.open_cues = cues.all_open()
+
+    def is_question(self, sentence: str, marked: bool = False) -> bool:
+        """Whether `sentence` asks; `marked`: the message uses question marks elsewhere."""
+        words = tokens(sentence)
+        if "?" in sentence or find(words, self.focus_cues) >= 0:
+            return True
+        cues = self.open_cues if marked else self.question_cues
+        return starts_with(words, cues)
+
+    def focus(self, sentence: str) -> str:
+        """The part of a chatty sentence after its last focus cue ("vorrei sapere …")."""
+        words = tokens(sentence)
+        end = find(words, self.focus_cues)
+        if 0 < end < len(words):
+            return " ".join(surface_words(sentence)[end:])
+        return sentence
+
+    def conjunction_at(self, words: list[str], surface: list[str], at: int) -> bool:
+        """Whether word `at` is a conjunction as written ("e", not the verb "è")."""
+        return words[at] in self.conjunctions and surface[at] == words[at]
+
+    def _cue_follows(self, words: list[str], at: int) -> bool:
+        """Whether a question cue starts within CUE_WINDOW words after position `at`."""
+        return any(
+            words[at + skip] not in self.conjunctions
+            and starts_with(words, self.question_cues, at + skip)
+            for skip in range(1, min(CUE_WINDOW, len(words) - at - 1) + 1)
+        )
+
+    def halves(self, question: str, marked: bool = False) -> tuple[str, list[str]]:
+        """`question` cut where a conjunction or a comma starts a new question ("… and when
+        …", "… and with which criteria …", "…, is there …", "…, a quanto …"): the context
+        before the first question, and the questions. `marked`: the sentence ends with a
+        question mark, so a statement before its first comma cut is context ("We are a
+        cluster from Kosovo, can we …")."""
+        words = tokens(question)
+        surface = surface_words(question)
+        commas = _comma_positions(question)
+        # (end of one part, start of the next): a conjunction is dropped, a comma is not a word.
+        cuts: list[tuple[int, int]] = []
+        for at in range(1, len(words) - 1):
+            if self.conjunction_at(words, surface, at) and self._cue_follows(words, at):
+                cuts.append((at, at + 1))
+            elif at in commas and (
+                starts_with(words, self.question_cues, at) or self._cue_follows(words, at - 1)
+            ):
+                if marked and not cuts and not starts_with(words, self.question_cues):
+                    cuts.append((0, at))
+                else:
+                    cuts.append((at, at))
+        if not cuts:
+            return "", [question]
+        context = " ".join(surface[: cuts[0][1]]) if cuts[0][0] == 0 else ""
+        parts, start = [], 0
+        for end, next_start in cuts:
+            if end <= start:
+                start = max(start, next_start)
+                continue
+            parts.append(" ".join(surface[start:end]))
+            start = next_start
+        parts.append(" ".join(surface[start:]))
+        return context, [part for part in parts if part]
+
+    def questions(self, text: str) -> list[tuple[str, str, str]]:
+        """(question, the sentence before it, its whole sentence) triples; the whole text
+        when nothing asks."""
+        found = sentences(text)
+        marked = "?" in text
+        asked: list[tuple[str, str, str]] = []
+        previous = ""
+        for sentence in found:
+            if self.is_question(sentence, marked):
+                context, parts = self.halves(self.focus(sentence), sentence.endswith("?"))
+                for half in parts:
+                    asked.append((half, context or previous, sentence))
+            previous = sentence
+        if not asked:
+            # Nothing marks a question ("budget and deadline"): the whole text asks.
+            halves = self.halves(self.focus(text))[1]
+            return [(half, "", text.strip()) for half in halves][:MAX_PIECES]
+        return asked[:MAX_PIECES]
+
+    def is_closed(self, question: str, min_words: int) -> bool:
+        """A yes/no question: no question word asking for information ("what", "quanto")."""
+        words = tokens(question)
+        # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
+        return len(words) >= min_words and not any(
+            starts_with(words, self.open_cues, at) for at in range(len(words))
+        )

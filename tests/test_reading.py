@@ -1,0 +1,142 @@
+"""How a message is cut into questions and how its words are read before ranking.
+
+Behaviour, not accuracy: accuracy on realistic messages is measured by bench/faq.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.knowledge import KnowledgeBase
+from bot.knowledge.lexicon import load_language
+from bot.knowledge.split import Splitter, sentences
+
+ROOT = Path(__file__).resolve().parent.parent
+SECOND_CALL = Path(__file__).resolve().parent / "data" / "second_call"
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load(ROOT / "config")
+
+
+@pytest.fixture(scope="module")
+def splitter() -> Splitter:
+    return Splitter(load_language())
+
+
+# --- sentences and questions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Un progetto può ricevere più di 500.000 euro?",
+        "Was the deadline at 17:00 Brussels time?",
+        "Is the call page on ec.europa.eu the right one?",
+    ],
+)
+def test_a_period_or_colon_inside_a_word_or_number_does_not_end_a_sentence(text: str) -> None:
+    assert sentences(text) == [text]
+
+
+def test_sentences_end_at_marks_followed_by_a_space_or_a_new_line() -> None:
+    text = "Hi! We are a cluster. What is the budget?? Thanks...\nAnna"
+    assert sentences(text) == [
+        "Hi!",
+        "We are a cluster.",
+        "What is the budget??",
+        "Thanks...",
+        "Anna",
+    ]
+
+
+def test_beside_a_question_mark_a_statement_is_context(splitter: Splitter) -> None:
+    # "Devo ..." starts like a question, but the message marks its questions with '?'.
+    asked = splitter.questions("Che tempo fa domani a Bruxelles? Devo andarci per lavoro.")
+    assert [sentence for _, _, sentence in asked] == ["Che tempo fa domani a Bruxelles?"]
+    # Without any question mark, a sentence that starts like a question still asks.
+    assert splitter.questions("Devo registrarmi prima")[0][0] == "Devo registrarmi prima"
+
+
+def test_a_comma_before_a_question_word_starts_another_question(splitter: Splitter) -> None:
+    asked = splitter.questions(
+        "Qual è il contributo massimo, a quanto arriva la percentuale e quanto dura il progetto?"
+    )
+    assert [question for question, _, _ in asked] == [
+        "qual è il contributo massimo",
+        "a quanto arriva la percentuale",
+        "quanto dura il progetto",
+    ]
+
+
+# --- words ------------------------------------------------------------------------------------
+
+
+def test_real_words_are_not_corrected_into_knowledge_base_words(kb: KnowledgeBase) -> None:
+    matcher = kb.matcher
+    # A filler, a function word and a form of a known word stay as they are.
+    for word in ("comunque", "although", "capito"):
+        assert matcher.correct(word) == word
+    # A typo of a knowledge-base word is still corrected.
+    assert matcher.correct("dedline") == "deadline"
+
+
+def test_a_number_the_entries_do_not_hold_is_not_evidence_against_them(
+    kb: KnowledgeBase,
+) -> None:
+    matcher = kb.matcher
+    plain = matcher.query("how many projects are funded", "en")
+    guessed = matcher.query("are more than 37 projects funded", "en")
+    assert guessed.unknown == plain.unknown == 0
+    assert set(guessed.weights) <= set(plain.weights)
+
+
+def test_informal_spellings_are_read_in_their_own_language_only(kb: KnowledgeBase) -> None:
+    matcher = kb.matcher
+    italian = matcher.expand(["nn", "ce", "sta"], "it")
+    assert italian[:2] == ["non", "ci"]
+    # The same letters in an English message are English words.
+    assert matcher.expand(["nn", "ce"], "en") == ["nn", "ce"]
+
+
+def test_the_calls_own_identifier_does_not_pull_a_question_to_its_topic(
+    kb: KnowledgeBase,
+) -> None:
+    assert kb.understand(f"deadline {kb.call.id}").topic == "deadline"
+    assert kb.understand(f"What is {kb.call.id}?").topic == "programme"
+
+
+def test_short_italian_questions_are_answered_in_italian(kb: KnowledgeBase) -> None:
+    for text in ("Che cos'è ClusterXchange?", "Bastano due partner?"):
+        assert kb.understand(text, previous_lang="en").lang == "it"
+
+
+def test_the_words_of_a_comparison_say_nothing_of_the_subject() -> None:
+    # "more than", "at least", "almeno": a yes/no question on what its other words name.
+    second = KnowledgeBase.load(SECOND_CALL)
+    matcher = second.matcher
+    assert matcher.query("Is the grant more than 900 000?", "en") == matcher.query(
+        "Is the grant 900 000?", "en"
+    )
+    assert matcher.query("contributo di almeno 900 000?", "it") == matcher.query(
+        "contributo di 900 000?", "it"
+    )
+    assert second.understand("Is the grant more than 900 000 per harbour?").topic == "grant"
+
+
+def test_an_accented_verb_is_not_a_conjunction(splitter: Splitter) -> None:
+    # "è" (is) folds to "e" (and); only the conjunction as written joins two questions.
+    assert len(splitter.questions("Il contributo è quanto?")) == 1
+    assert len(splitter.questions("il budget e quando scade?")) == 2
+
+
+def test_two_subjects_of_different_topics_joined_by_and_are_two_questions(
+    kb: KnowledgeBase,
+) -> None:
+    found = kb.understand("scadenza e budget?")
+    assert [a.topic for a in found.answers] == ["deadline", "budget"]
+    # One subject asked about twice stays one question.
+    assert len(kb.understand("Can SMEs and universities apply?").answers) <= 1
