@@ -120,6 +120,36 @@ def post_messages(
     return OutMessage(chat_id, chunks[0], buttons)
 
 
+def follow_up_post_messages(
+    settings: Settings, texts: ChannelTexts, row: Mapping[str, Any], text: str, chat_id: int
+) -> OutMessage:
+    """The admin-chat post of an applicant's follow-up: replying to it answers the enquiry."""
+    lang = settings.secretariat.language
+    ref = str(row["ref"])
+    if row.get("erased_at"):
+        body = texts.get(lang, "post_erased")
+    else:
+        if len(text) > POST_QUESTION_MAX:
+            text = text[:POST_QUESTION_MAX] + " […]"
+        body = lines(
+            [
+                texts.get(
+                    lang,
+                    "follow_up_post_from",
+                    name=row.get("name") or "-",
+                    email=row.get("email") or "-",
+                ),
+                "",
+                text,
+                "",
+                texts.get(lang, "post_hint"),
+            ]
+        )
+    chunks = to_html_chunks(body, texts.get(lang, "follow_up_post_title", ref=ref))
+    # One message: replies to it must find the enquiry; the text was trimmed to fit.
+    return OutMessage(chat_id, chunks[0])
+
+
 def answer_messages(texts: ChannelTexts, row: Mapping[str, Any], chat_id: int) -> list[OutMessage]:
     """The secretariat's answer as the applicant receives it, prefixed with the reference."""
     lang = row.get("lang") or "en"
@@ -244,15 +274,8 @@ class AdminCommands:
         return plain(chat_id, self.t("answered_done", ref=done["ref"]))
 
     def enquiry_for_post(self, message_id: int) -> dict[str, Any] | None:
-        """The enquiry whose admin-chat post has this message id."""
-        cursor = self.db.execute(
-            "SELECT * FROM enquiries WHERE admin_message_id = ? ORDER BY id DESC LIMIT 1",
-            [message_id],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c[0] for c in cursor.description], row, strict=True))
+        """The enquiry whose admin-chat post (its own, or a follow-up's) has this message id."""
+        return enquiries.enquiry_for_admin_post(self.db, message_id)
 
     def open_list(self, now: datetime) -> str:
         """Open enquiries, oldest first."""

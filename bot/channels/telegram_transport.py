@@ -34,6 +34,7 @@ from telegram.error import (
 from bot import enquiries
 from bot.channels.telegram_admin import (
     answer_messages,
+    follow_up_post_messages,
     mail_failed_messages,
     plain,
     post_messages,
@@ -107,6 +108,8 @@ class TelegramTransport:
             post = post_messages(self.settings, self.texts, enquiry, chat_id)
             self.posts[int(enquiry["id"])] = (post.html, post.buttons)
             return [post]
+        if delivery.kind == enquiries.FOLLOW_UP_POSTED and enquiry is not None:
+            return [follow_up_post_messages(self.settings, self.texts, enquiry, text, chat_id)]
         if delivery.kind in ("answer", "answer_notice"):
             data = {"ref": (enquiry or {}).get("ref") or "", "lang": (enquiry or {}).get("lang")}
             data["text"] = text
@@ -180,11 +183,22 @@ class TelegramTransport:
             else None
         )
         admin_chat = self.admin_chat()
-        if enquiry is None or not enquiry.get("admin_message_id") or not admin_chat:
+        # A payload names another post of the enquiry (a follow-up's); else its own post.
+        target = str(
+            delivery.payload.decode()
+            if isinstance(delivery.payload, bytes)
+            else delivery.payload or ""
+        )
+        own = not target.isdigit()
+        message_id = enquiry.get("admin_message_id") if own and enquiry is not None else target
+        if enquiry is None or not message_id or not admin_chat:
             return Dead("no admin-chat post to edit")
-        post = post_messages(self.settings, self.texts, enquiry, admin_chat)
+        if own:
+            post = post_messages(self.settings, self.texts, enquiry, admin_chat)
+        else:
+            post = follow_up_post_messages(self.settings, self.texts, enquiry, "", admin_chat)
         try:
-            await self.edit_post(post, admin_chat, int(enquiry["admin_message_id"]))
+            await self.edit_post(post, admin_chat, int(message_id))
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():
                 # Deleted by staff, or too old to edit: nothing left that shows the data.
@@ -193,8 +207,9 @@ class TelegramTransport:
             return Retry("429 flood control", after=timedelta(seconds=_seconds(exc.retry_after)))
         except (NetworkError, Forbidden) as exc:
             return Retry(f"{type(exc).__name__}: {exc.message}")
-        self.posts[int(enquiry["id"])] = (post.html, post.buttons)
-        return Sent(ref=str(enquiry["admin_message_id"]))
+        if own:
+            self.posts[int(enquiry["id"])] = (post.html, post.buttons)
+        return Sent(ref=str(message_id))
 
     async def edit_post(self, post: OutMessage, chat_id: int, message_id: int) -> None:
         """Show `post` (text and buttons) in place of the admin-chat message `message_id`."""

@@ -37,6 +37,7 @@ from bot.enquiries.queries import (
     count_created_since,
     enquiry_by_id,
     enquiry_deliveries,
+    enquiry_for_admin_post,
     enquiry_history,
     get_enquiry,
     list_enquiries,
@@ -44,6 +45,7 @@ from bot.enquiries.queries import (
 )
 from bot.enquiries.records import (
     ERASED_NOTE,
+    FOLLOW_UP_POSTED,
     PERSONAL_COLUMNS,
     POST_ERASED,
     STATUSES,
@@ -63,6 +65,7 @@ __all__ = [
     "ADMIN_CHAT_KEY",
     "ERASED_NOTE",
     "EXPORT_COLUMNS",
+    "FOLLOW_UP_POSTED",
     "PERSONAL_COLUMNS",
     "POST_ERASED",
     "STATUSES",
@@ -77,6 +80,7 @@ __all__ = [
     "count_created_since",
     "enquiry_by_id",
     "enquiry_deliveries",
+    "enquiry_for_admin_post",
     "enquiry_history",
     "erase_enquiries",
     "export_csv",

@@ -10,9 +10,10 @@ import sqlite_utils
 
 from bot.deliveries import store as deliveries
 from bot.deliveries.model import NewDelivery
+from bot.enquiries.admin_chat import admin_chat_id
 from bot.enquiries.errors import EnquiryError
 from bot.enquiries.queries import require_by_id, require_ref
-from bot.enquiries.records import WEB_CHANNEL, chat_delivery
+from bot.enquiries.records import FOLLOW_UP_POSTED, WEB_CHANNEL, chat_delivery
 from bot.enquiries.texts import enquiry_text
 from bot.settings import Settings
 from bot.storage import (
@@ -128,7 +129,8 @@ def follow_up_enquiry(
     via: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """The applicant wrote again about an enquiry: re-open it, forward it to the secretariat.
+    """The applicant wrote again about an enquiry: re-open it, forward it to the secretariat
+    by e-mail and, when there is an admin chat, as a post there (replying to it answers).
 
     `via` is "email" or the chat channel. The reminders start over from now.
     """
@@ -154,6 +156,18 @@ def follow_up_enquiry(
             original_message_id=deliveries.first_key(db, int(row["id"]), "enquiry"),
         )
         _queue_mail(db, message, "follow_up", int(row["id"]), now)
+        admin_chat = admin_chat_id(db, settings)
+        if admin_chat != 0:
+            # Like the enquiry's own post: the secretariat sees it, and answers by replying.
+            chat_delivery(
+                db,
+                channel="telegram",
+                kind=FOLLOW_UP_POSTED,
+                enquiry_id=int(row["id"]),
+                recipient=str(admin_chat),
+                payload=message_text,
+                now=now,
+            )
         db.conn.execute(
             "UPDATE enquiries SET status = 'open', forwarded_at = ?, reminder_count = 0, "
             "last_reminder_at = NULL, closed_at = NULL, closed_by = NULL WHERE id = ?",

@@ -12,7 +12,13 @@ from bot.deliveries import store as deliveries
 from bot.deliveries.model import Delivery
 from bot.enquiries.errors import EnquiryError
 from bot.enquiries.queries import require_by_id, require_ref
-from bot.enquiries.records import ERASED_NOTE, PERSONAL_COLUMNS, POST_ERASED, chat_delivery
+from bot.enquiries.records import (
+    ERASED_NOTE,
+    FOLLOW_UP_POSTED,
+    PERSONAL_COLUMNS,
+    POST_ERASED,
+    chat_delivery,
+)
 from bot.settings import Settings
 from bot.storage import (
     Database,
@@ -86,8 +92,27 @@ def erase_enquiries(
                 f"UPDATE enquiries SET {nulls}, faq_history = '[]', erased_at = ? WHERE id = ?",
                 (to_iso(now), enquiry_id),
             )
+            # Follow-ups posted in the admin chat show the applicant's words: edited too.
+            follow_up_posts = [
+                ref
+                for (ref,) in db.conn.execute(
+                    "SELECT sent_ref FROM deliveries WHERE enquiry_id = ? AND kind = ? "
+                    "AND status = 'sent' AND sent_ref IS NOT NULL ORDER BY id",
+                    (enquiry_id, FOLLOW_UP_POSTED),
+                ).fetchall()
+            ]
             # Unsent mail carries the data in its raw bytes; sent mail keeps only its metadata.
             pending = deliveries.cancel_for_enquiry(db, enquiry_id, ERASED_NOTE)
+            for message_id in follow_up_posts:
+                chat_delivery(
+                    db,
+                    channel="telegram",
+                    kind=POST_ERASED,
+                    enquiry_id=enquiry_id,
+                    recipient="",
+                    payload=str(message_id),
+                    now=now,
+                )
             # The admin-chat post shows the applicant's data: the channel edits it to its
             # erased form (no recipient: the admin chat in force when it is delivered).
             if found[1] is not None:

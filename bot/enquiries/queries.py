@@ -9,7 +9,7 @@ import sqlite_utils
 
 from bot.deliveries import store as deliveries
 from bot.enquiries.errors import EnquiryError
-from bot.enquiries.records import STATUSES, normalize_ref, select_rows
+from bot.enquiries.records import FOLLOW_UP_POSTED, STATUSES, normalize_ref, select_rows
 from bot.storage import (
     to_iso,
 )
@@ -37,6 +37,25 @@ def require_by_id(db: sqlite_utils.Database, enquiry_id: int) -> dict[str, Any]:
 def enquiry_by_id(db: sqlite_utils.Database, enquiry_id: int) -> dict[str, Any] | None:
     """One enquiry by id, or None."""
     rows = select_rows(db, "SELECT * FROM enquiries WHERE id = ?", (enquiry_id,))
+    return rows[0] if rows else None
+
+
+def enquiry_for_admin_post(db: sqlite_utils.Database, message_id: int) -> dict[str, Any] | None:
+    """The enquiry an admin-chat post shows: its own post, or the post of a follow-up."""
+    rows = select_rows(
+        db,
+        "SELECT * FROM enquiries WHERE admin_message_id = ? ORDER BY id DESC LIMIT 1",
+        (message_id,),
+    )
+    if rows:
+        return rows[0]
+    rows = select_rows(
+        db,
+        "SELECT enquiries.* FROM deliveries JOIN enquiries ON enquiries.id = deliveries.enquiry_id "
+        "WHERE deliveries.transport = 'telegram' AND deliveries.kind = ? "
+        "AND deliveries.sent_ref = ? ORDER BY deliveries.id DESC LIMIT 1",
+        (FOLLOW_UP_POSTED, str(message_id)),
+    )
     return rows[0] if rows else None
 
 

@@ -31,8 +31,13 @@ PERSONAL_COLUMNS = (
 
 
 ERASED_NOTE = "erased at the applicant's request"
-# The notification that edits an enquiry's admin-chat post to its erased form.
+# The notification that edits an enquiry's admin-chat post to its erased form (payload:
+# the message id of another post of the enquiry to edit, e.g. a follow-up's; empty: the
+# enquiry's own post).
 POST_ERASED = "post_erased"
+# An applicant's follow-up posted in the admin chat (payload: its text); replying to that
+# post answers the enquiry like replying to the enquiry's own post.
+FOLLOW_UP_POSTED = "follow_up_posted"
 _REF = re.compile(r"^([A-Z][A-Z0-9]{0,9})-0*(\d{1,9})$")
 
 
