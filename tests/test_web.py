@@ -308,6 +308,30 @@ async def test_event_stream_replays_the_conversation_after_last_event_id(web: We
     assert all(json.loads(block.split("data: ", 1)[1])["id"] > 1 for block in events)
 
 
+async def test_the_page_learns_the_conversations_language(web: WebRun) -> None:
+    """Each answer names the conversation's language, so the page's own labels follow a
+    /language choice; a reloaded page learns it from the event stream's ready event."""
+    async with client(web) as http:
+        first = await post(http, web, {"command": "start", "lang": "en"})
+        token = first.json()["session"]
+        assert first.json()["lang"] == "en"
+        await post(http, web, {"command": "language", "lang": "en"}, token=token)
+        chosen = await post(http, web, {"button": "lang:it", "lang": "en"}, token=token)
+        assert chosen.json()["lang"] == "it"
+        # The page still says "en" (its first language): the choice wins.
+        later = await post(http, web, {"text": "What is the budget?", "lang": "en"}, token=token)
+        assert later.json()["lang"] == "it"
+        headers = {"X-Chat-Session": token, "Last-Event-ID": "1000"}
+        async with http.stream("GET", "/chat/api/events", headers=headers) as response:
+            buffer = ""
+            async for chunk in response.aiter_text():
+                buffer += chunk
+                if "event: ready" in buffer and buffer.endswith("\n\n"):
+                    break
+    ready = buffer.split("event: ready\ndata: ", 1)[1].split("\n", 1)[0]
+    assert json.loads(ready) == {"count": 0, "lang": "it"}
+
+
 async def test_health_reports_database_backlog_and_telegram(web: WebRun) -> None:
     async with client(web) as http:
         response = await http.get("/healthz")

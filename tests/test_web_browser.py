@@ -227,3 +227,19 @@ async def test_a_clear_message_when_the_bot_is_down(tmp_path: Path) -> None:
         await expect(error).to_contain_text("segreteria@example.org")
         await expect(page.locator("textarea")).to_have_value("Is the call still open?")
         await asyncio.sleep(0)
+
+
+async def test_the_page_labels_follow_the_language_chosen(tmp_path: Path) -> None:
+    async with running_web(web_settings(tmp_path / "var")) as run, browser_page() as page:
+        await page.goto(f"{run.base}/chat?lang=en")
+        await expect(page.locator(".cb-bot").first).to_be_visible()
+        await expect(page.get_by_role("button", name="Send")).to_be_visible()
+        await send(page, "/language")
+        await page.get_by_role("button", name="Italiano").click()
+        await expect(page.get_by_role("heading", level=2)).to_have_text("Domande sul bando")
+        await expect(page.get_by_role("button", name="Invia")).to_be_visible()
+        await expect(page.get_by_label("Il tuo messaggio")).to_be_visible()
+        assert await page.evaluate("document.documentElement.lang") == "it"
+        # A reload keeps the conversation's language, whatever the address asks for.
+        await page.reload()
+        await expect(page.get_by_role("heading", level=2)).to_have_text("Domande sul bando")

@@ -126,6 +126,14 @@ def load(db: sqlite_utils.Database, event: Event) -> dict[str, Any]:
         return {}
 
 
+def stored_language(db: sqlite_utils.Database, channel: str, user_id: str) -> str | None:
+    """The language the conversation last replied in (None for a user without a session)."""
+    row = db.conn.execute(
+        "SELECT lang FROM sessions WHERE channel = ? AND user_id = ?", (channel, user_id)
+    ).fetchone()
+    return row[0] if row is not None and row[0] in LANGUAGES else None
+
+
 def save(
     db: sqlite_utils.Database, event: Event, state: dict[str, Any], lang: str, now: datetime
 ) -> None:

@@ -91,8 +91,9 @@
     var header = el("div", { "class": "cb-header" });
     var heading = el("h2", { "class": "cb-title", id: id + "-title" }, T.title);
     header.appendChild(heading);
+    var closer = null;
     if (options.onClose) {
-      var closer = el("button", { type: "button", "class": "cb-close", "aria-label": T.close }, "×");
+      closer = el("button", { type: "button", "class": "cb-close", "aria-label": T.close }, "×");
       closer.addEventListener("click", options.onClose);
       header.appendChild(closer);
     }
@@ -145,6 +146,37 @@
       error.textContent = text || "";
       error.hidden = !text;
       input.setAttribute("aria-invalid", text ? "true" : "false");
+    }
+
+    function setLanguage(wanted) {
+      // The conversation's language (the user's /language choice, or the one detected):
+      // the page's own labels follow it, like the bot's replies.
+      if ((wanted !== "it" && wanted !== "en") || wanted === lang) {
+        return;
+      }
+      lang = wanted;
+      T = texts(lang);
+      section.setAttribute("lang", lang);
+      heading.textContent = T.title;
+      if (closer) {
+        closer.setAttribute("aria-label", T.close);
+      }
+      subtitle.textContent = T.subtitle;
+      log.setAttribute("aria-label", T.log_label);
+      hint.textContent = T.input_hint;
+      send.textContent = busy ? T.sending : T.send;
+      label.textContent = (input.dataset.field && T["field_" + input.dataset.field]) || T.input_label;
+      Array.prototype.forEach.call(log.querySelectorAll(".cb-buttons"), function (group) {
+        group.setAttribute("aria-label", T.choices);
+      });
+      if (root.ownerDocument && root.ownerDocument.body.classList.contains("cb-page")) {
+        // The chat is the whole page: its language and title too.
+        root.ownerDocument.documentElement.lang = lang;
+        root.ownerDocument.title = T.title;
+      }
+      if (options.onLanguage) {
+        options.onLanguage(lang, T);
+      }
     }
 
     function setField(field, maxlength) {
@@ -276,6 +308,7 @@
             token = data.session;
             store.set(key, token);
           }
+          setLanguage(data.lang);
           renderAll(data.messages || []);
           setField(data.field || null, data.maxlength);
           if (data.error) {
@@ -407,6 +440,7 @@
         return;
       }
       if (kind === "ready") {
+        setLanguage(value.lang);
         if (!log.querySelector(".cb-msg")) {
           // A session the server no longer knows (expired): start afresh.
           post({ command: "start" }, null);

@@ -63,7 +63,13 @@
       launcher.hidden = true;
       launcher.setAttribute("aria-expanded", "true");
       if (!chat) {
-        chat = window.ClusterbotChat.mount(panel, { base: base, lang: lang, onClose: close });
+        chat = window.ClusterbotChat.mount(panel, {
+          base: base,
+          lang: lang,
+          onClose: close,
+          // The launcher speaks the conversation's language too.
+          onLanguage: function (chosen, texts) { launcher.textContent = texts.open || "Chat"; }
+        });
       }
       chat.focus();
     });

@@ -17,6 +17,7 @@ from bot.channels.web.render import (
     user_message,
 )
 from bot.dialogue.engine import Engine, Event
+from bot.dialogue.session import stored_language
 from bot.dialogue.texts import LANGUAGES
 from bot.enquiries.fields import FIELDS, LIMITS
 from bot.storage import transaction
@@ -71,10 +72,18 @@ class Conversation:
             # /forget erased the user's data: the page's copy goes too, and the
             # browser drops its token, so nothing links the next visit to this one.
             transcript.forget(self.db, session)
-            return {"messages": _unstored(answers), "forgotten": True}
+            forgotten: dict[str, Any] = {"messages": _unstored(answers), "forgotten": True}
+            if lang is not None:
+                forgotten["lang"] = lang
+            return forgotten
         stored = transcript.append(self.db, session, "user", shown, now)
         stored += transcript.append(self.db, session, "bot", answers, now)
         result: dict[str, Any] = {"messages": stored}
+        # The conversation's language (chosen with /language, or detected): the page's own
+        # labels follow it.
+        replied_in = stored_language(self.db, transcript.CHANNEL, session)
+        if replied_in is not None:
+            result["lang"] = replied_in
         error = refused(field, answers, self.prompts) if event.kind == "text" else None
         now_field = form_field(plain(answers[-1]), self.prompts) if answers else None
         if now_field is not None:

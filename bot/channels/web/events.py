@@ -25,6 +25,7 @@ from bot.channels.web.guards import (
     limited,
 )
 from bot.channels.web.render import session_id, valid_token
+from bot.dialogue.session import stored_language
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -94,7 +95,12 @@ class EventStreams:
             replay = transcript.history(self.db, session, after)
             for message in replay:
                 yield _sse(message)
-            yield f"event: ready\ndata: {json.dumps({'count': len(replay)})}\n\n"
+            ready: dict[str, Any] = {"count": len(replay)}
+            # The conversation's language: a reloaded page relabels itself to match.
+            lang = stored_language(self.db, transcript.CHANNEL, session)
+            if lang is not None:
+                ready["lang"] = lang
+            yield f"event: ready\ndata: {json.dumps(ready)}\n\n"
             while not self._closed:
                 try:
                     batch = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
