@@ -430,3 +430,29 @@ async def test_a_kill_between_reminder_due_and_sent_neither_loses_nor_doubles_it
     assert [m["X-Clusterbot-Kind"] for m in received] == ["enquiry", "reminders"]
     assert received[1]["Message-ID"] == reminder.idempotency_key
     assert count == 1 and len(reminders) == 1
+
+
+async def test_a_retry_is_woken_on_the_loop_at_its_next_attempt(tmp_path: Path) -> None:
+    from bot.app import App
+
+    # In debug mode asyncio refuses a wake from another thread (the scheduler's thread pool
+    # runs plain-function jobs): the worker would never hear its retry's date job.
+    asyncio.get_running_loop().set_debug(True)
+    async with SmtpServer() as server:
+        server.handler.data_replies.append("451 4.3.0 try again later")
+        settings = make_settings(tmp_path, smtp={"port": server.port})
+        async with App(settings) as app:
+            assert app.db is not None
+            queue_enquiry_mail(app.db, settings, insert_enquiry(app.db), app.clock())
+            app.kick()
+            db = app.db
+            await _until(
+                lambda: db.execute("SELECT attempts FROM deliveries").fetchone()[0] >= 1,
+                "the first, refused attempt",
+            )
+            await _until(
+                lambda: db.execute("SELECT status FROM deliveries").fetchone()[0] == "sent",
+                "the retry's delivery to be recorded",
+            )
+    assert server.handler.data_calls == 2
+    assert len(server.handler.received) == 1

@@ -126,13 +126,21 @@ class ScheduledJobs:
                 app.scheduler.remove_job(DELIVERIES_JOB)
             return
         app.scheduler.add_job(
-            delivery.wake,
+            self.wake_deliveries,
             "date",
             run_date=self._at(due),
             id=DELIVERIES_JOB,
             replace_existing=True,
             misfire_grace_time=None,
         )
+
+    async def wake_deliveries(self) -> None:
+        """The deliveries date job: wake the worker for its next due attempt."""
+        # A coroutine, so the scheduler runs it on the event loop: a plain function would
+        # run in its thread pool, and an asyncio.Event set from another thread never wakes
+        # an idle loop.
+        if self.app.delivery is not None:
+            self.app.delivery.wake()
 
     def after_delivery(self) -> None:
         """After a delivery pass: sent enquiry mails start their reminder clocks; retries
