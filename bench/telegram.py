@@ -1,6 +1,7 @@
 """Telegram benchmark: our bot vs a bare python-telegram-bot echo bot, same stand-in, same run.
 
-Run: .venv/bin/python bench/telegram.py [--users 500] [--limits] [--latency MS]
+Run: .venv/bin/python bench/telegram.py [--users 500] [--rounds 5] [--limits] [--latency MS]
+     [--profile DIR]
 
 Each bot runs as its own process (`python -m bot run` for ours) against the local Bot API
 stand-in (tests/telegram_standin.py) in this process. N users each send one FAQ question at
@@ -17,12 +18,22 @@ the limiter, so by default ours runs with the settings `[telegram] max_messages_
 = 0` and `max_messages_per_chat_per_second = 0` (no limit, as against a local Bot API
 server); --limits keeps the defaults (30/s overall, 1/s per chat; the echo bot has none) to
 show the real pace. --latency adds a delay to every stand-in answer, like a network.
+
+The machine's load average is printed beside the figures (compare ratios of one run, not
+figures of runs on a busier machine). --profile DIR samples both bots while they answer the
+load with py-spy (a dev dependency) and writes DIR/<bot>-<round>.txt (collapsed stacks: one
+line per stack and its sample count; flamegraph.pl or speedscope read them) and prints each
+bot's busiest functions; nothing inside the bots changes.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
+import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -76,6 +87,8 @@ class Result:
     latencies: list[float]
     # CPU seconds the bot's process used for the load (less sensitive to a busy machine).
     cpu: float = 0.0
+    # CPU seconds of this process (mostly the stand-in answering the bot) meanwhile.
+    standin_cpu: float = 0.0
 
     @property
     def cpu_ms(self) -> float:
@@ -109,7 +122,58 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -> Result:
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the bot until stopped (SIGINT makes it write `out`)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy (a dev dependency)")
+    argv = [spy, "record", "--format", "raw", "--rate", "250", "--output", str(out)]
+    process = subprocess.Popen(
+        [*argv, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(1.0)  # attached before the load starts
+    return process
+
+
+def _stop_profiler(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def hot_functions(stacks: Path, top: int = 20) -> list[tuple[float, str]]:
+    """The functions with most samples on the stack (inclusive share), from py-spy's raw
+    file; the frames under every sample (the event loop, the entry point) left out."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in stacks.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        # "Function (path/to/file.py:123)" -> "Function (file.py)"
+        names = {re.sub(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$", r" (\1)", f) for f in stack.split(";")}
+        inclusive.update(dict.fromkeys(names, int(count)))
+    ranked = [(n, f) for f, n in inclusive.most_common() if n < 0.98 * total]
+    return [(100 * n / total, f) for n, f in ranked[:top]]
+
+
+def run_one(
+    name: str,
+    users: int,
+    tmp: Path,
+    *,
+    limits: bool,
+    latency: float,
+    profile: Path | None = None,
+) -> Result:
     """Start one bot against a fresh stand-in, send the load, collect replies."""
     with BotApiStandIn(latency=latency) as api:
         if name == "clusterbot":
@@ -145,7 +209,9 @@ def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -
                     raise SystemExit(f"{name} did not start; see {tmp / (name + '.log')}")
                 time.sleep(0.01)
             time.sleep(0.3)
+            spy = _start_profiler(process.pid, profile) if profile is not None else None
             cpu_before = _cpu_seconds(process.pid)
+            own_before = _own_cpu()
             chats = [100_000 + i for i in range(users)]
             pushed = {}
             for i, chat in enumerate(chats):
@@ -160,11 +226,14 @@ def run_one(name: str, users: int, tmp: Path, *, limits: bool, latency: float) -
             if len(firsts) < users:
                 raise SystemExit(f"{name}: only {len(firsts)}/{users} replies")
             cpu = _cpu_seconds(process.pid) - cpu_before
+            standin_cpu = _own_cpu() - own_before
+            if spy is not None:
+                _stop_profiler(spy)
             latencies = [firsts[chat] - pushed[chat] for chat in chats]
             rejected = api.rejected()
             if rejected:
                 raise SystemExit(f"{name}: {len(rejected)} requests rejected by the stand-in")
-            return Result(name, users, max(firsts.values()) - start, latencies, cpu)
+            return Result(name, users, max(firsts.values()) - start, latencies, cpu, standin_cpu)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -182,30 +251,48 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=5, help="alternating runs per bot; the best one counts"
     )
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample both bots with py-spy into DIR"
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     runs: dict[str, list[Result]] = {"clusterbot": [], "ptb-echo": []}
-    for _ in range(args.rounds):
+    for number in range(1, args.rounds + 1):
         # Alternating, so a noisy neighbour on the machine hurts both alike.
         for name in runs:
+            out = args.profile / f"{name}-{number}.txt" if args.profile is not None else None
             with tempfile.TemporaryDirectory() as tmp:
                 runs[name].append(
                     run_one(
-                        name, args.users, Path(tmp), limits=args.limits, latency=args.latency / 1000
+                        name,
+                        args.users,
+                        Path(tmp),
+                        limits=args.limits,
+                        latency=args.latency / 1000,
+                        profile=out,
                     )
                 )
+    load_after = os.getloadavg()
     for name, done in runs.items():
         print(f"{name:<12} rounds (replies/s): " + ", ".join(f"{r.rate:.0f}" for r in done))
     results = [max(done, key=lambda r: r.rate) for done in runs.values()]
     ours, echo = results
     print(f"Telegram: {args.users} users x 1 FAQ question, local Bot API stand-in")
     print(
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
         f"{'bot':<12} {'replies/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'total s':>8} "
-        f"{'CPU ms/reply':>13}"
+        f"{'CPU ms/reply':>13} {'stand-in CPU':>13}"
     )
     for r in results:
+        standin = min(1000 * x.standin_cpu / x.replies for x in runs[r.name])
         print(
             f"{r.name:<12} {r.rate:>10.1f} {r.pct(0.5):>9.1f} {r.pct(0.99):>9.1f} "
-            f"{r.seconds:>8.2f} {min(x.cpu_ms for x in runs[r.name]):>13.2f}"
+            f"{r.seconds:>8.2f} {min(x.cpu_ms for x in runs[r.name]):>13.2f} {standin:>13.2f}"
         )
     ratio = ours.rate / echo.rate if echo.rate else float("inf")
     print(f"ratio clusterbot / echo: {ratio:.2f} (acceptance >= 0.6, aim 0.8)")
@@ -217,6 +304,14 @@ def main() -> int:
     print(f"CPU ratio echo / clusterbot (replies per CPU second, ours vs echo's): {cpu_ratio:.2f}")
     median_ratio = statistics.median(ours.latencies) / statistics.median(echo.latencies)
     print(f"median latency ratio: {median_ratio:.2f}")
+    if args.profile is not None:
+        for name in runs:
+            stacks = args.profile / f"{name}-{args.rounds}.txt"
+            if not stacks.exists():
+                continue
+            print(f"\n{name}: busiest functions (share of samples on the stack), {stacks}")
+            for share, function in hot_functions(stacks):
+                print(f"  {share:5.1f}%  {function}")
     return 0
 
 

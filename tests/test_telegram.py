@@ -712,7 +712,9 @@ async def test_multi_message_rows_resume_after_the_last_accepted_piece(
         # A reply whose sender died after two pieces: its claim runs out, the worker resumes.
         with h.app.db.conn:
             journal.owner = "elsewhere:1:gone"
-            row_id = journal.add_replies(6801, pieces, now() - timedelta(minutes=5))
+            row = journal.add_replies(6801, pieces, now() - timedelta(minutes=5))
+            assert row is not None
+            row_id = row.id
             store.record_progress(h.app.db, row_id, "elsewhere:1:gone", 2)
             journal.owner = owner
         await h.app.deliver()
@@ -733,8 +735,10 @@ async def test_multi_message_rows_resume_after_the_last_accepted_piece(
         try:
             pieces = [OutMessage(6802, f"part {i}") for i in range(1, 4)]
             with h.app.db.conn:
-                row_id = journal.add_replies(6802, pieces, now())
-            await h.channel.notifications.deliver_reply(row_id, pieces)
+                row = journal.add_replies(6802, pieces, now())
+            assert row is not None
+            row_id = row.id
+            await h.channel.notifications.deliver_reply(row, pieces)
         finally:
             store.record_progress = original  # type: ignore[assignment]
         assert [count for count, _ in progress] == [1, 2]

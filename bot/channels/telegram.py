@@ -16,6 +16,7 @@ This module assembles the channel and runs it; each concern lives in its own mod
 - telegram_render.py        HTML, splitting, keyboards, the channel's texts
 - telegram_limits.py        flood limits (settings) and retries, a PTB rate limiter
 - telegram_journal.py       the SQL of the journal and the outgoing rows
+- telegram_http.py          the HTTP seam: PTB's request interface on aiohttp
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bot.channels.telegram_admin import AdminCommands
 from bot.channels.telegram_admin_handlers import AdminCommand, AdminHandlers, is_admin_button
 from bot.channels.telegram_applicant import ApplicantHandlers, render_replies, split_command
 from bot.channels.telegram_handling import Handling
+from bot.channels.telegram_http import AiohttpRequest
 from bot.channels.telegram_journal import GroupCommit, Journal
 from bot.channels.telegram_limits import MAX_IN_FLIGHT, FloodControl
 from bot.channels.telegram_menus import CommandMenus
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 # waiting for its flood limit holds a slot, so this is large; FloodControl bounds the
 # requests actually on the wire (MAX_IN_FLIGHT).
 MAX_CONCURRENT_CHATS = 2048
-# httpx's pool walks every connection on every request: no more than FloodControl lets fly.
+# Sockets to the Bot API: no more than FloodControl lets fly at once.
 CONNECTION_POOL = MAX_IN_FLIGHT
 PRUNE_EVERY = timedelta(hours=6)
 PRUNE_JOB = "telegram-journal-prune"
@@ -78,7 +80,8 @@ class TelegramSetupError(Exception):
 def build_application(
     settings: Settings, flood: FloodControl | None = None
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """A PTB Application with our rate limiter and no Updater (we poll ourselves)."""
+    """A PTB Application with our rate limiter, aiohttp requests and no Updater (we poll
+    ourselves)."""
     token = settings.telegram.token.strip()
     if not token:
         raise TelegramSetupError(BOTFATHER_HELP)
@@ -91,9 +94,8 @@ def build_application(
         .base_file_url(file_url)
         .updater(None)
         .rate_limiter(flood or FloodControl.from_settings(settings.telegram))
-        .connection_pool_size(CONNECTION_POOL)
-        .pool_timeout(30.0)
-        .get_updates_read_timeout(POLL_TIMEOUT + POLL_READ_MARGIN)
+        .request(AiohttpRequest(CONNECTION_POOL, pool_timeout=30.0))
+        .get_updates_request(AiohttpRequest(read_timeout=POLL_TIMEOUT + POLL_READ_MARGIN))
         .build()
     )
 

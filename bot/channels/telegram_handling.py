@@ -26,6 +26,7 @@ from bot.channels.telegram_admin import plain
 from bot.channels.telegram_journal import CHANNEL, GroupCommit, Journal, OutMessage
 from bot.channels.telegram_render import ChannelTexts
 from bot.channels.telegram_transport import TelegramDeliveries
+from bot.deliveries.model import Delivery
 from bot.dialogue.engine import Event
 from bot.settings import Settings
 from bot.storage import savepoint
@@ -154,7 +155,7 @@ class Handling:
 
         before: list[tuple[Any, ...]] = []
 
-        def body() -> tuple[int | None, list[OutMessage], bool] | None:
+        def body() -> tuple[Delivery | None, list[OutMessage], bool] | None:
             if not self.journal.mark_handled(update_id, now) and self.journal.is_handled(update_id):
                 return None
             self._committed = False
@@ -186,15 +187,15 @@ class Handling:
             return
         if answer is not None and update.callback_query is not None:
             await self.answer(update_id, update.callback_query.id, answer or None)
-        reply_id, messages, committed = outcome
+        reply, messages, committed = outcome
         if committed or watch is not None:
             self.notifications.kick()
-        if reply_id is not None:
+        if messages:
             started = self.started.get(update_id)
             slow = started is not None and time.monotonic() - started > SLOW_REPLY.total_seconds()
             if (slow or len(messages) > TYPING_FROM) and chat_id:
                 await self._typing(chat_id)
-            await self.notifications.deliver_reply(reply_id, messages)
+            await self.notifications.deliver_reply(reply, messages)
         if watch is not None and before:
             enquiry_id = watch()
             # Only a real change: Telegram refuses an edit that changes nothing.

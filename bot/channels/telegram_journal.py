@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from bot.deliveries import store as deliveries
-from bot.deliveries.model import NewDelivery
+from bot.deliveries.model import Delivery, NewDelivery
 from bot.storage import dumps, from_iso, to_iso, transaction
 from bot.storage import savepoint as rollback_point
 
@@ -261,20 +261,23 @@ class Journal:
 
     # -- durable outgoing messages ------------------------------------------------------------
 
-    def add_replies(self, chat_id: int, messages: Sequence[OutMessage], now: datetime) -> int:
-        """Queue the messages to send to one chat (inside the caller's transaction); the
-        delivery's id. Claimed by this process (`owner`), which sends it at once; should it
-        die first, the claim is taken over and the messages go out all the same."""
-        return deliveries.enqueue(
-            self.db,
-            NewDelivery(
-                transport=CHANNEL,
-                kind=KIND_REPLY,
-                recipient=str(chat_id),
-                payload=dumps([m.to_json() for m in messages]),
-                idempotency_key=f"{CHANNEL}:{KIND_REPLY}:{uuid.uuid4().hex}",
-            ),
-            now,
-            claimed_by=self.owner,
-            lease=REPLY_LEASE,
+    def add_replies(
+        self, chat_id: int, messages: Sequence[OutMessage], now: datetime
+    ) -> Delivery | None:
+        """Queue the messages to send to one chat (inside the caller's transaction).
+
+        Claimed by this process (`owner`), which sends it at once: the delivery as stored is
+        returned for that. Should the process die first, the claim is taken over and the
+        messages go out all the same. None: queued for the process that delivers (no owner
+        here)."""
+        new = NewDelivery(
+            transport=CHANNEL,
+            kind=KIND_REPLY,
+            recipient=str(chat_id),
+            payload=dumps([m.to_json() for m in messages]),
+            idempotency_key=f"{CHANNEL}:{KIND_REPLY}:{uuid.uuid4().hex}",
         )
+        if self.owner is None:
+            deliveries.enqueue(self.db, new, now)
+            return None
+        return deliveries.enqueue_claimed(self.db, new, now, owner=self.owner, lease=REPLY_LEASE)

@@ -31,6 +31,7 @@ from bot.channels.telegram_journal import GroupCommit, Journal
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import ChannelTexts
 from bot.channels.telegram_transport import TelegramDeliveries
+from bot.deliveries.model import Delivery
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -259,17 +260,19 @@ class UpdateIntake:
         chat_id = chat.id if chat is not None else 0
         apology = handling.apology(update, chat_id) if failed and update else []
 
-        def mark() -> int | None:
+        def mark() -> bool:
             if not self.journal.mark_handled(update_id, now) or not apology:
-                return None
-            return self.journal.add_replies(chat_id, apology, now)
+                return False
+            reply.append(self.journal.add_replies(chat_id, apology, now))
+            return True
 
-        reply_id = await self.group.run(mark, savepoint=True)
+        reply: list[Delivery | None] = []
+        apologised = await self.group.run(mark, savepoint=True)
         query_id = callback_query_id(payload)
         if query_id is not None:
             await handling.answer(update_id, query_id, None)
-        if reply_id is not None:
-            await self.notifications.deliver_reply(reply_id, apology)
+        if apologised:
+            await self.notifications.deliver_reply(reply[0], apology)
 
     async def _quarantine(self, update_id: int, error: str) -> None:
         """Set the update aside and tell the log and the secretariat (no message content)."""
@@ -281,13 +284,15 @@ class UpdateIntake:
 
         messages = plain(admin_chat, report) if admin_chat else []
 
-        def set_aside() -> int | None:
+        def set_aside() -> bool:
             if not self.journal.quarantine(update_id, now, error):
-                return None
-            return self.journal.add_replies(admin_chat, messages, now) if messages else 0
+                return False
+            if messages:
+                posted.append(self.journal.add_replies(admin_chat, messages, now))
+            return True
 
-        reply_id = await self.group.run(set_aside)
-        if reply_id is None:
+        posted: list[Delivery | None] = []
+        if not await self.group.run(set_aside):
             return
         log.error(
             "update %d set aside after repeated failures (%s); it stays in the journal, "
@@ -295,5 +300,5 @@ class UpdateIntake:
             update_id,
             error,
         )
-        if reply_id:
-            await self.notifications.deliver_reply(reply_id, messages)
+        if posted:
+            await self.notifications.deliver_reply(posted[0], messages)

@@ -138,6 +138,34 @@ def enqueue(
     return int(found[0])
 
 
+def enqueue_claimed(
+    db: sqlite_utils.Database, new: NewDelivery, now: datetime, *, owner: str, lease: timedelta
+) -> Delivery:
+    """Queue a delivery already claimed by `owner` (inside the caller's transaction); the
+    row as stored, so its sender needs no read back. Its key must be new."""
+    delivery_id = enqueue(db, new, now, claimed_by=owner, lease=lease)
+    stamp = to_iso(now)
+    return Delivery(
+        id=delivery_id,
+        transport=new.transport,
+        kind=new.kind,
+        enquiry_id=new.enquiry_id,
+        sender=new.sender,
+        recipient=new.recipient,
+        payload=new.payload,
+        idempotency_key=new.idempotency_key,
+        status=SENDING,
+        attempts=0,
+        next_attempt_at=to_iso(new.not_before or now),
+        lease_owner=owner,
+        lease_until=to_iso(now + lease),
+        last_error=None,
+        created_at=stamp,
+        sent_at=None,
+        sent_ref=None,
+    )
+
+
 # ---------------------------------------------------------------- claiming
 
 

@@ -11,7 +11,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -365,17 +365,22 @@ class Worker:
             await transport.idle()
 
     async def send_claimed(
-        self, delivery: Delivery, *, defer: Callable[[Callable[[], None]], None] | None = None
+        self,
+        delivery: Delivery,
+        *,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+        attempt: Callable[[], Awaitable[Outcome]] | None = None,
     ) -> Outcome:
         """Send one delivery this worker already holds (queued claimed by its handler).
 
         With `defer`, a Sent outcome is recorded by `defer(work)` inside the caller's next
-        (group) commit instead of a commit of its own.
+        (group) commit instead of a commit of its own. `attempt` sends it in place of
+        `transport.send(delivery)` (the caller holds it rendered already).
         """
         transport = self.transports[delivery.transport]
         report = DeliveryReport()
         try:
-            outcome = await transport.send(delivery)
+            outcome = await (attempt() if attempt is not None else transport.send(delivery))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
