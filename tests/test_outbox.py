@@ -550,9 +550,9 @@ def _status_elsewhere(path: Path, outbox_id: int) -> str:
 async def test_accepted_mail_is_recorded_while_the_next_send_stalls(
     tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.deliveries import worker
+    from bot.deliveries import recorder
 
-    monkeypatch.setattr(worker, "FLUSH_SECONDS", 0.2)
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 0.2)
     handler = Handler(hang=asyncio.Event(), hang_from=2)
     async with SmtpServer(handler) as server:
         settings = _settings(tmp_path, server)
@@ -577,10 +577,10 @@ async def test_accepted_mail_is_recorded_while_the_next_send_stalls(
 async def test_accepted_mails_are_recorded_in_groups_of_flush_rows(
     tmp_path: Path, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.deliveries import worker
+    from bot.deliveries import recorder
 
-    monkeypatch.setattr(worker, "FLUSH_ROWS", 2)
-    monkeypatch.setattr(worker, "FLUSH_SECONDS", 60.0)
+    monkeypatch.setattr(recorder, "FLUSH_ROWS", 2)
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 60.0)
     handler = Handler(hang=asyncio.Event(), hang_from=4)
     async with SmtpServer(handler) as server:
         settings = _settings(tmp_path, server)

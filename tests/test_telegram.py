@@ -307,11 +307,11 @@ async def test_telegram_down_longer_than_retries_loses_nothing(
 ):
     """When every retry fails the reply stays stored and the worker delivers it later."""
     import bot.channels.telegram_limits as limits
-    import bot.deliveries.worker as worker
+    import bot.deliveries.backoff as backoff
 
     monkeypatch.setattr(limits, "BACKOFF_FIRST", 0.01)
     # The queue's one backoff policy, shortened: the worker wakes at the retry's due time.
-    monkeypatch.setattr(worker, "RETRY_BASE", timedelta(seconds=0.1))
+    monkeypatch.setattr(backoff, "RETRY_BASE", timedelta(seconds=0.1))
     settings = make_settings(tmp_path, api)
     async with running_bot(settings, api) as h:
         api.fail_next("sendMessage", limits.MAX_NETWORK_RETRIES + 3, status=502)

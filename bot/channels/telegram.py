@@ -16,6 +16,8 @@ This module assembles the channel and runs it; each concern lives in its own mod
 - telegram_render.py        HTML, splitting, keyboards, the channel's texts
 - telegram_limits.py        flood limits (settings) and retries, a PTB rate limiter
 - telegram_journal.py       the SQL of the journal and the outgoing rows
+- telegram_commit.py        group commit (one fsync for concurrent handlers, off the loop)
+- telegram_deliveries.py    what the channel asks of the queue (send a reply now, refresh)
 - telegram_http.py          the HTTP seam: PTB's request interface on aiohttp
 """
 
@@ -42,15 +44,16 @@ from telegram.ext import (
 from bot.channels.telegram_admin import AdminCommands
 from bot.channels.telegram_admin_handlers import AdminCommand, AdminHandlers, is_admin_button
 from bot.channels.telegram_applicant import ApplicantHandlers, render_replies, split_command
+from bot.channels.telegram_commit import GroupCommit
+from bot.channels.telegram_deliveries import TelegramDeliveries
 from bot.channels.telegram_handling import Handling
 from bot.channels.telegram_http import AiohttpRequest
-from bot.channels.telegram_journal import GroupCommit, Journal
+from bot.channels.telegram_journal import Journal
 from bot.channels.telegram_limits import MAX_IN_FLIGHT, FloodControl
 from bot.channels.telegram_menus import CommandMenus
 from bot.channels.telegram_polling import POLL_BACKOFF_MAX, POLL_READ_MARGIN, POLL_TIMEOUT, Poller
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import BOTFATHER_HELP, ChannelTexts
-from bot.channels.telegram_transport import TelegramDeliveries
 from bot.channels.telegram_updates import ALLOWED_UPDATES, UpdateIntake
 from bot.channels.telegram_webhook import Webhook, WebhookError
 from bot.dialogue.engine import Engine
@@ -158,7 +161,7 @@ class TelegramChannel:
             stop=self._stop,
         )
         self.menus = CommandMenus(settings, bot, self.texts)
-        self.poller = Poller(bot, self.intake.accept, self._stop)
+        self.poller = Poller(bot, self.intake.receive, self._stop)
         self.webhook = Webhook(
             settings, bot, self.intake.accept, self.health, allowed_updates=ALLOWED_UPDATES
         )
@@ -293,7 +296,7 @@ class TelegramChannel:
             await self.notifications.close()
         finally:
             # Whatever joined the last group commit goes to disk before the app closes.
-            self.group.flush()
+            self.group.close()
             try:
                 await self.application.shutdown()
             except Exception as exc:

@@ -23,9 +23,10 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.channels.telegram_admin import plain
-from bot.channels.telegram_journal import CHANNEL, GroupCommit, Journal, OutMessage
+from bot.channels.telegram_commit import GroupCommit
+from bot.channels.telegram_deliveries import TelegramDeliveries
+from bot.channels.telegram_journal import CHANNEL, Journal, OutMessage
 from bot.channels.telegram_render import ChannelTexts
-from bot.channels.telegram_transport import TelegramDeliveries
 from bot.deliveries.model import Delivery
 from bot.dialogue.engine import Event
 from bot.settings import Settings

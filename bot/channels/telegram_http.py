@@ -11,6 +11,7 @@ certifi.
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.request
 from typing import Any
@@ -122,7 +123,13 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect,
             sock_read=read,
         )
-        body: aiohttp.FormData | dict[str, str] | None = fields
+        # Without files, the fields go as one JSON object of strings: Telegram reads it like
+        # a form, and json.dumps costs a fraction of aiohttp's form encoding.
+        body: aiohttp.FormData | bytes | None = None
+        headers = {"User-Agent": self.USER_AGENT}
+        if fields and not files:
+            body = json.dumps(fields, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
         if files:
             form = aiohttp.FormData()
             for name, value in (fields or {}).items():
@@ -135,7 +142,7 @@ class AiohttpRequest(BaseRequest):
                 method,
                 url,
                 data=body,
-                headers={"User-Agent": self.USER_AGENT},
+                headers=headers,
                 timeout=timeout,
                 proxy=self.proxy_for(url),
             ) as response:

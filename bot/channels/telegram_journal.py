@@ -12,21 +12,20 @@ No Telegram import here: plain SQLite over `updates`, and replies queued as deli
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlite_utils
 
 from bot.deliveries import store as deliveries
 from bot.deliveries.model import Delivery, NewDelivery
 from bot.storage import dumps, from_iso, to_iso, transaction
-from bot.storage import savepoint as rollback_point
 
 CHANNEL = "telegram"
 # The kind of the channel's own deliveries: the messages produced by handling one update,
@@ -35,10 +34,6 @@ KIND_REPLY = "reply"
 # The handler sends its own replies at once; the worker only takes a `reply` row over when
 # the handler could not (Telegram down) or the process died. This lease keeps them apart.
 REPLY_LEASE = timedelta(minutes=2)
-# How long a group commit collects work before its COMMIT (seconds): 0 is "after the other
-# handlers that are ready now"; bookkeeping nobody waits for may wait up to LAZY_WINDOW.
-GROUP_WINDOW = 0.0
-LAZY_WINDOW = 0.05
 # Handled updates are kept this long (Telegram re-delivers unconfirmed ones for 24 h).
 JOURNAL_KEEP = timedelta(days=2)
 
@@ -69,93 +64,6 @@ class OutMessage:
 
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class GroupCommit:
-    """Commit the work of several concurrent handlers with one fsync (group commit).
-
-    With synchronous=FULL every COMMIT waits for the disk; one per update would cap the bot
-    at a few hundred updates per second. Handlers run their (synchronous) work inside one
-    shared transaction, each in its own savepoint, and wait until the COMMIT that follows
-    on the next turn of the event loop; only then do they send anything. A failing piece of
-    work rolls back its own savepoint only.
-    """
-
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
-        self._open = False
-        self._due = 0.0
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def _begin(self, window: float) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + window
-        if self._open:
-            if due < self._due:
-                # Someone waits for this commit: bring it forward.
-                self._due = due
-                loop.call_later(window, self.flush)
-            return
-        if self.db.conn.in_transaction:
-            # No transaction spans an await, so this is an implicit one that sqlite3 opened
-            # for a bare statement and nobody will commit: this group commits it too.
-            log.warning("joining a transaction left open outside a transaction() block")
-        else:
-            self.db.execute("BEGIN IMMEDIATE")
-        self._open = True
-        self._due = due
-        # COMMIT blocks the event loop for an fsync: everything that arrives before the
-        # timer shares it, so a busy bot syncs far less often than once per update.
-        loop.call_later(window, self.flush)
-
-    def add(
-        self, work: Callable[[], T], *, savepoint: bool = True, window: float = LAZY_WINDOW
-    ) -> T:
-        """Run `work` in the shared transaction; it commits within `window` seconds.
-
-        Use it for bookkeeping nobody waits for (a crash before the COMMIT only repeats
-        a little work). With `savepoint` (the default) a failing `work` rolls back its own
-        writes only; a single statement needs none.
-        """
-        self._begin(window)
-        if not savepoint:
-            return work()
-        with rollback_point(self.db):
-            return work()
-
-    async def run(self, work: Callable[[], T], *, savepoint: bool = True) -> T:
-        """Run `work` in the shared transaction and wait until it is on disk."""
-        result = self.add(work, savepoint=savepoint, window=GROUP_WINDOW)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        await future
-        return result
-
-    def flush(self) -> bool:
-        """COMMIT now (also called before anything that must see the data on disk).
-
-        False when the COMMIT failed (everything since the last one is rolled back).
-        """
-        if not self._open:
-            return True
-        self._due = 0.0
-        waiters, self._waiters = self._waiters, []
-        self._open = False
-        try:
-            self.db.execute("COMMIT")
-        except Exception as exc:
-            log.error("group commit failed: %s", type(exc).__name__)
-            if self.db.conn.in_transaction:
-                self.db.execute("ROLLBACK")
-            for future in waiters:
-                if not future.done():
-                    future.set_exception(RuntimeError("the transaction could not be committed"))
-            return False
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
-        return True
 
 
 def quarantine_problems(db: sqlite_utils.Database) -> list[str]:
@@ -179,6 +87,10 @@ class Journal:
         self.db = db
         # The sender that claims this process's replies (None: queued for another process).
         self.owner = owner
+        # Reply keys: unique per process (a random prefix) and per reply (a counter), without
+        # a random draw (a system call) per handled update.
+        self._key_prefix = uuid.uuid4().hex[:16]
+        self._keys = itertools.count(1)
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -275,7 +187,7 @@ class Journal:
             kind=KIND_REPLY,
             recipient=str(chat_id),
             payload=dumps([m.to_json() for m in messages]),
-            idempotency_key=f"{CHANNEL}:{KIND_REPLY}:{uuid.uuid4().hex}",
+            idempotency_key=f"{CHANNEL}:{KIND_REPLY}:{self._key_prefix}-{next(self._keys)}",
         )
         if self.owner is None:
             deliveries.enqueue(self.db, new, now)

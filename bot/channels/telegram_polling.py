@@ -1,6 +1,6 @@
 """Long polling: fetch updates, journal them, then confirm them by asking for the next offset.
 
-The offset of a batch is confirmed (the next getUpdates call) only after `accept` committed
+The offset of a batch is confirmed (the next getUpdates call) only after `receive` committed
 it to the journal, so a crash between the two makes Telegram send the batch again.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from telegram import Bot
@@ -37,16 +37,16 @@ POLL_BACKOFF_MAX = 5.0
 
 
 class Poller:
-    """getUpdates in a loop until `stop` is set; each batch goes to `accept` first."""
+    """getUpdates in a loop until `stop` is set; each batch goes to `receive` first."""
 
     def __init__(
         self,
         bot: Bot,
-        accept: Callable[[Sequence[dict[str, Any]]], None],
+        receive: Callable[[Sequence[dict[str, Any]]], Awaitable[None]],
         stop: asyncio.Event,
     ) -> None:
         self.bot = bot
-        self.accept = accept
+        self.receive = receive
         self.stop = stop
         # getUpdates is fetched as JSON (journaled verbatim, parsed once, later) through
         # Bot.do_api_request, which suggests Bot.get_updates for it: that one would parse
@@ -83,7 +83,7 @@ class Poller:
             if not updates:
                 continue
             try:
-                self.accept(updates)
+                await self.receive(updates)
             except DatabaseFileLost:
                 # The app has said so in one line and is stopping; the updates stay with
                 # Telegram (offset not confirmed) for the restored bot.

@@ -26,11 +26,12 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.channels.telegram_admin import plain
+from bot.channels.telegram_commit import GroupCommit
+from bot.channels.telegram_deliveries import TelegramDeliveries
 from bot.channels.telegram_handling import Handling
-from bot.channels.telegram_journal import GroupCommit, Journal
+from bot.channels.telegram_journal import Journal
 from bot.channels.telegram_queues import ChatQueues
 from bot.channels.telegram_render import ChannelTexts
-from bot.channels.telegram_transport import TelegramDeliveries
 from bot.deliveries.model import Delivery
 from bot.settings import Settings
 
@@ -115,20 +116,40 @@ class UpdateIntake:
     # -- accepting ----------------------------------------------------------------------------
 
     def accept(self, payloads: Sequence[dict[str, Any]]) -> None:
-        """Journal fetched updates (committed before return), then queue the unhandled ones."""
+        """Journal fetched updates (committed before return), then queue the unhandled ones.
+
+        For the webhook, which answers 200 only after this returned; polling uses receive."""
         if not payloads:
             return
         now = self.clock()
-        ids = [int(p["update_id"]) for p in payloads]
-        rows = [
-            (uid, json.dumps(p, ensure_ascii=False)) for uid, p in zip(ids, payloads, strict=True)
-        ]
+        rows = self._rows(payloads)
         self.group.add(lambda: self.journal.record(rows, now))
         # On disk now, before the caller confirms the offset or answers the webhook. If the
         # COMMIT fails, raise: the webhook answers 500 (Telegram sends it again) and polling
         # does not confirm the offset.
         if not self.group.flush():
             raise RuntimeError("could not journal the updates")
+        self._dispatch(payloads, rows)
+
+    async def receive(self, payloads: Sequence[dict[str, Any]]) -> None:
+        """Like accept, but the event loop goes on while the journal's COMMIT runs (polling
+        confirms the offset only after this returned; a failed COMMIT raises)."""
+        if not payloads:
+            return
+        now = self.clock()
+        rows = self._rows(payloads)
+        await self.group.run(lambda: self.journal.record(rows, now), savepoint=False)
+        self._dispatch(payloads, rows)
+
+    @staticmethod
+    def _rows(payloads: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
+        return [(int(p["update_id"]), json.dumps(p, ensure_ascii=False)) for p in payloads]
+
+    def _dispatch(
+        self, payloads: Sequence[dict[str, Any]], rows: Sequence[tuple[int, str]]
+    ) -> None:
+        """Queue the journaled updates not handled yet; answer re-delivered button presses."""
+        ids = [uid for uid, _ in rows]
         marks = ",".join("?" * len(ids))
         unhandled = {
             row[0]

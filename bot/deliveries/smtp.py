@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Literal
 
 import aiosmtplib
 
+from bot.deliveries.lookups import recipients
 from bot.deliveries.model import Dead, Delivery, Outcome, Retry, Sent
-from bot.deliveries.store import UNREACHABLE, recipients, short
+from bot.deliveries.sql import UNREACHABLE, short
 
 if TYPE_CHECKING:
     from bot.settings import Settings

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import secrets
-import socket
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.deliveries import store
+from bot.deliveries.backoff import RETRY_BASE, RETRY_CAP, retry_delay
 from bot.deliveries.model import (
-    Dead,
     Delivery,
     DeliveryReport,
     Outcome,
@@ -27,10 +22,24 @@ from bot.deliveries.model import (
     Sent,
     Transport,
 )
+from bot.deliveries.outcomes import Outcomes, error_of
+from bot.deliveries.owners import is_dead_owner, new_owner, owner_alive, owner_gone
+from bot.deliveries.recorder import SentRecorder
 from bot.storage import from_iso, transaction, utc_now
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+__all__ = [
+    "CLAIM_LIMIT",
+    "LEASE_BASE",
+    "RETRY_BASE",
+    "RETRY_CAP",
+    "Worker",
+    "is_dead_owner",
+    "new_owner",
+    "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,108 +50,8 @@ CLAIM_LIMIT = 50
 # crashed sender on another host does not block its rows for ever. (A crashed sender on
 # this host is noticed at once: see is_dead_owner.)
 LEASE_BASE = timedelta(minutes=2)
-# One backoff policy for every transport: capped exponential with jitter in [0.5, 1]. The
-# cap is short because the bot sends little: a recovered server is found quickly.
-RETRY_BASE = timedelta(seconds=5)
-RETRY_CAP = timedelta(minutes=5)
-# Accepted deliveries are recorded in groups: at most this many, or this old, per commit.
-FLUSH_ROWS = 100
-FLUSH_SECONDS = 0.5
 # A capped kind (see Worker caps) counts what was sent in this sliding window.
 CAP_WINDOW = timedelta(hours=1)
-
-_HOST = socket.gethostname()
-# Workers alive in this process, by owner token: a claim by another token of this process
-# (an earlier App, since closed) is as gone as a claim by a dead process.
-_LIVE_OWNERS: set[str] = set()
-
-
-def new_owner() -> str:
-    """A claim owner: host, process id and a random token."""
-    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def is_dead_owner(owner: str) -> bool:
-    """True when the claim's sender is known to be gone (only knowable on this host)."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, _ = rest.partition(":")
-    if host != _HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return owner not in _LIVE_OWNERS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
-    """The backoff before the next try after the `attempts`-th failure (1-based)."""
-    exponent = min(max(attempts - 1, 0), 20)
-    delay = min(RETRY_BASE * (2**exponent), RETRY_CAP)
-    # Jitter spreads retries so a recovering server is not hit by every row at once.
-    factor: float = 0.5 + (rng or random).random() / 2
-    return timedelta(seconds=delay.total_seconds() * factor)
-
-
-@dataclass
-class _Recorder:
-    """Records accepted deliveries in group commits (one fsync per group, not per row).
-
-    A crash before a group's commit means those deliveries go out again, with the same
-    idempotency key (Message-ID): at-least-once holds, and it is rare.
-    """
-
-    worker: Worker
-    pending: list[tuple[Delivery, Sent, datetime]] = field(default_factory=list)
-    flushed_at: float = field(default_factory=time.monotonic)
-    timer: asyncio.TimerHandle | asyncio.Handle | None = None
-
-    def add(self, delivery: Delivery, outcome: Sent, at: datetime) -> None:
-        self.pending.append((delivery, outcome, at))
-        loop = asyncio.get_running_loop()
-        if len(self.pending) >= FLUSH_ROWS:
-            if self.timer is not None:
-                self.timer.cancel()
-            # Written as soon as the next send waits for its server.
-            self.timer = loop.call_soon(self._on_timer)
-        elif self.timer is None:
-            # Should the next send stall, this mark is still written within FLUSH_SECONDS.
-            self.timer = loop.call_later(FLUSH_SECONDS, self._on_timer)
-
-    def flush_if_stale(self) -> None:
-        if self.pending and time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
-            self.flush()
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        if not self.pending:
-            return
-        if self.worker.db.conn.in_transaction:
-            # Another task's transaction is open on this connection: do not write into it.
-            self.timer = asyncio.get_running_loop().call_later(0.05, self._on_timer)
-            return
-        try:
-            self.flush()
-        except Exception:
-            log.exception("deliveries: recording accepted deliveries failed, will retry")
-
-    def flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.flushed_at = time.monotonic()
-        if not self.pending:
-            return
-        worker = self.worker
-        with transaction(worker.db):
-            for delivery, outcome, at in self.pending:
-                worker._settle_sent(delivery, outcome, at)
-        self.pending = []
 
 
 class Worker:
@@ -171,10 +80,11 @@ class Worker:
         # (transport, kind) -> at most this many sent per CAP_WINDOW (0 or absent: no cap).
         self.caps = {key: value for key, value in (caps or {}).items() if value > 0}
         self.rng = rng
+        self.outcomes = Outcomes(db, self.owner, hook, rng)
         self.claim_limit = CLAIM_LIMIT
         self._lock = asyncio.Lock()
         self._again = False
-        _LIVE_OWNERS.add(self.owner)
+        owner_alive(self.owner)
 
     def register(self, transport: Transport) -> None:
         """Add (or replace) the transport for its name: the registry is open."""
@@ -182,7 +92,7 @@ class Worker:
 
     def close(self) -> None:
         """This worker stops: its claims may be taken over at once by the next one."""
-        _LIVE_OWNERS.discard(self.owner)
+        owner_gone(self.owner)
 
     # ------------------------------------------------------------ one pass
 
@@ -292,13 +202,13 @@ class Worker:
     async def _send_in_order(
         self, transport: Transport, deliveries: Sequence[Delivery], report: DeliveryReport
     ) -> None:
-        recorder = _Recorder(self)
+        recorder = SentRecorder(self.db, self.outcomes.sent)
         done = 0
         finished = False
         try:
             for index, delivery in enumerate(deliveries):
                 done = index
-                if self._withdraw(delivery, report):
+                if self.outcomes.withdraw(delivery, report):
                     continue
                 if not getattr(transport, "connected", True):
                     # Connecting may take up to the transport's timeout: record first.
@@ -328,7 +238,7 @@ class Worker:
                     recorder.flush()
                     with transaction(self.db):
                         for waiting in rest:
-                            self._settle_retry(transport, waiting, outcome, at)
+                            self.outcomes.retry(transport, waiting, outcome, at)
                     report.retried += len(rest)
                     report.errors.append(outcome.error)
                     log.warning(
@@ -342,12 +252,12 @@ class Worker:
                 recorder.flush()
                 with transaction(self.db):
                     if isinstance(outcome, Retry):
-                        self._settle_retry(transport, delivery, outcome, at)
+                        self.outcomes.retry(transport, delivery, outcome, at)
                         report.retried += 1
                     else:
-                        self._settle_dead(transport, delivery, outcome, at)
+                        self.outcomes.dead(transport, delivery, outcome, at)
                         report.failed += 1
-                report.errors.append(f"delivery {delivery.id}: {_error_of(outcome)}")
+                report.errors.append(f"delivery {delivery.id}: {error_of(outcome)}")
             else:
                 done = len(deliveries)
             finished = True
@@ -389,98 +299,19 @@ class Worker:
         at = self.clock()
         if isinstance(outcome, Sent):
             if defer is not None:
-                defer(lambda: self._settle_sent(delivery, outcome, at))
+                defer(lambda: self.outcomes.sent(delivery, outcome, at))
             else:
                 with transaction(self.db):
-                    self._settle_sent(delivery, outcome, at)
+                    self.outcomes.sent(delivery, outcome, at)
             return outcome
         with transaction(self.db):
             if isinstance(outcome, Retry):
-                self._settle_retry(transport, delivery, outcome, at)
+                self.outcomes.retry(transport, delivery, outcome, at)
                 report.retried += 1
             else:
-                self._settle_dead(transport, delivery, outcome, at)
+                self.outcomes.dead(transport, delivery, outcome, at)
         return outcome
 
     def settle_sent(self, delivery: Delivery, at: datetime) -> None:
         """A pull transport handed the delivery over (inside the caller's transaction)."""
-        self._settle_sent(delivery, Sent(), at)
-
-    # ------------------------------------------------------------ outcomes
-
-    def _withdraw(self, delivery: Delivery, report: DeliveryReport) -> bool:
-        if self.hook is None:
-            return False
-        with transaction(self.db):
-            why = self.hook.withdrawn(self.db, delivery)
-            if why is None:
-                return False
-            store.record_cancelled(self.db, delivery, self.owner, why=why)
-        report.skipped += 1
-        # Ids and kinds only: nothing personal in the log.
-        log.info("delivery %d (%s): not sent, %s", delivery.id, delivery.kind, why)
-        return True
-
-    def _settle_sent(self, delivery: Delivery, outcome: Sent, at: datetime) -> None:
-        if not store.record_sent(
-            self.db, delivery, self.owner, at, ref=outcome.ref, note=outcome.refused
-        ):
-            log.info("delivery %d: accepted, but no longer ours to record", delivery.id)
-            return
-        if outcome.refused:
-            log.warning(
-                "delivery %d (%s): accepted for some recipients only", delivery.id, delivery.kind
-            )
-        if self.hook is not None:
-            self.hook.settled(self.db, delivery, outcome, at)
-
-    def _settle_retry(
-        self, transport: Transport, delivery: Delivery, outcome: Retry, at: datetime
-    ) -> None:
-        after = outcome.after or retry_delay(delivery.attempts + 1, self.rng)
-        if store.record_retry(
-            self.db, delivery, self.owner, error=outcome.error, next_at=at + after
-        ):
-            if not outcome.unreachable:
-                log.warning(
-                    "delivery %d (%s %s): temporary failure (%s), will retry",
-                    delivery.id,
-                    delivery.transport,
-                    delivery.kind,
-                    _loggable(transport, outcome.error),
-                )
-            if self.hook is not None:
-                self.hook.settled(self.db, delivery, outcome, at)
-
-    def _settle_dead(
-        self, transport: Transport, delivery: Delivery, outcome: Dead, at: datetime
-    ) -> None:
-        # The dead-letter path: kept in the table (listed by `clusterbot check` and
-        # `deliveries list`), logged here, reported to the secretariat by the hook.
-        if not store.record_dead(self.db, delivery, self.owner, error=outcome.reason):
-            return
-        log.error(
-            "delivery %d (%s %s): refused permanently (%s); run 'clusterbot deliveries retry "
-            "%d' once fixed",
-            delivery.id,
-            delivery.transport,
-            delivery.kind,
-            _loggable(transport, outcome.reason),
-            delivery.id,
-        )
-        if self.hook is not None:
-            self.hook.settled(self.db, delivery, outcome, at)
-
-
-def _error_of(outcome: Outcome) -> str:
-    if isinstance(outcome, Retry):
-        return outcome.error
-    if isinstance(outcome, Dead):
-        return outcome.reason
-    return outcome.refused or ""
-
-
-def _loggable(transport: Any, error: str) -> str:
-    # The transport knows what of its errors is safe for the log (no addresses).
-    status = getattr(transport, "status", None)
-    return str(status(error)) if status is not None else error.split(":")[0]
+        self.outcomes.sent(delivery, Sent(), at)
