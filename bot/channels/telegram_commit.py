@@ -160,26 +160,30 @@ class GroupCommit:
             except Exception as exc:
                 log.error("bookkeeping for the next commit failed: %s", type(exc).__name__)
 
-    def flush(self) -> bool:
-        """COMMIT now, here (also before anything that must see the data on disk).
+    def settle(self) -> bool:
+        """Wait for a COMMIT running in the helper thread (its waiters are told, the work
+        that arrived meanwhile starts the next group); whether that COMMIT succeeded."""
+        if self._inflight is None:
+            return True
+        commit = self._inflight[0]
+        concurrent.futures.wait([commit])
+        ok = commit.exception() is None and bool(commit.result())
+        self._committed(commit)
+        return ok
 
-        Waits for a COMMIT running in the helper thread first. False when a COMMIT failed
-        (everything since the one before is rolled back).
-        """
-        ok = True
-        if self._inflight is not None:
-            commit = self._inflight[0]
-            concurrent.futures.wait([commit])
-            ok = commit.exception() is None and commit.result()
-            self._committed(commit)
+    def flush(self) -> bool:
+        """COMMIT what is open, here and now (before anything that must see the data on
+        disk), after a COMMIT running in the helper thread. False when this COMMIT failed
+        (everything since the one before is rolled back)."""
+        self.settle()
         if not self._open:
-            return ok
+            return True
         self._due = 0.0
         waiters, self._waiters = self._waiters, []
         self._open = False
         committed = self._commit()
         _resolve(waiters, committed)
-        return ok and committed
+        return committed
 
     def close(self) -> None:
         """Commit what is left and stop the helper thread."""

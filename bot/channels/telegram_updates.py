@@ -123,6 +123,9 @@ class UpdateIntake:
             return
         now = self.clock()
         rows = self._rows(payloads)
+        # A COMMIT still running first, so that the journal's writes run here and now (a
+        # failure raises to the caller instead of waiting for the next group).
+        self.group.settle()
         self.group.add(lambda: self.journal.record(rows, now))
         # On disk now, before the caller confirms the offset or answers the webhook. If the
         # COMMIT fails, raise: the webhook answers 500 (Telegram sends it again) and polling
