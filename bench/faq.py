@@ -299,11 +299,22 @@ SEARCH: dict[str, tuple[float, ...]] = {
     "name_weight": (0.0, 0.15, 0.3, 0.5, 0.75, 1.0),
 }
 QUICK = ("threshold", "margin", "answer_margin")
+TOP1_TARGET = 0.90
+FALLBACK_TARGET = 0.95
 
 
-def objective(kb: KnowledgeBase, items: Sequence[Item]) -> float:
-    """In-scope top-1 plus correct fallback, a fallback rate under 95 % costing double (a
-    wrong answer is worse than an offer to forward); multi-question coverage breaks ties."""
+def objective(kb: KnowledgeBase, sets: Sequence[Sequence[Item]]) -> float:
+    """The mean of `set_objective` over the sets: each set, a sample by its own author,
+    counts the same, so a setting must hold on every sample (the blind one is another),
+    not only on the largest or the most tuned."""
+    return sum(set_objective(kb, items) for items in sets) / max(1, len(sets))
+
+
+def set_objective(kb: KnowledgeBase, items: Sequence[Item]) -> float:
+    """In-scope top-1 plus correct fallback, each rate's shortfall from its target (90 %
+    and 95 %, issue 9) counted again, the fallback's twice (a wrong answer is worse than an
+    offer to forward), so neither is bought with the other below its target;
+    multi-question coverage breaks ties."""
     tally = Tally()
     for item in items:
         found = kb.understand(item.text, item.lang)
@@ -320,7 +331,8 @@ def objective(kb: KnowledgeBase, items: Sequence[Item]) -> float:
     inside = tally.top1 / max(1, tally.inscope)
     fallback = tally.fallback_ok / max(1, tally.fallback)
     multi = tally.multi_ok / max(1, tally.multi)
-    return inside + fallback - 2 * max(0.0, 0.95 - fallback) + 0.1 * multi
+    shortfall = max(0.0, TOP1_TARGET - inside) + 2 * max(0.0, FALLBACK_TARGET - fallback)
+    return inside + fallback - shortfall + 0.1 * multi
 
 
 def _with(tuning: Tuning, name: str, value: float) -> KnowledgeBase:
@@ -334,8 +346,8 @@ def _with(tuning: Tuning, name: str, value: float) -> KnowledgeBase:
     return kb
 
 
-def fit(items: Sequence[Item], quick: bool = False, rounds: int = 3) -> Tuning:
-    """The parameters that maximise `objective` on `items` (coordinate ascent)."""
+def fit(items: Sequence[Sequence[Item]], quick: bool = False, rounds: int = 3) -> Tuning:
+    """The parameters that maximise `objective` on the sets `items` (coordinate ascent)."""
     kb = KnowledgeBase.load(CONFIG)
     tuning = kb.matcher.tuning
     best = objective(kb, items)
@@ -637,9 +649,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.fit:
         names = chosen_sets(args.fit_on)
-        items = [item for name in names for item in load_items(SETS[name])]
-        print(f"fitting on {', '.join(names)} ({len(items)} messages)")
-        tuning = fit(items, quick=args.quick)
+        pool = [load_items(SETS[name]) for name in names]
+        print(f"fitting on {', '.join(names)} ({sum(map(len, pool))} messages)")
+        tuning = fit(pool, quick=args.quick)
         write_tuning(tuning)
         print(f"wrote {tuning} to config/faq.yaml")
         return 0

@@ -140,3 +140,12 @@ def test_two_subjects_of_different_topics_joined_by_and_are_two_questions(
     assert [a.topic for a in found.answers] == ["deadline", "budget"]
     # One subject asked about twice stays one question.
     assert len(kb.understand("Can SMEs and universities apply?").answers) <= 1
+
+
+def test_the_reason_for_asking_after_a_comma_is_context(splitter: Splitter) -> None:
+    asked = splitter.questions(
+        "Can organisations from Ukraine take part, since one of our partners is in Kharkiv?"
+    )
+    assert [question for question, _, _ in asked] == ["can organisations from ukraine take part"]
+    asked = splitter.questions("Possono partecipare i cluster albanesi, perché abbiamo un partner?")
+    assert [question for question, _, _ in asked] == ["possono partecipare i cluster albanesi"]

@@ -3,7 +3,7 @@ and the analyzer (folding, lexicon concepts, Snowball stems per language, stop w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,10 @@ from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
 # Longest input looked at per question: enough for any real one, bounded work for any input.
 MAX_WORDS = 80
 STEMMER_NAMES = {"it": "italian", "en": "english"}
+# The group of entries on points the facts leave open starts with this mark.
+OPEN_GROUP = "?"
+# Shortest stem by which another form of a lexicon term is read as its concept.
+MIN_CONCEPT_STEM = 4
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,34 @@ class Analyzer:
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
         self.stem = stemmers()
+        # Per language, the stem of each one-word lexicon term -> its concept (None where two
+        # concepts share a stem), so that other forms of the word read as the concept too.
+        self.concept_stems: dict[str, dict[str, str | None]] = {lang: {} for lang in LANGUAGES}
+
+    def learn_concepts(self, known: Container[str]) -> None:
+        """Fill `concept_stems` with the concepts in `known` (the index's terms)."""
+        for group in self.lexicon.groups:
+            concept = CONCEPT_MARK + "_".join(tokens(group.name))
+            if concept not in known:
+                continue
+            for phrase in group.terms:
+                if len(phrase) != 1 or phrase[0].isdigit():
+                    continue
+                for lang in LANGUAGES:
+                    stem = self.term(phrase[0], lang)
+                    if len(stem) < MIN_CONCEPT_STEM:
+                        continue
+                    table = self.concept_stems[lang]
+                    table[stem] = concept if table.get(stem, concept) == concept else None
+
+    def concept_by_stem(self, word: str, order: Sequence[str]) -> str | None:
+        """The lexicon concept one of whose one-word terms shares `word`'s stem ("durare"
+        for a group holding "durata"), if exactly one does."""
+        for lang in order:
+            concept = self.concept_stems[lang].get(self.term(word, lang))
+            if concept:
+                return concept
+        return None
 
     def words(self, text: str) -> list[str]:
         """Folded words with lexicon phrases replaced by their concept (single letters, left
@@ -128,3 +160,24 @@ class Analyzer:
 
     def terms(self, text: str, lang: str) -> list[str]:
         return [self.term(word, lang) for word in self.words(text)]
+
+
+def open_point_concepts(
+    documents: Sequence[Document], profiles: Sequence[Mapping[str, float]]
+) -> dict[str, frozenset[int]]:
+    """Lexicon concepts only entries on open points hold (their group starts with "?"):
+    concept -> those entries. Concepts only: the call's own vocabulary, not a word that a
+    variant or keyword happens to hold."""
+    answer_terms = {
+        term
+        for document, profile in zip(documents, profiles, strict=True)
+        if not document.group.startswith(OPEN_GROUP)
+        for term in profile
+    }
+    found: dict[str, set[int]] = {}
+    for index, (document, profile) in enumerate(zip(documents, profiles, strict=True)):
+        if document.group.startswith(OPEN_GROUP):
+            for term in profile:
+                if term.startswith(CONCEPT_MARK) and term not in answer_terms:
+                    found.setdefault(term, set()).add(index)
+    return {term: frozenset(owners) for term, owners in found.items()}

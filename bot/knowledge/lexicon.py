@@ -10,7 +10,8 @@ mark a sentence as a question (`question_cues`), the phrases after which the rea
 starts in a chatty sentence (`focus_cues`), the conjunctions that join two questions
 (`conjunctions`), and the informal spellings of everyday words ("nn", "cmq", "plz", "u"),
 read as the words they stand for, for matching and as evidence of the language
-(`informal`), and words of asking and politeness ignored when matching (`filler`).
+(`informal`), words of asking and politeness ignored when matching (`filler`), and
+the phrases that, after a comma, start the reason for asking (`reason_cues`, optional).
 A knowledge folder may carry its own; otherwise the shipped one is used.
 """
 
@@ -127,6 +128,12 @@ class LanguageCues:
     informal: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     # Per language: words of asking and politeness that say nothing of what is asked.
     filler: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Per language: after a comma, phrases that start the reason for asking ("since",
+    # "perché", "dato che"): context, not a question.
+    reason: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+
+    def all_reason(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.reason.values())
 
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings: real words of a language."""
@@ -241,6 +248,20 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             for lang in LANGUAGES
         }
     informal = _informal(data.get("informal"), path, problems)
+    reason: dict[str, frozenset[tuple[str, ...]]] = {}
+    if data.get("reason_cues") is not None:
+        raw_reason = data["reason_cues"]
+        if not isinstance(raw_reason, Mapping):
+            problems.append(f"{path}: 'reason_cues' must have an 'it' and an 'en' list")
+        else:
+            reason = {
+                lang: frozenset(
+                    _phrase_list(
+                        raw_reason.get(lang) or [], f"{path}: reason_cues.{lang}", problems
+                    )
+                )
+                for lang in LANGUAGES
+            }
     filler: dict[str, frozenset[str]] = {}
     if data.get("filler") is not None:
         raw_filler = data["filler"]
@@ -263,6 +284,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         },
         informal=informal,
         filler=filler,
+        reason=reason,
     )
 
 

@@ -3,9 +3,10 @@
 Loading already refuses an unknown topic, a missing translation or an unknown fact (errors).
 Here, once the knowledge base has loaded:
 - errors: a question variant written in two entries (the matcher could not tell them apart);
-- warnings: a variant that the matcher reads as another entry (naming both: the variant
-  needs rewording or belongs to the other entry), and a lexicon group none of whose terms
-  appears in any question or keyword (it references nothing, so it does nothing).
+- warnings: a variant that the matcher reads as an entry of another topic, or as another
+  open point (naming both: the variant needs rewording or belongs to the other entry), and
+  a lexicon group none of whose terms appears in any question or keyword (it references
+  nothing, so it does nothing).
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def lint(
                     )
                 owners.setdefault(key, entry.id)
     reader = kb.reader
+    groups = {document.id: document.group for document in kb.matcher.documents}
     for entry in kb.entries:
         for lang in LANGUAGES:
             for question in entry.questions.get(lang, ()):
                 query = kb.matcher.query(question, lang)
                 best, _, _, _ = reader.decide(query, reader.is_closed(question))
-                if best is not None and best.id != entry.id:
+                # A topic's main entry and its claims may share a question: the reply is
+                # of the same topic (a yes/no question gets the claim's direct answer).
+                if best is not None and best.group != groups[entry.id]:
                     found.warnings.append(
                         f"{faq_name}: entry '{entry.id}': question '{question}' matches entry "
                         f"'{best.id}' better than its own; reword it or move it there"

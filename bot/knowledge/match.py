@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from bot.knowledge.analysis import (
@@ -36,17 +35,14 @@ from bot.knowledge.analysis import (
     Ranked,
     Tuning,
     meaningful,
+    open_point_concepts,
     stopwords,
     stopwords_of,
 )
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
 from bot.knowledge.spelling import Speller
-
-# The group of entries on points the facts leave open starts with this mark.
-OPEN_GROUP = "?"
-# Shortest stem by which another form of a lexicon term is read as its concept.
-MIN_CONCEPT_STEM = 4
+from bot.knowledge.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,6 +119,7 @@ class Matcher:
             lang: stopwords_of(lang) | (cue_words or {}).get(lang, frozenset())
             for lang in LANGUAGES
         }
+        self.vocabulary = Vocabulary(self.language_words, self.function_words)
         self.surface = frozenset(word for word in surface if not word.isdigit())
         count = len(self.documents)
         frequency: dict[str, int] = {}
@@ -170,39 +167,8 @@ class Matcher:
             for term, (rows, values) in entry_postings.items()
         }
         self._variant_count = len(variants)
-        # Lexicon concepts only entries on open points hold (their group starts with "?"):
-        # concept -> those entries.
-        answer_terms = {
-            term
-            for document, profile in zip(self.documents, profiles, strict=True)
-            if not document.group.startswith(OPEN_GROUP)
-            for term in profile
-        }
-        open_terms: dict[str, set[int]] = {}
-        for index, (document, profile) in enumerate(zip(self.documents, profiles, strict=True)):
-            if document.group.startswith(OPEN_GROUP):
-                for term in profile:
-                    # Lexicon concepts only: the call's own vocabulary, not a word that a
-                    # variant or keyword happens to hold.
-                    if term.startswith(CONCEPT_MARK) and term not in answer_terms:
-                        open_terms.setdefault(term, set()).add(index)
-        self.open_terms = {term: frozenset(owners) for term, owners in open_terms.items()}
-        # Per language, the stem of each one-word lexicon term -> its concept (None where two
-        # concepts share a stem), so that other forms of the word read as the concept too.
-        self.concept_stems: dict[str, dict[str, str | None]] = {lang: {} for lang in LANGUAGES}
-        for group in lexicon.groups:
-            concept = CONCEPT_MARK + "_".join(tokens(group.name))
-            if concept not in self.idf:
-                continue
-            for phrase in group.terms:
-                if len(phrase) != 1 or phrase[0].isdigit():
-                    continue
-                for lang in LANGUAGES:
-                    stem = self.analyzer.term(phrase[0], lang)
-                    if len(stem) < MIN_CONCEPT_STEM:
-                        continue
-                    table = self.concept_stems[lang]
-                    table[stem] = concept if table.get(stem, concept) == concept else None
+        self.open_terms = open_point_concepts(self.documents, profiles)
+        self.analyzer.learn_concepts(self.idf)
         # The terms that name the call itself (its identifier).
         self.name_terms = frozenset(
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
@@ -224,20 +190,11 @@ class Matcher:
             out.extend(own.get(word, (word,)))
         return out
 
-    def _concept_by_stem(self, word: str, order: Sequence[str]) -> str | None:
-        """The lexicon concept one of whose one-word terms shares `word`'s stem ("durare"
-        for a group holding "durata"), if exactly one does."""
-        for lang in order:
-            concept = self.concept_stems[lang].get(self.analyzer.term(word, lang))
-            if concept:
-                return concept
-        return None
-
     def indexed(self, word: str) -> bool:
         """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
         return any(
             self.analyzer.term(word, lang) in self.idf
-            or self.concept_stems[lang].get(self.analyzer.term(word, lang))
+            or self.analyzer.concept_stems[lang].get(self.analyzer.term(word, lang))
             for lang in LANGUAGES
         )
 
@@ -266,7 +223,7 @@ class Matcher:
                         term = stem
                         break
                 else:
-                    term = self._concept_by_stem(word, order)
+                    term = self.analyzer.concept_by_stem(word, order)
             if term is not None:
                 weights[term] = self.idf[term]
             elif word not in self.stopwords and len(word) > 1 and not word.isdigit():
@@ -375,30 +332,9 @@ class Matcher:
         left = {term: weight for term, weight in query.weights.items() if term not in profile}
         return QueryTerms(left, query.unknown, query.words, query.concepts)
 
-    # ------------------------------------------------------------------ language evidence
-
-    @cached_property
-    def exclusive_words(self) -> Mapping[str, frozenset[str]]:
-        """Per language, the words only that language's entries, function words and cues use."""
-        exclusive: dict[str, frozenset[str]] = {}
-        for lang, words in self.language_words.items():
-            others = [o for o in LANGUAGES if o != lang]
-            other_words = set().union(*(self.language_words[o] for o in others))
-            other_function = set().union(*(self.function_words[o] for o in others))
-            exclusive[lang] = frozenset(words - other_words) | frozenset(
-                self.function_words[lang] - other_function - other_words
-            )
-        return exclusive
-
     def language_votes(self, words: Iterable[str]) -> dict[str, int]:
-        """How many of `words` only one language uses, per language."""
-        exclusive = self.exclusive_words
-        votes = dict.fromkeys(LANGUAGES, 0)
-        for word in words:
-            for lang in LANGUAGES:
-                if word in exclusive[lang]:
-                    votes[lang] += 1
-        return votes
+        """How many of `words` only one language uses, per language (see vocabulary.py)."""
+        return self.vocabulary.votes(words)
 
 
 __all__ = ["Document", "Matcher", "QueryTerms", "Ranked", "Tuning"]

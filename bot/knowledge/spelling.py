@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 # Shortest unknown word worth correcting; shorter ones are too ambiguous.
-MIN_CORRECTED = 5
+MIN_CORRECTED = 4
 LONG_WORD = 8
 MAX_CORRECTIONS_CACHED = 4096
 

@@ -95,6 +95,7 @@ class Splitter:
         self.focus_cues = cues.all_focus()
         self.conjunctions = cues.all_conjunctions()
         self.open_cues = cues.all_open()
+        self.reason_cues = cues.all_reason()
 
     def is_question(self, sentence: str, marked: bool = False) -> bool:
         """Whether `sentence` asks; `marked`: the message uses question marks elsewhere."""
@@ -135,6 +136,11 @@ class Splitter:
         commas = _comma_positions(question)
         # (end of one part, start of the next): a conjunction is dropped, a comma is not a word.
         cuts: list[tuple[int, int]] = []
+        for at in sorted(commas):
+            if 0 < at < len(words) and starts_with(words, self.reason_cues, at):
+                # "…, since one of our partners is …": the reason for asking, not a question.
+                words, surface = words[:at], surface[:at]
+                break
         for at in range(1, len(words) - 1):
             if self.conjunction_at(words, surface, at) and self._cue_follows(words, at):
                 cuts.append((at, at + 1))
@@ -146,7 +152,7 @@ class Splitter:
                 else:
                     cuts.append((at, at))
         if not cuts:
-            return "", [question]
+            return "", [" ".join(surface) if len(surface) < len(tokens(question)) else question]
         context = " ".join(surface[: cuts[0][1]]) if cuts[0][0] == 0 else ""
         parts, start = [], 0
         for end, next_start in cuts:
