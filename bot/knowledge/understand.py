@@ -72,7 +72,9 @@ class Reader:
                 (
                     r
                     for r in ranked[1:]
-                    if r.group == best.group and best.score - r.score < CLAIM_PREFERENCE
+                    if r.group == best.group
+                    and best.score - r.score < CLAIM_PREFERENCE
+                    and r.score >= tuning.threshold
                 ),
                 None,
             )
