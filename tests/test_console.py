@@ -146,7 +146,10 @@ def test_italian_with_a_config_file_and_malformed_input(tmp_path: Path) -> None:
     script = (
         b"/start\r\n"
         b"\xff\xfe broken bytes\n"
-        b"\x1b[2J\x00\x07 control\n" + b"x" * 10_000 + b"\n<b>bold</b> *star* _under_ [a](b)\n"
+        b"\x1b[2J\x00\x07 control\n"
+        + b"x"
+        * 10_000
+        + b"\n<b>grassetto</b> *stella* _sotto_ [a](b)\n"
         b"/contact\n"
         b"Maria\x1b[31m Rossi\n"
         b"/cancel\n"
