@@ -3,8 +3,8 @@
 Run: make eval   (or .venv/bin/python bench/faq.py [--sets all|dev,heldout,...] [--misses]
                  [--fit [--fit-on all|dev,fresh,...] [--quick]])
 
-For each evaluation set in bench/data (eval_dev.yaml, eval_heldout.yaml, eval_fresh.yaml and,
-when present, eval_extra.yaml; format and history in bench/data/EVAL_README.md) it prints, for
+For each evaluation set in bench/data (eval_dev, eval_heldout, eval_fresh and, when present,
+eval_extra and eval_final .yaml; format and history in bench/data/EVAL_README.md) it prints, for
 the knowledge base (bot.knowledge) and for the baseline (the matcher and FAQ shipped before
 issue 9, kept under bench/baseline/):
   - in-scope top-1 accuracy by topic, correct-fallback rate, partial fallbacks carried,
@@ -57,6 +57,7 @@ SETS = {
     "heldout": DATA / "eval_heldout.yaml",
     "fresh": DATA / "eval_fresh.yaml",
     "extra": DATA / "eval_extra.yaml",
+    "final": DATA / "eval_final.yaml",
 }
 CONFIG = ROOT / "config"
 BASELINE_FAQ = ROOT / "bench" / "baseline" / "faq.yaml"
