@@ -41,7 +41,7 @@ class Stamping(Handler):
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         reply = await super().handle_DATA(server, session, envelope)
         data = envelope.original_content or envelope.content
-        if b"X-Clusterbot-Kind: reminder" in data:
+        if b"X-Clusterbot-Kind: reminder\r\n" in data:
             ref = data.split(b"X-Clusterbot-Ref: ", 1)[1].split(b"\r\n", 1)[0].decode()
             self.reminders[ref] = time.time()
             if len(self.reminders) >= self.count:
@@ -57,7 +57,14 @@ async def run(count: int) -> list[float]:
                 {
                     "data_dir": folder,
                     "smtp": {"host": "127.0.0.1", "port": server.port, "security": "none"},
-                    "reminders": {"first_after": "3s", "repeat_every": "1d", "max_count": 1},
+                    # One mail per enquiry (not the default grouped mail), so each
+                    # reminder names its enquiry and its own lateness can be measured.
+                    "reminders": {
+                        "first_after": "3s",
+                        "repeat_every": "1d",
+                        "max_count": 1,
+                        "grouped": False,
+                    },
                 }
             )
             async with App(settings) as app:
