@@ -14,7 +14,7 @@ from bot.mail.compose.context import (
     _moment,
 )
 from bot.mail.compose.headers import _address, _header_text
-from bot.mail.compose.message import _base_message, _message_id, _reply_to
+from bot.mail.compose.message import _base_message, _message_id, _reply_to, _thread_under
 from bot.mail.compose.templates import _render_pair
 
 if TYPE_CHECKING:
@@ -83,10 +83,7 @@ def follow_up_mail(
     message = _base_message(settings, subject, text, html, now)
     message["Reply-To"] = _reply_to(context, reply_address)
     message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-followup")
-    if original_message_id:
-        original = _header_text(original_message_id, "original Message-ID")
-        message["In-Reply-To"] = original
-        message["References"] = original
+    _thread_under(message, original_message_id)
     message["X-Clusterbot-Ref"] = context["ref"]
     message["X-Clusterbot-Kind"] = "follow_up"
     return message

@@ -68,3 +68,11 @@ def _reply_to(context: Mapping[str, Any], bot_address: str | None) -> Address:
     if bot_address:
         return _address("", bot_address, "inbox.reply_address")
     return _address(context["name"], context["email"], "applicant", international=True)
+
+
+def _thread_under(message: EmailMessage, original_message_id: str | None) -> None:
+    """Thread a mail under the enquiry's original mail (In-Reply-To and References)."""
+    if original_message_id:
+        original = _header_text(original_message_id, "original Message-ID")
+        message["In-Reply-To"] = original
+        message["References"] = original

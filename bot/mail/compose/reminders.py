@@ -17,7 +17,7 @@ from bot.mail.compose.context import (
     first_words,
 )
 from bot.mail.compose.headers import _header_text
-from bot.mail.compose.message import _base_message, _message_id, _reply_to
+from bot.mail.compose.message import _base_message, _message_id, _reply_to, _thread_under
 from bot.mail.compose.templates import _render_pair
 
 if TYPE_CHECKING:
@@ -56,10 +56,7 @@ def reminder_mail(
     if context["email"] or reply_address:
         message["Reply-To"] = _reply_to(context, reply_address)
     message["Message-ID"] = _message_id(settings, f"{context['ref'].lower()}-r{count}")
-    if original_message_id:
-        original = _header_text(original_message_id, "original Message-ID")
-        message["In-Reply-To"] = original
-        message["References"] = original
+    _thread_under(message, original_message_id)
     message["X-Clusterbot-Ref"] = context["ref"]
     message["X-Clusterbot-Kind"] = "reminder"
     return message
