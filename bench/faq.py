@@ -45,6 +45,7 @@ from bench.baseline.match import Matcher as BaselineMatcher  # noqa: E402
 from bench.baseline.match import detect_language as baseline_detect  # noqa: E402
 from bench.baseline.match import load_entries as baseline_entries  # noqa: E402
 from bot.knowledge import KnowledgeBase  # noqa: E402
+from bot.knowledge.analysis import DECISION_FEATURES, OPEN_GROUP  # noqa: E402
 from bot.knowledge.facts import load_call  # noqa: E402
 from bot.knowledge.faq import Faq, FaqEntry, parse_faq_file  # noqa: E402
 from bot.knowledge.lexicon import load_language, load_lexicon  # noqa: E402
@@ -370,6 +371,95 @@ def fit(items: Sequence[Sequence[Item]], quick: bool = False, rounds: int = 3) -
     return tuning
 
 
+def decision_examples(
+    kb: KnowledgeBase, items: Sequence[Item]
+) -> tuple[list[tuple[float, ...]], list[int]]:
+    """The answer-or-forward model's examples: the question of each message that asks one,
+    its best confirmed entry's features (Matcher.features), and 1 when that entry's topic is
+    the one wanted, 0 when the message must fall back or the entry is another topic."""
+    reader, matcher = kb.reader, kb.matcher
+    features: list[tuple[float, ...]] = []
+    labels: list[int] = []
+    for item in items:
+        if len(item.expect) > 1 or (item.fallback and item.expect):
+            continue
+        questions = reader.questions(item.text)
+        if len(questions) != 1:
+            # Which of several questions asks for the wanted topic is not labelled.
+            continue
+        question = questions[0][0]
+        query = matcher.query(question, item.lang)
+        closed = reader.is_closed(question)
+        best, margin, _ = reader.choose(query, closed)
+        if best is None or best.group.startswith(OPEN_GROUP):
+            continue
+        features.append(matcher.features(query, best, margin, closed))
+        labels.append(int(bool(item.expect) and best.group == item.expect[0]))
+    return features, labels
+
+
+def fit_logistic(
+    features: Sequence[Sequence[float]], labels: Sequence[int], l2: float = 1.0
+) -> tuple[float, tuple[float, ...]]:
+    """Bias and weights of an L2-regularised logistic regression (Newton's method on
+    standardised features, weights given back on the raw ones). NumPy only: scikit-learn
+    and SciPy would be two heavy dependencies for this one fit."""
+    import numpy as np
+
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    design = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
+    penalty = np.diag([0.0] + [l2] * x.shape[1])
+    w = np.zeros(design.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-design @ w))
+        gradient = design.T @ (p - y) + penalty @ w
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + penalty
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    weights = w[1:] / scale
+    return float(w[0] - (weights * mean).sum()), tuple(float(v) for v in weights)
+
+
+# Shifts of the model's bias tried when fitting: the log-odds at which to answer.
+BIAS_SHIFTS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+
+
+def fit_decision(items: Sequence[Sequence[Item]]) -> Tuning:
+    """The shipped parameters with an answer-or-forward model fitted on `items`: logistic
+    weights from the one-question messages, then the bias shift and the safety margin that
+    maximise `objective` on every message."""
+    kb = KnowledgeBase.load(CONFIG)
+    features: list[tuple[float, ...]] = []
+    labels: list[int] = []
+    for sample in items:
+        more, answers = decision_examples(kb, sample)
+        features += more
+        labels += answers
+    bias, weights = fit_logistic(features, labels)
+    print(f"  {len(labels)} examples, {sum(labels)} to answer", flush=True)
+    model = dict(zip(DECISION_FEATURES, weights, strict=True))
+    tuning = replace(
+        kb.matcher.tuning,
+        decision_bias=bias,
+        **{f"decision_{name}": value for name, value in model.items()},
+    )
+    best_score, best = -1.0, tuning
+    for shift in BIAS_SHIFTS:
+        for margin in SEARCH["margin"]:
+            candidate = replace(tuning, decision_bias=bias + shift, margin=margin)
+            kb.matcher.tuning = candidate
+            score = objective(kb, items)
+            if score > best_score + 1e-9:
+                best_score, best = score, candidate
+                print(f"  {score:.4f} shift {shift} margin {margin}", flush=True)
+    return best
+
+
 def write_tuning(tuning: Tuning) -> None:
     """Replace the `matching` block of config/faq.yaml."""
     path = CONFIG / "faq.yaml"
@@ -384,6 +474,11 @@ def write_tuning(tuning: Tuning) -> None:
         f"  answer_margin: {tuning.answer_margin}\n"
         f"  name_weight: {tuning.name_weight}\n"
     )
+    if tuning.has_decision:
+        block += f"  decision_bias: {tuning.decision_bias:.4f}\n" + "".join(
+            f"  decision_{name}: {value:.4f}\n"
+            for name, value in zip(DECISION_FEATURES, tuning.decision_weights, strict=True)
+        )
     text = re.sub(r"matching:\n(?:  .*\n)+", block, text, count=1)
     path.write_text(text, encoding="utf-8")
 
@@ -642,6 +737,11 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="with --fit: only the threshold and the margins"
     )
+    parser.add_argument(
+        "--decision",
+        action="store_true",
+        help="with --fit: fit the answer-or-forward model (then its bias and the margin)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--synthetic", type=int, default=5000, help="knowledge base size")
     parser.add_argument("--no-latency", action="store_true", help="accuracy tables only")
@@ -652,7 +752,7 @@ def main() -> int:
         names = chosen_sets(args.fit_on)
         pool = [load_items(SETS[name]) for name in names]
         print(f"fitting on {', '.join(names)} ({sum(map(len, pool))} messages)")
-        tuning = fit(pool, quick=args.quick)
+        tuning = fit_decision(pool) if args.decision else fit(pool, quick=args.quick)
         write_tuning(tuning)
         print(f"wrote {tuning} to config/faq.yaml")
         return 0

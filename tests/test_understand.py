@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.knowledge import KnowledgeBase, KnowledgeError
+from bot.knowledge.analysis import DECISION_FEATURES
 from bot.knowledge.lint import lint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +244,69 @@ def _shared_kb() -> KnowledgeBase:
     if not _KB:
         _KB.append(KnowledgeBase.load(ROOT / "config"))
     return _KB[0]
+
+
+# --- the answer-or-forward decision ---------------------------------------------------------
+
+
+def _with_tuning(kb: KnowledgeBase, **changes: float) -> KnowledgeBase:
+    """A copy of the shipped knowledge base whose matcher uses other parameters."""
+    copy = KnowledgeBase.load(ROOT / "config")
+    copy.matcher.tuning = replace(kb.matcher.tuning, **changes)
+    return copy
+
+
+def test_the_fitted_decision_model_is_read_from_the_faq_file(kb: KnowledgeBase) -> None:
+    tuning = kb.matcher.tuning
+    assert tuning.has_decision
+    matching = kb.faq.matching
+    assert tuning.decision_bias == matching["decision_bias"]
+    assert tuning.decision_weights == tuple(
+        matching[f"decision_{name}"] for name in DECISION_FEATURES
+    )
+
+
+def test_the_decision_model_decides_whether_the_best_entry_answers(kb: KnowledgeBase) -> None:
+    question = "What is the total budget of the call?"
+    assert kb.understand(question).topic == "budget"
+    # The same ranking, a model that never answers: the question is forwarded.
+    never = _with_tuning(kb, decision_bias=-100.0)
+    found = never.understand(question)
+    assert found.topic is None
+    assert found.unanswered is not None
+    # Without a model, the threshold decides again.
+    weights = {f"decision_{name}": 0.0 for name in DECISION_FEATURES}
+    plain = _with_tuning(kb, decision_bias=0.0, **weights)
+    assert not plain.matcher.tuning.has_decision
+    assert plain.understand(question).topic == "budget"
+    assert _with_tuning(plain, threshold=1.01).understand(question).topic is None
+
+
+def test_the_decision_model_never_answers_an_unconfirmed_point(kb: KnowledgeBase) -> None:
+    always = _with_tuning(kb, decision_bias=100.0)
+    found = always.understand("What is the minimum number of partners in a consortium?")
+    assert found.topic is None
+    assert found.unanswered is not None
+
+
+def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase) -> None:
+    matcher, reader = kb.matcher, kb.reader
+    plain = matcher.query("What is the budget?", "en")
+    best, margin, _ = reader.choose(plain)
+    assert best is not None
+    score, got_margin, unknown, words, unexplained, closed, claim = matcher.features(
+        plain, best, margin, False
+    )
+    assert (score, got_margin) == (best.score, margin)
+    assert unknown == 0.0
+    assert unexplained == 0.0
+    assert (closed, claim) == (0.0, 0.0)
+    # Words no entry knows, and known words the entry does not explain, raise their shares.
+    noisy = matcher.query("What is the budget for zorblax quintessimo deadline?", "en")
+    best, margin, _ = reader.choose(noisy)
+    assert best is not None
+    features = matcher.features(noisy, best, margin, True)
+    assert features[2] > 0.0
+    assert features[3] > words
+    assert features[4] > 0.0
+    assert features[5] == 1.0

@@ -17,6 +17,11 @@ STEMMER_NAMES = {"it": "italian", "en": "english"}
 OPEN_GROUP = "?"
 # Shortest stem by which another form of a lexicon term is read as its concept.
 MIN_CONCEPT_STEM = 4
+# What the answer-or-forward model reads of a question and its best entry (Matcher.features):
+# the entry's score and margin over another topic, the share of the question's weight in
+# words no entry knows, its length (log of words), the share of its known weight the entry
+# does not explain, whether it asks for a yes or a no, and whether the entry is a claim.
+DECISION_FEATURES = ("score", "margin", "unknown", "words", "unexplained", "closed", "claim")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,34 @@ class Tuning:
     answer_margin: float = 0.04
     # Weight of the call's own name in a question that also names something else.
     name_weight: float = 0.3
+    # The answer-or-forward decision, a logistic model over `DECISION_FEATURES` fitted on
+    # development data: its bias and one weight per feature. All zero: no model, and the
+    # threshold and `answer_margin` decide instead.
+    decision_bias: float = 0.0
+    decision_score: float = 0.0
+    decision_margin: float = 0.0
+    decision_unknown: float = 0.0
+    decision_words: float = 0.0
+    decision_unexplained: float = 0.0
+    decision_closed: float = 0.0
+    decision_claim: float = 0.0
+
+    @property
+    def decision_weights(self) -> tuple[float, ...]:
+        """The model's weights in `DECISION_FEATURES` order."""
+        return tuple(getattr(self, f"decision_{name}") for name in DECISION_FEATURES)
+
+    @property
+    def has_decision(self) -> bool:
+        """Whether a fitted answer-or-forward model is in use."""
+        return any(self.decision_weights)
+
+    def accepts(self, features: Sequence[float]) -> bool:
+        """Whether the model says to answer: its log-odds for the features are positive."""
+        odds = self.decision_bias + sum(
+            weight * value for weight, value in zip(self.decision_weights, features, strict=True)
+        )
+        return odds > 0
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Tuning:
@@ -48,6 +81,8 @@ class Tuning:
                     "stopword_weight",
                     "answer_margin",
                     "name_weight",
+                    "decision_bias",
+                    *(f"decision_{name}" for name in DECISION_FEATURES),
                 )
             }
         )

@@ -308,6 +308,27 @@ class Matcher:
         runner_up = next((r.score for r in ranked[1:] if r.group != first.group), 0.0)
         return first, first.score - runner_up, ranked
 
+    def features(
+        self, query: QueryTerms, best: Ranked, margin: float, closed: bool
+    ) -> tuple[float, ...]:
+        """What the answer-or-forward model reads (analysis.DECISION_FEATURES, in order)."""
+        known = sum(weight * weight for weight in query.weights.values())
+        profile = self.profiles[best.index]
+        unexplained = sum(
+            weight * weight
+            for term, weight in query.weights.items()
+            if term not in profile and term not in self.stop_terms
+        )
+        return (
+            best.score,
+            margin,
+            query.unknown / (known + query.unknown) if known + query.unknown else 0.0,
+            math.log1p(query.words),
+            unexplained / known if known else 0.0,
+            float(closed),
+            float(best.id != best.group),
+        )
+
     def asks_anything(self, query: QueryTerms) -> bool:
         """Whether `query` names anything beyond function words ("could you kindly")."""
         return query.unknown > 0 or any(term not in self.stop_terms for term in query.weights)

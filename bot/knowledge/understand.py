@@ -59,10 +59,10 @@ class Reader:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
         return self.splitter.is_closed(question, CLOSED_MIN_WORDS)
 
-    def decide(
+    def choose(
         self, query: QueryTerms, closed: bool = False
-    ) -> tuple[Ranked | None, float, bool, bool]:
-        """Best entry, margin, whether it answers, whether it is an unconfirmed point."""
+    ) -> tuple[Ranked | None, float, list[Ranked]]:
+        """The entry that would answer `query`, its margin over another topic, the ranking."""
         tuning = self.matcher.tuning
         best, margin, ranked = self.matcher.best(query)
         if closed and best is not None and best.id == best.group:
@@ -80,7 +80,22 @@ class Reader:
             )
             if claim is not None:
                 best = replace(claim)
-        if best is None or best.score < tuning.threshold:
+        return best, margin, ranked
+
+    def decide(
+        self, query: QueryTerms, closed: bool = False
+    ) -> tuple[Ranked | None, float, bool, bool]:
+        """Best entry, margin, whether it answers, whether it is an unconfirmed point."""
+        tuning = self.matcher.tuning
+        best, margin, ranked = self.choose(query, closed)
+        if best is None:
+            return best, margin, False, False
+        if tuning.has_decision and not best.group.startswith(UNCONFIRMED):
+            # A fitted model weighs the score with what else the question says; an
+            # unconfirmed point still needs the threshold to be named.
+            if not tuning.accepts(self.matcher.features(query, best, margin, closed)):
+                return best, margin, False, False
+        elif best.score < tuning.threshold:
             return best, margin, False, False
         if OTHER_PROGRAMMES in query.concepts and not self.matcher.holds(
             best.index, OTHER_PROGRAMMES
@@ -109,7 +124,7 @@ class Reader:
             ]
             if close:
                 return close[0], margin, False, True
-            if margin < tuning.answer_margin:
+            if margin < tuning.answer_margin and not tuning.has_decision:
                 return best, margin, False, False
         return best, margin, True, False
 
