@@ -102,6 +102,37 @@ def test_informal_spellings_are_read_in_their_own_language_only(kb: KnowledgeBas
     assert matcher.expand(["nn", "ce"], "en") == ["nn", "ce"]
 
 
+@pytest.mark.parametrize(
+    ("informal", "standard", "lang"),
+    [
+        # Roman forms and a word cut at its apostrophe.
+        (
+            "quanno scade sto bando de quest'anno?",
+            "quando scade questo bando di questo anno?",
+            "it",
+        ),
+        # Sicilian forms.
+        (
+            "unni si manna a domanda, pirchì nun u sacciu",
+            "dove si manda a domanda, perché non u so",
+            "it",
+        ),
+        # Plurals and misspellings of non-native English.
+        (
+            "can companys from other countrys aply?",
+            "can companies from other countries apply?",
+            "en",
+        ),
+    ],
+)
+def test_regional_and_chat_spellings_are_read_as_the_standard_words(
+    kb: KnowledgeBase, informal: str, standard: str, lang: str
+) -> None:
+    read = kb.matcher.query(informal, lang)
+    assert read.weights == kb.matcher.query(standard, lang).weights
+    assert read.unknown == 0
+
+
 def test_the_calls_own_identifier_does_not_pull_a_question_to_its_topic(
     kb: KnowledgeBase,
 ) -> None:
