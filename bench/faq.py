@@ -426,37 +426,46 @@ def fit_logistic(
 
 
 # Shifts of the model's bias tried when fitting: the log-odds at which to answer.
-BIAS_SHIFTS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+BIAS_SHIFTS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+# Weights of the character-piece view tried with the model (0: words only).
+CHAR_WEIGHTS = (0.0, 0.15, 0.25, 0.35, 0.5)
 
 
 def fit_decision(items: Sequence[Sequence[Item]]) -> Tuning:
-    """The shipped parameters with an answer-or-forward model fitted on `items`: logistic
-    weights from the one-question messages, then the bias shift and the safety margin that
-    maximise `objective` on every message."""
+    """The shipped parameters with an answer-or-forward model fitted on `items`: for each
+    weight of the character-piece view, logistic weights from the one-question messages,
+    then the bias shift and the safety margin that maximise `objective` on every message;
+    the best of them all."""
     kb = KnowledgeBase.load(CONFIG)
-    features: list[tuple[float, ...]] = []
-    labels: list[int] = []
-    for sample in items:
-        more, answers = decision_examples(kb, sample)
-        features += more
-        labels += answers
-    bias, weights = fit_logistic(features, labels)
-    print(f"  {len(labels)} examples, {sum(labels)} to answer", flush=True)
-    model = dict(zip(DECISION_FEATURES, weights, strict=True))
-    tuning = replace(
-        kb.matcher.tuning,
-        decision_bias=bias,
-        **{f"decision_{name}": value for name, value in model.items()},
-    )
-    best_score, best = -1.0, tuning
-    for shift in BIAS_SHIFTS:
-        for margin in SEARCH["margin"]:
-            candidate = replace(tuning, decision_bias=bias + shift, margin=margin)
-            kb.matcher.tuning = candidate
-            score = objective(kb, items)
-            if score > best_score + 1e-9:
-                best_score, best = score, candidate
-                print(f"  {score:.4f} shift {shift} margin {margin}", flush=True)
+    shipped = kb.matcher.tuning
+    best_score, best = -1.0, shipped
+    for char_weight in CHAR_WEIGHTS:
+        kb.matcher.tuning = replace(shipped, char_weight=char_weight)
+        features: list[tuple[float, ...]] = []
+        labels: list[int] = []
+        for sample in items:
+            more, answers = decision_examples(kb, sample)
+            features += more
+            labels += answers
+        bias, weights = fit_logistic(features, labels)
+        print(
+            f"  char_weight {char_weight}: {len(labels)} examples, {sum(labels)} to answer",
+            flush=True,
+        )
+        model = dict(zip(DECISION_FEATURES, weights, strict=True))
+        tuning = replace(
+            kb.matcher.tuning,
+            decision_bias=bias,
+            **{f"decision_{name}": value for name, value in model.items()},
+        )
+        for shift in BIAS_SHIFTS:
+            for margin in SEARCH["margin"]:
+                candidate = replace(tuning, decision_bias=bias + shift, margin=margin)
+                kb.matcher.tuning = candidate
+                score = objective(kb, items)
+                if score > best_score + 1e-9:
+                    best_score, best = score, candidate
+                    print(f"  {score:.4f} shift {shift} margin {margin}", flush=True)
     return best
 
 
@@ -473,6 +482,7 @@ def write_tuning(tuning: Tuning) -> None:
         f"  stopword_weight: {tuning.stopword_weight}\n"
         f"  answer_margin: {tuning.answer_margin}\n"
         f"  name_weight: {tuning.name_weight}\n"
+        f"  char_weight: {tuning.char_weight}\n"
     )
     if tuning.has_decision:
         block += f"  decision_bias: {tuning.decision_bias:.4f}\n" + "".join(

@@ -38,6 +38,8 @@ class Tuning:
     answer_margin: float = 0.04
     # Weight of the call's own name in a question that also names something else.
     name_weight: float = 0.3
+    # Weight of the character-piece view (chargrams.py) in an entry's score; 0: words only.
+    char_weight: float = 0.0
     # The answer-or-forward decision, a logistic model over `DECISION_FEATURES` fitted on
     # development data: its bias and one weight per feature. All zero: no model, and the
     # threshold and `answer_margin` decide instead.
@@ -81,6 +83,7 @@ class Tuning:
                     "stopword_weight",
                     "answer_margin",
                     "name_weight",
+                    "char_weight",
                     "decision_bias",
                     *(f"decision_{name}" for name in DECISION_FEATURES),
                 )
@@ -119,6 +122,9 @@ class QueryTerms:
     words: int
     # Lexicon concepts named in the question, known to the entries or not ("other_programmes").
     concepts: frozenset[str] = frozenset()
+    # Its informative words as written (informal forms read, fillers and function words
+    # left out), for the character-piece view.
+    written: tuple[str, ...] = ()
 
 
 def meaningful(word: str) -> bool:

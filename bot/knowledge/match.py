@@ -39,6 +39,7 @@ from bot.knowledge.analysis import (
     stopwords,
     stopwords_of,
 )
+from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
 from bot.knowledge.spelling import Speller
@@ -80,6 +81,7 @@ class Matcher:
                 surface.update(phrase)
         # Per entry: its variants' term sets, and its profile (term -> strength in [0, 1]).
         variants: list[tuple[int, frozenset[str]]] = []
+        written: list[tuple[int, tuple[str, ...]]] = []
         profiles: list[dict[str, float]] = []
         self.language_words: dict[str, set[str]] = {lang: set() for lang in LANGUAGES}
         for index, document in enumerate(self.documents):
@@ -89,6 +91,12 @@ class Matcher:
                 for question in document.questions.get(lang, ()):
                     words = tokens(question)
                     surface.update(words)
+                    written.append(
+                        (
+                            index,
+                            tuple(w for w in words if meaningful(w) and w not in self.stopwords),
+                        )
+                    )
                     self.language_words[lang].update(words)
                     terms = frozenset(self.analyzer.terms(question, lang))
                     if terms:
@@ -173,6 +181,7 @@ class Matcher:
         self.name_terms = frozenset(
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
+        self.chars = CharIndex(written, count)
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
@@ -235,8 +244,11 @@ class Matcher:
             for term in self.name_terms & weights.keys():
                 weights[term] *= self.tuning.name_weight
         concepts = frozenset(word for word in words if word.startswith(CONCEPT_MARK))
+        written = tuple(
+            word for word in expanded if meaningful(word) and word not in self.stopwords
+        )
         return QueryTerms(
-            weights, self.tuning.unknown_weight**2 * len(unknown), len(words), concepts
+            weights, self.tuning.unknown_weight**2 * len(unknown), len(words), concepts, written
         )
 
     # ------------------------------------------------------------------ ranking
@@ -277,6 +289,10 @@ class Matcher:
         )
         blend = self.tuning.blend
         result: npt.NDArray[np.float64] = blend * best_variant + (1 - blend) * coverage
+        share = self.tuning.char_weight
+        if share > 0:
+            # Misspelt, cut or regional forms the words miss still share their pieces.
+            result = (1 - share) * result + share * self.chars.scores(query.written)
         return result
 
     def rank(self, text: str, lang: str, limit: int = 5) -> list[Ranked]:
