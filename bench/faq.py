@@ -390,10 +390,10 @@ def decision_examples(
         question = questions[0][0]
         query = matcher.query(question, item.lang)
         closed = reader.is_closed(question)
-        best, margin, _ = reader.choose(query, closed)
+        best, margin, ranked = reader.choose(query, closed)
         if best is None or best.group.startswith(OPEN_GROUP):
             continue
-        features.append(matcher.features(query, best, margin, closed))
+        features.append(matcher.features(query, best, margin, closed, ranked))
         labels.append(int(bool(item.expect) and best.group == item.expect[0]))
     return features, labels
 
@@ -431,7 +431,9 @@ BIAS_SHIFTS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75,
 CHAR_WEIGHTS = (0.0, 0.15, 0.25, 0.35, 0.5)
 
 
-def fit_decision(items: Sequence[Sequence[Item]]) -> Tuning:
+def fit_decision(
+    items: Sequence[Sequence[Item]], char_weights: Sequence[float] = CHAR_WEIGHTS
+) -> Tuning:
     """The shipped parameters with an answer-or-forward model fitted on `items`: for each
     weight of the character-piece view, logistic weights from the one-question messages,
     then the bias shift and the safety margin that maximise `objective` on every message;
@@ -439,7 +441,7 @@ def fit_decision(items: Sequence[Sequence[Item]]) -> Tuning:
     kb = KnowledgeBase.load(CONFIG)
     shipped = kb.matcher.tuning
     best_score, best = -1.0, shipped
-    for char_weight in CHAR_WEIGHTS:
+    for char_weight in char_weights:
         kb.matcher.tuning = replace(shipped, char_weight=char_weight)
         features: list[tuple[float, ...]] = []
         labels: list[int] = []
@@ -622,7 +624,7 @@ def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
     texts = [item.text for item in items]
     multi = [item.text for item in items if len(item.expect) >= 2]
     rows = [
-        ("ours", lambda text: big.understand(text), build),
+        ("ours", lambda text: (big.matcher.clear_cache(), big.understand(text)), build),
         ("baseline", lambda text: old.best(text), old_build),
     ]
     print(f"== latency, {len(entries)}-entry knowledge base, {rounds} rounds ==")
@@ -752,6 +754,11 @@ def main() -> int:
         action="store_true",
         help="with --fit: fit the answer-or-forward model (then its bias and the margin)",
     )
+    parser.add_argument(
+        "--char-weights",
+        default=",".join(map(str, CHAR_WEIGHTS)),
+        help="with --fit --decision: the character-view weights tried, separated by commas",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--synthetic", type=int, default=5000, help="knowledge base size")
     parser.add_argument("--no-latency", action="store_true", help="accuracy tables only")
@@ -762,7 +769,8 @@ def main() -> int:
         names = chosen_sets(args.fit_on)
         pool = [load_items(SETS[name]) for name in names]
         print(f"fitting on {', '.join(names)} ({sum(map(len, pool))} messages)")
-        tuning = fit_decision(pool) if args.decision else fit(pool, quick=args.quick)
+        weights = [float(value) for value in args.char_weights.split(",") if value]
+        tuning = fit_decision(pool, weights) if args.decision else fit(pool, quick=args.quick)
         write_tuning(tuning)
         print(f"wrote {tuning} to config/faq.yaml")
         return 0

@@ -81,6 +81,49 @@ def test_unconfirmed_point_falls_back_with_its_own_text(kb: KnowledgeBase) -> No
     assert found.unanswered == question
 
 
+def test_a_focus_cue_marks_the_question_so_statements_beside_it_are_context(
+    kb: KnowledgeBase,
+) -> None:
+    # "Sono" can start a question ("Sono ammessi…?"); beside "volevo sapere" it is context.
+    text = "Sono Paolo, project manager di un cluster ICT. Volevo sapere la scadenza. Grazie!"
+    asked = [question for question, _, _ in kb.reader.questions(text)]
+    assert asked == ["la scadenza"]
+    found = kb.understand(text)
+    assert [a.topic for a in found.answers] == ["deadline"]
+
+
+def test_a_statement_that_names_the_subject_is_read_with_the_question(
+    kb: KnowledgeBase,
+) -> None:
+    # Alone, "can we take part?" is about who may apply; the country before it makes it a
+    # question on the countries.
+    found = kb.understand("Our cluster is from Ukraine, are we allowed to take part or not?")
+    assert found.topic == "countries"
+    assert kb.understand("Are we allowed to take part?").topic == "eligibility"
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("Is there an information day or a webinar for applicants?", "events-and-help"),
+        ("Potete aiutarci a scrivere la proposta?", "events-and-help"),
+        ("What was the success rate in the previous editions?", "previous-editions"),
+        ("Quante candidature avete ricevuto per questo bando?", "previous-editions"),
+        (
+            "Can a cluster from the United States join as an associated partner?",
+            "third-country-partners",
+        ),
+    ],
+)
+def test_common_questions_the_facts_leave_open_fall_back(
+    kb: KnowledgeBase, text: str, point: str
+) -> None:
+    found = kb.understand(text)
+    assert found.topic is None
+    assert found.faq_id == point
+    assert found.unanswered is not None
+
+
 def test_only_the_unanswered_question_prefills_the_form(kb: KnowledgeBase) -> None:
     found = kb.understand("What is the budget? And how long do the projects last?")
     assert [a.topic for a in found.answers] == ["budget"]
@@ -292,15 +335,24 @@ def test_the_decision_model_never_answers_an_unconfirmed_point(kb: KnowledgeBase
 def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase) -> None:
     matcher, reader = kb.matcher, kb.reader
     plain = matcher.query("What is the budget?", "en")
-    best, margin, _ = reader.choose(plain)
+    best, margin, ranked = reader.choose(plain)
     assert best is not None
-    score, got_margin, unknown, words, unexplained, closed, claim = matcher.features(
-        plain, best, margin, False
-    )
+    features = matcher.features(plain, best, margin, False, ranked)
+    assert len(features) == len(DECISION_FEATURES)
+    score, got_margin, unknown, words, unexplained, closed, claim, information, gap = features
     assert (score, got_margin) == (best.score, margin)
     assert unknown == 0.0
     assert unexplained == 0.0
     assert (closed, claim) == (0.0, 0.0)
+    assert information > 0.0
+    # The gap to the closest open point: the whole score when none ranks.
+    open_scores = [r.score for r in ranked if r.group.startswith("?")]
+    assert gap == best.score - max(open_scores, default=0.0)
+    assert matcher.features(plain, best, margin, False)[-1] == best.score
+    # Function words alone say nothing.
+    empty = matcher.query("what is it?", "en")
+    assert empty.weights
+    assert matcher.features(empty, best, margin, False)[7] == 0.0
     # Words no entry knows, and known words the entry does not explain, raise their shares.
     noisy = matcher.query("What is the budget for zorblax quintessimo deadline?", "en")
     best, margin, _ = reader.choose(noisy)

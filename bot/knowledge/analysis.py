@@ -20,8 +20,20 @@ MIN_CONCEPT_STEM = 4
 # What the answer-or-forward model reads of a question and its best entry (Matcher.features):
 # the entry's score and margin over another topic, the share of the question's weight in
 # words no entry knows, its length (log of words), the share of its known weight the entry
-# does not explain, whether it asks for a yes or a no, and whether the entry is a claim.
-DECISION_FEATURES = ("score", "margin", "unknown", "words", "unexplained", "closed", "claim")
+# does not explain, whether it asks for a yes or a no, whether the entry is a claim, how
+# much the question's known words say (the norm of their weights, function words left out),
+# and how far the closest point the facts leave open is behind the entry.
+DECISION_FEATURES = (
+    "score",
+    "margin",
+    "unknown",
+    "words",
+    "unexplained",
+    "closed",
+    "claim",
+    "information",
+    "open_gap",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,8 @@ class Tuning:
     decision_unexplained: float = 0.0
     decision_closed: float = 0.0
     decision_claim: float = 0.0
+    decision_information: float = 0.0
+    decision_open_gap: float = 0.0
 
     @property
     def decision_weights(self) -> tuple[float, ...]:

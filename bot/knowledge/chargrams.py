@@ -70,7 +70,8 @@ class CharIndex:
             for piece in kept:
                 rows, values = postings.setdefault(piece, ([], []))
                 rows.append(row)
-                values.append(self.idf[piece] / norm)
+                # The question's weight for the piece (its IDF) is folded in here already.
+                values.append(self.idf[piece] ** 2 / norm)
         self._postings = {
             piece: (np.array(rows, dtype=np.int64), np.array(values))
             for piece, (rows, values) in postings.items()
@@ -82,6 +83,10 @@ class CharIndex:
         starts = np.searchsorted(owner, np.arange(entries))
         self._starts = np.minimum(starts, max(0, count - 1))
         self._cache: dict[tuple[str, ...], npt.NDArray[np.float64]] = {}
+
+    def clear_cache(self) -> None:
+        """Forget kept scorings."""
+        self._cache.clear()
 
     def scores(self, words: Sequence[str]) -> npt.NDArray[np.float64]:
         """Every entry's score for a question's informative words, in entry order."""
@@ -98,7 +103,7 @@ class CharIndex:
         else:
             norm = math.sqrt(sum(self.idf.get(piece, self._unseen) ** 2 for piece in asked))
             rows = np.concatenate([self._postings[piece][0] for piece in found])
-            values = np.concatenate([self._postings[piece][1] * self.idf[piece] for piece in found])
+            values = np.concatenate([self._postings[piece][1] for piece in found])
             similarity = np.bincount(rows, weights=values, minlength=self._count) / norm
             best = np.maximum.reduceat(similarity, self._starts)
             result = np.where(self._has_variant, best, 0.0)

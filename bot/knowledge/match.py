@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from bot.knowledge.analysis import (
     MAX_WORDS,
+    OPEN_GROUP,
     Analyzer,
     Document,
     QueryTerms,
@@ -48,6 +49,10 @@ from bot.knowledge.vocabulary import Vocabulary
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+
+# Scorings kept per matcher (see Matcher.scores).
+CACHED_SCORES = 64
 
 
 class Matcher:
@@ -182,6 +187,7 @@ class Matcher:
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
         self.chars = CharIndex(written, count)
+        self._scores: dict[tuple[object, ...], npt.NDArray[np.float64]] = {}
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
@@ -255,6 +261,22 @@ class Matcher:
 
     def scores(self, query: QueryTerms) -> npt.NDArray[np.float64]:
         """Every entry's score for `query`, in entry order."""
+        # A message's questions are scored more than once (whole, cut, decided): keep the
+        # last few results.
+        key = (tuple(sorted(query.weights.items())), query.unknown, query.written)
+        cached = self._scores.get(key)
+        if cached is None:
+            if len(self._scores) >= CACHED_SCORES:
+                self._scores.clear()
+            cached = self._scores[key] = self._score(query)
+        return cached
+
+    def clear_cache(self) -> None:
+        """Forget kept scorings (a benchmark times each message as if it came first)."""
+        self._scores.clear()
+        self.chars.clear_cache()
+
+    def _score(self, query: QueryTerms) -> npt.NDArray[np.float64]:
         import numpy as np
 
         count = len(self.documents)
@@ -325,9 +347,15 @@ class Matcher:
         return first, first.score - runner_up, ranked
 
     def features(
-        self, query: QueryTerms, best: Ranked, margin: float, closed: bool
+        self,
+        query: QueryTerms,
+        best: Ranked,
+        margin: float,
+        closed: bool,
+        ranked: Sequence[Ranked] = (),
     ) -> tuple[float, ...]:
-        """What the answer-or-forward model reads (analysis.DECISION_FEATURES, in order)."""
+        """What the answer-or-forward model reads (analysis.DECISION_FEATURES, in order);
+        `ranked`: the ranking `best` comes from, for the closest open point."""
         known = sum(weight * weight for weight in query.weights.values())
         profile = self.profiles[best.index]
         unexplained = sum(
@@ -335,6 +363,10 @@ class Matcher:
             for term, weight in query.weights.items()
             if term not in profile and term not in self.stop_terms
         )
+        information = sum(
+            weight * weight for term, weight in query.weights.items() if term not in self.stop_terms
+        )
+        open_score = max((r.score for r in ranked if r.group.startswith(OPEN_GROUP)), default=0.0)
         return (
             best.score,
             margin,
@@ -343,6 +375,8 @@ class Matcher:
             unexplained / known if known else 0.0,
             float(closed),
             float(best.id != best.group),
+            math.sqrt(information),
+            best.score - open_score,
         )
 
     def asks_anything(self, query: QueryTerms) -> bool:

@@ -168,7 +168,10 @@ class Splitter:
         """(question, the sentence before it, its whole sentence) triples; the whole text
         when nothing asks."""
         found = sentences(text)
-        marked = "?" in text
+        # A message that marks its question, with a question mark or a focus cue ("volevo
+        # sapere …"), asks only there or with an open question word: "Sono Paolo, project
+        # manager …" beside it is context, though "sono" can start a question.
+        marked = "?" in text or any(find(tokens(part), self.focus_cues) >= 0 for part in found)
         asked: list[tuple[str, str, str]] = []
         previous = ""
         for sentence in found:

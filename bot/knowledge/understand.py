@@ -93,7 +93,7 @@ class Reader:
         if tuning.has_decision and not best.group.startswith(UNCONFIRMED):
             # A fitted model weighs the score with what else the question says; an
             # unconfirmed point still needs the threshold to be named.
-            if not tuning.accepts(self.matcher.features(query, best, margin, closed)):
+            if not tuning.accepts(self.matcher.features(query, best, margin, closed, ranked)):
                 return best, margin, False, False
         elif best.score < tuning.threshold:
             return best, margin, False, False
@@ -174,6 +174,8 @@ class Reader:
             # "Could you kindly and briefly tell me the budget?": a part made of function
             # words only asks nothing; the other parts carry the question.
             asked = [item for item in asked if self.matcher.asks_anything(item[3])]
+        # Sentences that ask: one of them before a question is another question, not context.
+        asking = {sentence for _, _, sentence, _ in asked}
         for question, before, sentence, query in asked:
             closed = self.is_closed(question)
             best, margin, answered, unconfirmed = self.decide(query, closed)
@@ -190,11 +192,23 @@ class Reader:
                 # "… how many partners, and must they be from different countries?": a second
                 # half nearly as close to the point the first half asked stays with it.
                 continue
-            if not answered and not unconfirmed and before:
-                # "Can we apply?" after "We are a university…": read with its context.
+            if not unconfirmed and before and (not answered or before not in asking):
+                # "Can we apply?" after "We are a university…": read with its context, which
+                # wins when the question alone says nothing sure, or when a statement (not
+                # another question) makes another topic closer than the question alone
+                # ("We are from Ukraine, can we …?").
                 joined = self.matcher.query(f"{before} {question}", lang)
                 decided = self.decide(joined, closed)
-                if decided[2] or decided[3]:
+                if (decided[2] or decided[3]) and (
+                    not answered
+                    or (
+                        decided[2]
+                        and best is not None
+                        and decided[0] is not None
+                        and decided[0].group != best.group
+                        and decided[0].score > best.score
+                    )
+                ):
                     query = joined
                     best, margin, answered, unconfirmed = decided
             pieces.append(Piece(question, sentence, best, margin, answered, unconfirmed))
