@@ -92,6 +92,18 @@ def test_a_focus_cue_marks_the_question_so_statements_beside_it_are_context(
     assert [a.topic for a in found.answers] == ["deadline"]
 
 
+def test_the_first_focus_cue_says_what_is_asked_a_later_one_the_purpose(
+    kb: KnowledgeBase,
+) -> None:
+    text = (
+        "Il cliente vuole sapere a cosa serve questo bando, per capire se è coerente con la"
+        " sua strategia."
+    )
+    asked = [question for question, _, _ in kb.reader.questions(text)]
+    assert asked[0].startswith("a cosa serve questo bando")
+    assert kb.understand(text).topic == "objective"
+
+
 def test_a_statement_that_names_the_subject_is_read_with_the_question(
     kb: KnowledgeBase,
 ) -> None:

@@ -47,14 +47,17 @@ def starts_with(words: list[str], phrases: Phrases, at: int = 0) -> bool:
     return any(tuple(words[at : at + len(phrase)]) == phrase for phrase in candidates)
 
 
-def find(words: list[str], phrases: Phrases) -> int:
-    """End position of the last occurrence of any phrase in `words`, or -1."""
+def find(words: list[str], phrases: Phrases, first: bool = False) -> int:
+    """End position of the last occurrence of any phrase in `words` (`first`: of the first
+    occurrence, its longest phrase), or -1."""
     table = _by_first_word(phrases)
     found = -1
     for at, word in enumerate(words):
         for phrase in table.get(word, ()):
             if tuple(words[at : at + len(phrase)]) == phrase:
                 found = max(found, at + len(phrase))
+        if first and found >= 0:
+            return found
     return found
 
 
@@ -106,11 +109,18 @@ class Splitter:
         return starts_with(words, cues)
 
     def focus(self, sentence: str) -> str:
-        """The part of a chatty sentence after its last focus cue ("vorrei sapere …")."""
+        """The part of a chatty sentence after its first focus cue ("vorrei sapere …"); a
+        later one is usually the purpose ("…, per capire se …")."""
         words = tokens(sentence)
-        end = find(words, self.focus_cues)
+        end = find(words, self.focus_cues, first=True)
         if 0 < end < len(words):
-            return " ".join(surface_words(sentence)[end:])
+            # Its commas stay: they may start the reason for asking (see `halves`).
+            surface = surface_words(sentence)
+            commas = _comma_positions(sentence)
+            rest = surface[end]
+            for at in range(end + 1, len(surface)):
+                rest += ("," if at in commas else "") + " " + surface[at]
+            return rest
         return sentence
 
     def conjunction_at(self, words: list[str], surface: list[str], at: int) -> bool:
