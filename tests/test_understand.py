@@ -104,6 +104,16 @@ def test_the_first_focus_cue_says_what_is_asked_a_later_one_the_purpose(
     assert kb.understand(text).topic == "objective"
 
 
+def test_a_list_of_subjects_on_several_lines_asks_each_of_them(kb: KnowledgeBase) -> None:
+    text = "Appunti per il direttore:\n- data di scadenza\n- budget complessivo\n- contatti"
+    found = kb.understand(text)
+    assert [a.topic for a in found.answers] == ["deadline", "budget", "contact"]
+    # Lines that name nothing the knowledge base knows (greeting, signature) ask nothing.
+    signed = kb.understand("Buongiorno\nscadenza del bando\nGrazie\nMarco Rossi")
+    assert [a.topic for a in signed.answers] == ["deadline"]
+    assert signed.unanswered is None
+
+
 def test_a_statement_that_names_the_subject_is_read_with_the_question(
     kb: KnowledgeBase,
 ) -> None:

@@ -379,6 +379,10 @@ class Matcher:
             best.score - open_score,
         )
 
+    def names_anything(self, query: QueryTerms) -> bool:
+        """Whether `query` holds a known word beyond function words."""
+        return any(term not in self.stop_terms for term in query.weights)
+
     def asks_anything(self, query: QueryTerms) -> bool:
         """Whether `query` names anything beyond function words ("could you kindly")."""
         return query.unknown > 0 or any(term not in self.stop_terms for term in query.weights)

@@ -9,7 +9,7 @@ an open question word ("what", "quando"), so "Devo andarci per lavoro." beside a
 question is context. Greetings, thanks and signatures ask nothing and are left out. In a
 chatty sentence the part after a focus cue is the question; a sentence joining two questions
 with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …") is cut
-there.
+there. A message of several lines that nothing marks as a question is a list: each line asks.
 """
 
 from __future__ import annotations
@@ -190,11 +190,25 @@ class Splitter:
                 for half in parts:
                     asked.append((half, context or previous, sentence))
             previous = sentence
+        if not asked and self.is_list(text):
+            # Nothing marks a question, on several lines ("deadline date & time\n* total
+            # budget"): each line may ask.
+            return [(sentence, "", sentence) for sentence in found][:MAX_PIECES]
         if not asked:
             # Nothing marks a question ("budget and deadline"): the whole text asks.
             halves = self.halves(self.focus(text))[1]
             return [(half, "", text.strip()) for half in halves][:MAX_PIECES]
         return asked[:MAX_PIECES]
+
+    def is_list(self, text: str) -> bool:
+        """Whether `text` asks in a list: several lines, none marked as a question."""
+        found = sentences(text)
+        return (
+            "\n" in text.strip()
+            and len(found) > 1
+            and "?" not in text
+            and not any(self.is_question(sentence) for sentence in found)
+        )
 
     def is_closed(self, question: str, min_words: int) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""

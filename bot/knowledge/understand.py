@@ -174,6 +174,11 @@ class Reader:
             # "Could you kindly and briefly tell me the budget?": a part made of function
             # words only asks nothing; the other parts carry the question.
             asked = [item for item in asked if self.matcher.asks_anything(item[3])]
+        if self.splitter.is_list(text):
+            # A line of a list that names nothing the knowledge base knows is a heading, a
+            # greeting or a signature ("Marco"), not a question to forward.
+            named = [item for item in asked if self.matcher.names_anything(item[3])]
+            asked = named or asked
         # Sentences that ask: one of them before a question is another question, not context.
         asking = {sentence for _, _, sentence, _ in asked}
         for question, before, sentence, query in asked:
