@@ -105,7 +105,7 @@ def test_the_first_focus_cue_says_what_is_asked_a_later_one_the_purpose(
 
 
 def test_a_list_of_subjects_on_several_lines_asks_each_of_them(kb: KnowledgeBase) -> None:
-    text = "Appunti per il direttore:\n- data di scadenza\n- budget complessivo\n- contatti"
+    text = "Per la riunione di domani:\n- data di scadenza\n- budget complessivo\n- contatti"
     found = kb.understand(text)
     assert [a.topic for a in found.answers] == ["deadline", "budget", "contact"]
     # Lines that name nothing the knowledge base knows (greeting, signature) ask nothing.
