@@ -114,6 +114,17 @@ def test_a_list_of_subjects_on_several_lines_asks_each_of_them(kb: KnowledgeBase
     assert signed.unanswered is None
 
 
+@pytest.mark.parametrize(
+    "text", ["Was the deadline at midnight Brussels time?", "La scadenza era a mezzanotte?"]
+)
+def test_a_question_naming_another_time_gets_the_real_one_and_no_false_yes(
+    kb: KnowledgeBase, text: str
+) -> None:
+    reply = kb.answer(text).text
+    assert not reply.startswith(("Yes", "Sì"))
+    assert "17:00" in reply.split("\n")[0]
+
+
 def test_a_statement_that_names_the_subject_is_read_with_the_question(
     kb: KnowledgeBase,
 ) -> None:
