@@ -59,6 +59,7 @@ SETS = {
     "fresh": DATA / "eval_fresh.yaml",
     "extra": DATA / "eval_extra.yaml",
     "final": DATA / "eval_final.yaml",
+    "blind4": DATA / "eval_blind4.yaml",
 }
 CONFIG = ROOT / "config"
 BASELINE_FAQ = ROOT / "bench" / "baseline" / "faq.yaml"
@@ -733,7 +734,7 @@ def main() -> int:
     parser.add_argument(
         "--sets",
         default="all",
-        help="sets to report, separated by commas (dev,heldout,fresh,extra) or 'all'",
+        help="sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4) or 'all'",
     )
     parser.add_argument(
         "--half",

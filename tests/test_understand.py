@@ -198,6 +198,8 @@ def test_answer_joins_every_part_of_the_reply(kb: KnowledgeBase) -> None:
         ("when is the deadline?", "en"),
         # A mixed message gets its main language.
         ("Hi, volevo sapere quando scade il bando e quanto è il budget", "it"),
+        # A word ending in an accented vowel is Italian, whatever the letters around it say.
+        ("Cos'è ClusterXchange?", "it"),
     ],
 )
 def test_reply_language_is_the_message_language(kb: KnowledgeBase, text: str, lang: str) -> None:

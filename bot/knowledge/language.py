@@ -14,7 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import LanguageCues, tokens
+from bot.knowledge.lexicon import LanguageCues, surface_words, tokens
 
 if TYPE_CHECKING:
     from bot.knowledge.match import Matcher
@@ -30,6 +30,7 @@ ALONE_CONFIDENCE = 0.4
 ALONE_WORDS = 3
 WORD_VOTE = 0.3
 MAX_CHARS = 600
+_ITALIAN_FINALS = frozenset("àèéìòù")
 
 
 @cache
@@ -94,6 +95,11 @@ def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
     words = tokens(text[:MAX_CHARS])
     # Typos corrected to known words vote too ("tel me a jok").
     votes = matcher.language_votes(set(words) | {matcher.correct(w) for w in words})
+    # A word ending in an accented vowel ("è", "può", "perché") is Italian: English has
+    # almost none, and the folded words above lose the accent.
+    votes["it"] = votes.get("it", 0) + sum(
+        1 for word in surface_words(text[:MAX_CHARS]) if word[-1:] in _ITALIAN_FINALS
+    )
     # Informal spellings ("plz", "nn") say their language, and mislead the letter-based
     # library: it reads the message with the words they stand for.
     found = False
