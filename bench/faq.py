@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.baseline.match import Matcher as BaselineMatcher  # noqa: E402
 from bench.baseline.match import detect_language as baseline_detect  # noqa: E402
 from bench.baseline.match import load_entries as baseline_entries  # noqa: E402
-from bot.knowledge import KnowledgeBase  # noqa: E402
+from bot.knowledge import KnowledgeBase, decision  # noqa: E402
 from bot.knowledge.analysis import DECISION_FEATURES, OPEN_GROUP  # noqa: E402
 from bot.knowledge.facts import load_call  # noqa: E402
 from bot.knowledge.faq import Faq, FaqEntry, parse_faq_file  # noqa: E402
@@ -376,7 +376,7 @@ def decision_examples(
     kb: KnowledgeBase, items: Sequence[Item]
 ) -> tuple[list[tuple[float, ...]], list[int]]:
     """The answer-or-forward model's examples: the question of each message that asks one,
-    its best confirmed entry's features (Matcher.features), and 1 when that entry's topic is
+    its best confirmed entry's features (decision.features), and 1 when that entry's topic is
     the one wanted, 0 when the message must fall back or the entry is another topic."""
     reader, matcher = kb.reader, kb.matcher
     features: list[tuple[float, ...]] = []
@@ -394,7 +394,7 @@ def decision_examples(
         best, margin, ranked = reader.choose(query, closed)
         if best is None or best.group.startswith(OPEN_GROUP):
             continue
-        features.append(matcher.features(query, best, margin, closed, ranked))
+        features.append(decision.features(matcher, query, best, margin, closed, ranked))
         labels.append(int(bool(item.expect) and best.group == item.expect[0]))
     return features, labels
 

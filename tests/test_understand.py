@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.knowledge import KnowledgeBase, KnowledgeError
+from bot.knowledge import KnowledgeBase, KnowledgeError, decision
 from bot.knowledge.analysis import DECISION_FEATURES
 from bot.knowledge.lint import lint
 
@@ -372,7 +372,7 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     plain = matcher.query("What is the budget?", "en")
     best, margin, ranked = reader.choose(plain)
     assert best is not None
-    features = matcher.features(plain, best, margin, False, ranked)
+    features = decision.features(matcher, plain, best, margin, False, ranked)
     assert len(features) == len(DECISION_FEATURES)
     score, got_margin, unknown, words, unexplained, closed, claim, information, gap = features
     assert (score, got_margin) == (best.score, margin)
@@ -383,16 +383,16 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     # The gap to the closest open point: the whole score when none ranks.
     open_scores = [r.score for r in ranked if r.group.startswith("?")]
     assert gap == best.score - max(open_scores, default=0.0)
-    assert matcher.features(plain, best, margin, False)[-1] == best.score
+    assert decision.features(matcher, plain, best, margin, False)[-1] == best.score
     # Function words alone say nothing.
     empty = matcher.query("what is it?", "en")
     assert empty.weights
-    assert matcher.features(empty, best, margin, False)[7] == 0.0
+    assert decision.features(matcher, empty, best, margin, False)[7] == 0.0
     # Words no entry knows, and known words the entry does not explain, raise their shares.
     noisy = matcher.query("What is the budget for zorblax quintessimo deadline?", "en")
     best, margin, _ = reader.choose(noisy)
     assert best is not None
-    features = matcher.features(noisy, best, margin, True)
+    features = decision.features(matcher, noisy, best, margin, True)
     assert features[2] > 0.0
     assert features[3] > words
     assert features[4] > 0.0

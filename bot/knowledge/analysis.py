@@ -17,7 +17,7 @@ STEMMER_NAMES = {"it": "italian", "en": "english"}
 OPEN_GROUP = "?"
 # Shortest stem by which another form of a lexicon term is read as its concept.
 MIN_CONCEPT_STEM = 4
-# What the answer-or-forward model reads of a question and its best entry (Matcher.features):
+# What the answer-or-forward model reads of a question and its best entry (decision.py):
 # the entry's score and margin over another topic, the share of the question's weight in
 # words no entry knows, its length (log of words), the share of its known weight the entry
 # does not explain, whether it asks for a yes or a no, whether the entry is a claim, how

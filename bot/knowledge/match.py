@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from bot.knowledge.analysis import (
     MAX_WORDS,
-    OPEN_GROUP,
     Analyzer,
     Document,
     QueryTerms,
@@ -345,39 +344,6 @@ class Matcher:
         first = ranked[0]
         runner_up = next((r.score for r in ranked[1:] if r.group != first.group), 0.0)
         return first, first.score - runner_up, ranked
-
-    def features(
-        self,
-        query: QueryTerms,
-        best: Ranked,
-        margin: float,
-        closed: bool,
-        ranked: Sequence[Ranked] = (),
-    ) -> tuple[float, ...]:
-        """What the answer-or-forward model reads (analysis.DECISION_FEATURES, in order);
-        `ranked`: the ranking `best` comes from, for the closest open point."""
-        known = sum(weight * weight for weight in query.weights.values())
-        profile = self.profiles[best.index]
-        unexplained = sum(
-            weight * weight
-            for term, weight in query.weights.items()
-            if term not in profile and term not in self.stop_terms
-        )
-        information = sum(
-            weight * weight for term, weight in query.weights.items() if term not in self.stop_terms
-        )
-        open_score = max((r.score for r in ranked if r.group.startswith(OPEN_GROUP)), default=0.0)
-        return (
-            best.score,
-            margin,
-            query.unknown / (known + query.unknown) if known + query.unknown else 0.0,
-            math.log1p(query.words),
-            unexplained / known if known else 0.0,
-            float(closed),
-            float(best.id != best.group),
-            math.sqrt(information),
-            best.score - open_score,
-        )
 
     def names_anything(self, query: QueryTerms) -> bool:
         """Whether `query` holds a known word beyond function words."""

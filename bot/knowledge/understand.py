@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bot.knowledge.decision import features
 from bot.knowledge.lexicon import CONCEPT_MARK, LanguageCues, surface_words, tokens
 from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
@@ -93,7 +94,7 @@ class Reader:
         if tuning.has_decision and not best.group.startswith(UNCONFIRMED):
             # A fitted model weighs the score with what else the question says; an
             # unconfirmed point still needs the threshold to be named.
-            if not tuning.accepts(self.matcher.features(query, best, margin, closed, ranked)):
+            if not tuning.accepts(features(self.matcher, query, best, margin, closed, ranked)):
                 return best, margin, False, False
         elif best.score < tuning.threshold:
             return best, margin, False, False
