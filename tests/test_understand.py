@@ -179,6 +179,12 @@ def test_typos_are_tolerated(kb: KnowledgeBase) -> None:
     assert kb.understand("qual e il bugdet totale").topic == "budget"
 
 
+def test_a_word_is_never_corrected_to_a_shorter_acronym(kb: KnowledgeBase) -> None:
+    # "pic" (the participant code) is one edit from "pick", a word of its own.
+    assert "pic" in kb.matcher.surface
+    assert kb.matcher.correct("pick") != "pic"
+
+
 def test_answer_joins_every_part_of_the_reply(kb: KnowledgeBase) -> None:
     reply = kb.answer("What is the budget? And how long do the projects last?")
     assert reply.topic == "budget" and reply.faq_id == "budget"

@@ -59,7 +59,9 @@ class Speller:
         limit = 1 if len(word) < LONG_WORD else 2
         best = word
         best_distance = limit + 1
-        for size in range(len(word) - limit, len(word) + limit + 1):
+        # Never to a word shorter than the shortest corrected one: "pick" is no typo of the
+        # acronym "pic".
+        for size in range(max(MIN_CORRECTED, len(word) - limit), len(word) + limit + 1):
             candidates = self._by_length.get(size)
             if not candidates:
                 continue
