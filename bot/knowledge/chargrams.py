@@ -17,6 +17,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from bot.knowledge.scoring import ClosestVariant, Recent
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 SIZES = (3, 4)
 # Pieces held by more of the variants than this share say nothing of the subject.
 MAX_SHARE = 0.05
-# Questions whose scores are kept: a message is read as a few overlapping questions.
+# Questions whose scores are kept (see scoring.Recent).
 CACHED = 64
 
 
@@ -44,16 +46,12 @@ class CharIndex:
 
     def __init__(self, variants: Sequence[tuple[int, Sequence[str]]], entries: int) -> None:
         """Index `variants`, (entry index, the variant's words) pairs, of `entries` entries."""
-        import numpy as np
-
         self.entries = entries
-        ordered = sorted(
-            ((entry, pieces(words)) for entry, words in variants if words), key=lambda v: v[0]
-        )
-        count = len(ordered)
+        found = [(entry, pieces(words)) for entry, words in variants if words]
+        count = len(found)
         frequency: dict[str, int] = {}
-        for _, found in ordered:
-            for piece in found:
+        for _, held in found:
+            for piece in held:
                 frequency[piece] = frequency.get(piece, 0) + 1
         limit = max(2.0, MAX_SHARE * count)
         self.idf = {
@@ -63,54 +61,28 @@ class CharIndex:
         # A piece no variant holds (an unknown word's) weighs like the rarest: it is evidence
         # that the question is about something else, as unknown words are in match.py.
         self._unseen = math.log(1 + max(1, count))
-        postings: dict[str, tuple[list[int], list[float]]] = {}
-        for row, (_, found) in enumerate(ordered):
-            kept = [piece for piece in found if piece in self.idf]
+        vectors: list[tuple[int, dict[str, float]]] = []
+        for entry, held in found:
+            kept = [piece for piece in held if piece in self.idf]
             norm = math.sqrt(sum(self.idf[piece] ** 2 for piece in kept)) or 1.0
-            for piece in kept:
-                rows, values = postings.setdefault(piece, ([], []))
-                rows.append(row)
-                # The question's weight for the piece (its IDF) is folded in here already.
-                values.append(self.idf[piece] ** 2 / norm)
-        self._postings = {
-            piece: (np.array(rows, dtype=np.int64), np.array(values))
-            for piece, (rows, values) in postings.items()
-        }
-        self._count = count
-        owner = np.array([entry for entry, _ in ordered], dtype=np.int64)
-        self._has_variant = np.zeros(entries, dtype=bool)
-        self._has_variant[owner] = True
-        self._every_entry_has_one = bool(self._has_variant.all())
-        starts = np.searchsorted(owner, np.arange(entries))
-        self._starts = np.minimum(starts, max(0, count - 1))
-        self._cache: dict[tuple[str, ...], npt.NDArray[np.float64]] = {}
+            # The question's weight for a piece (its IDF) is folded in here already.
+            vectors.append((entry, {piece: self.idf[piece] ** 2 / norm for piece in kept}))
+        self._variants = ClosestVariant(vectors, entries)
+        self._recent: Recent[tuple[str, ...], npt.NDArray[np.float64]] = Recent(CACHED)
 
     def clear_cache(self) -> None:
         """Forget kept scorings."""
-        self._cache.clear()
+        self._recent.clear()
 
     def scores(self, words: Sequence[str]) -> npt.NDArray[np.float64]:
         """Every entry's score for a question's informative words, in entry order."""
-        import numpy as np
+        return self._recent.get(tuple(words), lambda: self._score(words))
 
-        key = tuple(words)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+    def _score(self, words: Sequence[str]) -> npt.NDArray[np.float64]:
         asked = pieces(words) - self._common
-        found = [piece for piece in asked if piece in self._postings]
-        if not found or self._count == 0:
-            result: npt.NDArray[np.float64] = np.zeros(self.entries)
-        else:
-            norm = math.sqrt(sum(self.idf.get(piece, self._unseen) ** 2 for piece in asked))
-            rows = np.concatenate([self._postings[piece][0] for piece in found])
-            values = np.concatenate([self._postings[piece][1] for piece in found])
-            similarity = np.bincount(rows, weights=values, minlength=self._count)
-            # Divided per entry, not per variant: the same result, fewer numbers.
-            result = np.maximum.reduceat(similarity, self._starts) / norm
-            if not self._every_entry_has_one:
-                result = np.where(self._has_variant, result, 0.0)
-        if len(self._cache) >= CACHED:
-            self._cache.clear()
-        self._cache[key] = result
+        norm = math.sqrt(sum(self.idf.get(piece, self._unseen) ** 2 for piece in asked)) or 1.0
+        # Divided per entry, not per variant: the same result, fewer numbers.
+        result: npt.NDArray[np.float64] = (
+            self._variants.best((piece, 1.0) for piece in asked) / norm
+        )
         return result

@@ -42,6 +42,7 @@ from bot.knowledge.analysis import (
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
+from bot.knowledge.scoring import ClosestVariant, Recent
 from bot.knowledge.spelling import Speller
 from bot.knowledge.vocabulary import Vocabulary
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
-# Scorings kept per matcher (see Matcher.scores).
+# Scorings kept per matcher (see scoring.Recent).
 CACHED_SCORES = 64
 
 
@@ -150,35 +151,21 @@ class Matcher:
             * (self.tuning.stopword_weight if term in stop_terms else 1.0)
             for term, df in frequency.items()
         }
-        # Variants sorted by entry, so a per-entry maximum is one reduceat.
-        variants.sort(key=lambda item: item[0])
-        self._variant_entry = np.array([index for index, _ in variants], dtype=np.int64)
-        starts = np.searchsorted(self._variant_entry, np.arange(count))
-        self._has_variant = np.zeros(count, dtype=bool)
-        self._has_variant[self._variant_entry] = True
-        self._starts = np.minimum(starts, max(0, len(variants) - 1))
-        variant_postings: dict[str, tuple[list[int], list[float]]] = {}
-        for position, (_, terms) in enumerate(variants):
+        vectors: list[tuple[int, dict[str, float]]] = []
+        for index, terms in variants:
             norm = math.sqrt(sum(self.idf.get(term, 0.0) ** 2 for term in terms)) or 1.0
-            for term in terms:
-                rows, values = variant_postings.setdefault(term, ([], []))
-                rows.append(position)
-                values.append(self.idf.get(term, 0.0) / norm)
+            vectors.append((index, {term: self.idf.get(term, 0.0) / norm for term in terms}))
+        self.variants = ClosestVariant(vectors, count)
         entry_postings: dict[str, tuple[list[int], list[float]]] = {}
         for index, profile in enumerate(profiles):
             for term, strength in profile.items():
                 rows, values = entry_postings.setdefault(term, ([], []))
                 rows.append(index)
                 values.append(strength)
-        self._variant_postings = {
-            term: (np.array(rows, dtype=np.int64), np.array(values))
-            for term, (rows, values) in variant_postings.items()
-        }
         self._entry_postings = {
             term: (np.array(rows, dtype=np.int64), np.array(values))
             for term, (rows, values) in entry_postings.items()
         }
-        self._variant_count = len(variants)
         self.open_terms = open_point_concepts(self.documents, profiles)
         self.analyzer.learn_concepts(self.idf)
         # The terms that name the call itself (its identifier).
@@ -186,7 +173,7 @@ class Matcher:
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
         self.chars = CharIndex(written, count)
-        self._scores: dict[tuple[object, ...], npt.NDArray[np.float64]] = {}
+        self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
@@ -260,19 +247,12 @@ class Matcher:
 
     def scores(self, query: QueryTerms) -> npt.NDArray[np.float64]:
         """Every entry's score for `query`, in entry order."""
-        # A message's questions are scored more than once (whole, cut, decided): keep the
-        # last few results.
         key = (tuple(sorted(query.weights.items())), query.unknown, query.written)
-        cached = self._scores.get(key)
-        if cached is None:
-            if len(self._scores) >= CACHED_SCORES:
-                self._scores.clear()
-            cached = self._scores[key] = self._score(query)
-        return cached
+        return self._recent.get(key, lambda: self._score(query))
 
     def clear_cache(self) -> None:
         """Forget kept scorings (a benchmark times each message as if it came first)."""
-        self._scores.clear()
+        self._recent.clear()
         self.chars.clear_cache()
 
     def _score(self, query: QueryTerms) -> npt.NDArray[np.float64]:
@@ -281,27 +261,14 @@ class Matcher:
         count = len(self.documents)
         known = sum(weight * weight for weight in query.weights.values())
         total = known + query.unknown
-        if not query.weights or total <= 0 or self._variant_count == 0:
+        if not query.weights or total <= 0 or self.variants.count == 0:
             return np.zeros(count)
-        variant_rows, variant_values, entry_rows, entry_values = [], [], [], []
+        entry_rows, entry_values = [], []
         for term, weight in query.weights.items():
-            rows, values = self._variant_postings.get(term, (None, None))
-            if rows is not None and values is not None:
-                variant_rows.append(rows)
-                variant_values.append(values * weight)
             rows, values = self._entry_postings[term]
             entry_rows.append(rows)
             entry_values.append(values * (weight * weight))
-        if variant_rows:
-            similarity = np.bincount(
-                np.concatenate(variant_rows),
-                weights=np.concatenate(variant_values),
-                minlength=self._variant_count,
-            )
-            best_variant = np.maximum.reduceat(similarity, self._starts)
-            best_variant = np.where(self._has_variant, best_variant, 0.0) / math.sqrt(total)
-        else:
-            best_variant = np.zeros(count)
+        best_variant = self.variants.best(query.weights.items()) / math.sqrt(total)
         coverage = (
             np.bincount(
                 np.concatenate(entry_rows), weights=np.concatenate(entry_values), minlength=count
