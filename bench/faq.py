@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import random
 import re
@@ -430,20 +431,24 @@ def fit_logistic(
 BIAS_SHIFTS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 # Weights of the character-piece view tried with the model (0: words only).
 CHAR_WEIGHTS = (0.0, 0.15, 0.25, 0.35, 0.5)
+# Weights of the naive Bayes view tried with the model (0: without it).
+BAYES_WEIGHTS = (0.0, 0.2, 0.35, 0.5)
 
 
 def fit_decision(
-    items: Sequence[Sequence[Item]], char_weights: Sequence[float] = CHAR_WEIGHTS
+    items: Sequence[Sequence[Item]],
+    char_weights: Sequence[float] = CHAR_WEIGHTS,
+    bayes_weights: Sequence[float] = BAYES_WEIGHTS,
 ) -> Tuning:
     """The shipped parameters with an answer-or-forward model fitted on `items`: for each
-    weight of the character-piece view, logistic weights from the one-question messages,
-    then the bias shift and the safety margin that maximise `objective` on every message;
-    the best of them all."""
+    pair of weights of the character-piece and naive Bayes views, logistic weights from the
+    one-question messages, then the bias shift and the safety margin that maximise
+    `objective` on every message; the best of them all."""
     kb = KnowledgeBase.load(CONFIG)
     shipped = kb.matcher.tuning
     best_score, best = -1.0, shipped
-    for char_weight in char_weights:
-        kb.matcher.tuning = replace(shipped, char_weight=char_weight)
+    for char_weight, bayes_weight in itertools.product(char_weights, bayes_weights):
+        kb.matcher.tuning = replace(shipped, char_weight=char_weight, bayes_weight=bayes_weight)
         features: list[tuple[float, ...]] = []
         labels: list[int] = []
         for sample in items:
@@ -452,7 +457,8 @@ def fit_decision(
             labels += answers
         bias, weights = fit_logistic(features, labels)
         print(
-            f"  char_weight {char_weight}: {len(labels)} examples, {sum(labels)} to answer",
+            f"  char_weight {char_weight}, bayes_weight {bayes_weight}: {len(labels)} examples,"
+            f" {sum(labels)} to answer",
             flush=True,
         )
         model = dict(zip(DECISION_FEATURES, weights, strict=True))
@@ -486,6 +492,7 @@ def write_tuning(tuning: Tuning) -> None:
         f"  answer_margin: {tuning.answer_margin}\n"
         f"  name_weight: {tuning.name_weight}\n"
         f"  char_weight: {tuning.char_weight}\n"
+        f"  bayes_weight: {tuning.bayes_weight}\n"
     )
     if tuning.has_decision:
         block += f"  decision_bias: {tuning.decision_bias:.4f}\n" + "".join(
@@ -760,6 +767,11 @@ def main() -> int:
         default=",".join(map(str, CHAR_WEIGHTS)),
         help="with --fit --decision: the character-view weights tried, separated by commas",
     )
+    parser.add_argument(
+        "--bayes-weights",
+        default=",".join(map(str, BAYES_WEIGHTS)),
+        help="with --fit --decision: the naive Bayes view's weights tried, separated by commas",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--synthetic", type=int, default=5000, help="knowledge base size")
     parser.add_argument("--no-latency", action="store_true", help="accuracy tables only")
@@ -771,7 +783,10 @@ def main() -> int:
         pool = [load_items(SETS[name]) for name in names]
         print(f"fitting on {', '.join(names)} ({sum(map(len, pool))} messages)")
         weights = [float(value) for value in args.char_weights.split(",") if value]
-        tuning = fit_decision(pool, weights) if args.decision else fit(pool, quick=args.quick)
+        bayes = [float(value) for value in args.bayes_weights.split(",") if value]
+        tuning = (
+            fit_decision(pool, weights, bayes) if args.decision else fit(pool, quick=args.quick)
+        )
         write_tuning(tuning)
         print(f"wrote {tuning} to config/faq.yaml")
         return 0

@@ -52,6 +52,8 @@ class Tuning:
     name_weight: float = 0.3
     # Weight of the character-piece view (chargrams.py) in an entry's score; 0: words only.
     char_weight: float = 0.0
+    # Weight of the naive Bayes view (bayes.py) in an entry's score; 0: the other views only.
+    bayes_weight: float = 0.0
     # The answer-or-forward decision, a logistic model over `DECISION_FEATURES` fitted on
     # development data: its bias and one weight per feature. All zero: no model, and the
     # threshold and `answer_margin` decide instead.
@@ -98,6 +100,7 @@ class Tuning:
                     "answer_margin",
                     "name_weight",
                     "char_weight",
+                    "bayes_weight",
                     "decision_bias",
                     *(f"decision_{name}" for name in DECISION_FEATURES),
                 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from bot.knowledge.scoring import ClosestVariant, Recent
@@ -33,6 +34,12 @@ CACHED = 64
 def pieces(words: Iterable[str]) -> frozenset[str]:
     """The 3- and 4-character pieces of `words`, each word marked at both ends by a space
     (so a piece at a word's start or end differs from the same letters inside one)."""
+    return _pieces(tuple(words))
+
+
+# The views of a variant or a question (here and in bayes.py) ask for the same pieces.
+@lru_cache(maxsize=4096)
+def _pieces(words: tuple[str, ...]) -> frozenset[str]:
     found: set[str] = set()
     for word in words:
         marked = f" {word} "

@@ -39,6 +39,8 @@ from bot.knowledge.analysis import (
     stopwords,
     stopwords_of,
 )
+from bot.knowledge.bayes import EntryModel
+from bot.knowledge.bayes import features as bayes_features
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
@@ -87,6 +89,7 @@ class Matcher:
         # Per entry: its variants' term sets, and its profile (term -> strength in [0, 1]).
         variants: list[tuple[int, frozenset[str]]] = []
         written: list[tuple[int, tuple[str, ...]]] = []
+        described: list[tuple[int, frozenset[str], tuple[str, ...]]] = []
         profiles: list[dict[str, float]] = []
         self.language_words: dict[str, set[str]] = {lang: set() for lang in LANGUAGES}
         for index, document in enumerate(self.documents):
@@ -96,14 +99,13 @@ class Matcher:
                 for question in document.questions.get(lang, ()):
                     words = tokens(question)
                     surface.update(words)
-                    written.append(
-                        (
-                            index,
-                            tuple(w for w in words if meaningful(w) and w not in self.stopwords),
-                        )
+                    informative = tuple(
+                        w for w in words if meaningful(w) and w not in self.stopwords
                     )
+                    written.append((index, informative))
                     self.language_words[lang].update(words)
                     terms = frozenset(self.analyzer.terms(question, lang))
+                    described.append((index, terms, informative))
                     if terms:
                         variants.append((index, terms))
                         total += 1
@@ -173,7 +175,15 @@ class Matcher:
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
         self.chars = CharIndex(written, count)
+        self.bayes = EntryModel(
+            [
+                (index, bayes_features({term: self.idf[term] for term in terms}, words))
+                for index, terms, words in described
+            ],
+            count,
+        )
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
+        self._beliefs: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
@@ -253,6 +263,7 @@ class Matcher:
     def clear_cache(self) -> None:
         """Forget kept scorings (a benchmark times each message as if it came first)."""
         self._recent.clear()
+        self._beliefs.clear()
         self.chars.clear_cache()
 
     def _score(self, query: QueryTerms) -> npt.NDArray[np.float64]:
@@ -281,7 +292,20 @@ class Matcher:
         if share > 0:
             # Misspelt, cut or regional forms the words miss still share their pieces.
             result = (1 - share) * result + share * self.chars.scores(query.written)
+        share = self.tuning.bayes_weight
+        if share > 0:
+            # Words common across one entry's variants, though no single variant holds them
+            # all, still point to it.
+            result = (1 - share) * result + share * self.posterior(query)
         return result
+
+    def posterior(self, query: QueryTerms) -> npt.NDArray[np.float64]:
+        """Every entry's probability for `query` under the naive Bayes view (bayes.py)."""
+        key = (tuple(sorted(query.weights.items())), query.written)
+        return self._beliefs.get(
+            key,
+            lambda: self.bayes.posterior(bayes_features(query.weights, query.written).items()),
+        )
 
     def rank(self, text: str, lang: str, limit: int = 5) -> list[Ranked]:
         """The best entries for `text`, best first (at most `limit`, only scores above 0)."""

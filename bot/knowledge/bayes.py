@@ -1,0 +1,119 @@
+"""A third view of a question: how probable each entry makes its words and word pieces.
+
+The word view and the character view (match.py, chargrams.py) compare a question with each
+entry's closest variant. An entry's variants together also say which words it uses often
+and which it never uses: a question whose every word is common across one entry's variants
+belongs to it, even when no single variant holds them all. This view is a multinomial naive
+Bayes model over every entry's variants, with the question's stems and concepts (weighted
+by IDF, as match.py weighs them) and the 3- and 4-character pieces of its written words as
+features. It is built by counting, so it costs no training time, and it knows nothing of
+the call or of either language.
+
+An entry's score is its posterior probability (a uniform prior over entries), which is
+sharp: the fitted `bayes_weight` mixes it into the other views' score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from bot.knowledge.chargrams import pieces
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# Additive smoothing of the feature counts (Lidstone): how much an unseen feature counts.
+SMOOTHING = 0.1
+# Pieces held by more of the entries than this share are left out.
+MAX_SHARE = 0.1
+# The model's log-probabilities are divided by this before normalising: naive Bayes counts
+# every correlated piece of a word as new evidence, so its posterior is overconfident.
+TEMPERATURE = 1.0
+# What marks a character piece, so a piece and a stem with the same letters stay apart.
+PIECE_MARK = "#"
+
+
+def features(terms: Mapping[str, float], words: Sequence[str]) -> dict[str, float]:
+    """A question's (or a variant's) features: its terms with their weights, and the
+    character pieces of its written words, which weigh 1 together (unit length)."""
+    found = dict(terms)
+    held = pieces(words)
+    if held:
+        share = 1.0 / math.sqrt(len(held))
+        for piece in held:
+            found[PIECE_MARK + piece] = share
+    return found
+
+
+class EntryModel:
+    """Multinomial naive Bayes over entries, each described by its variants' features."""
+
+    def __init__(self, variants: Sequence[tuple[int, Mapping[str, float]]], entries: int) -> None:
+        """Count `variants`, (entry index, feature -> value) pairs, of `entries` entries."""
+        import numpy as np
+
+        self.entries = entries
+        self._ids: dict[str, int] = {}
+        features: list[int] = []
+        owners: list[int] = []
+        values: list[float] = []
+        for entry, vector in variants:
+            for feature, weight in vector.items():
+                features.append(self._ids.setdefault(feature, len(self._ids)))
+                owners.append(entry)
+                values.append(weight)
+        owner = np.array(owners, dtype=np.int64)
+        value = np.array(values, dtype=float)
+        # One count per (feature, entry), ordered by feature: a feature's postings are a slice.
+        pairs, which = np.unique(
+            np.array(features, dtype=np.int64) * max(1, entries) + owner, return_inverse=True
+        )
+        counts = np.bincount(which, weights=value, minlength=len(pairs))
+        totals = np.bincount(owner, weights=value, minlength=entries)
+        size = max(1, len(self._ids))
+        # log p(feature | entry) = log(count + a) - log(total + a * size): the second term is
+        # the entry's own, the first differs from log(a) only where the entry holds the
+        # feature, so a question costs one posting per feature it has.
+        self._base = math.log(SMOOTHING) - np.log(totals + SMOOTHING * size)
+        self._owners = pairs % max(1, entries)
+        self._logs = np.log1p(counts / SMOOTHING)
+        self._starts: list[int] = np.searchsorted(
+            pairs // max(1, entries), np.arange(size + 1)
+        ).tolist()
+        # An entry without variants is never the most probable one.
+        self._empty = totals <= 0
+
+    def posterior(self, weights: Iterable[tuple[str, float]]) -> npt.NDArray[np.float64]:
+        """Every entry's probability given a question's (feature, weight) pairs; features no
+        variant holds are left out. All zero when the question holds no known feature."""
+        import numpy as np
+
+        starts, ends, scale = [], [], []
+        for feature, weight in weights:
+            found = self._ids.get(feature)
+            if found is not None:
+                starts.append(self._starts[found])
+                ends.append(self._starts[found + 1])
+                scale.append(weight)
+        if not starts:
+            return np.zeros(self.entries)
+        # Every posting of the question's features in a few array operations, not a few per
+        # feature: the positions of all their slices, end to end.
+        first = np.array(starts)
+        lengths = np.array(ends) - first
+        offsets = np.cumsum(lengths) - lengths
+        positions = np.repeat(first - offsets, lengths) + np.arange(int(lengths.sum()))
+        log_joint = sum(scale) * self._base + np.bincount(
+            self._owners[positions],
+            weights=self._logs[positions] * np.repeat(scale, lengths),
+            minlength=self.entries,
+        )
+        log_joint /= TEMPERATURE
+        log_joint[self._empty] = -np.inf
+        log_joint -= log_joint.max()
+        probability: npt.NDArray[np.float64] = np.exp(log_joint)
+        probability /= probability.sum()
+        return probability

@@ -1,0 +1,91 @@
+"""The naive Bayes view of a question (bot/knowledge/bayes.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.knowledge import KnowledgeBase
+from bot.knowledge.bayes import PIECE_MARK, EntryModel, features
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Two entries of a made-up call, each described by its variants' weighted terms.
+VARIANTS = [
+    (0, {"closing": 1.0, "date": 1.0}),
+    (0, {"deadline": 1.0, "submission": 1.0}),
+    (0, {"deadline": 1.0, "hour": 1.0}),
+    (1, {"total": 1.0, "budget": 1.0}),
+    (1, {"money": 1.0, "budget": 1.0, "date": 0.5}),
+]
+
+
+def test_an_entry_whose_variants_share_the_words_is_the_most_probable() -> None:
+    # No single variant holds "closing", "deadline" and "hour"; together entry 0's do.
+    model = EntryModel(VARIANTS, 2)
+    found = model.posterior([("closing", 1.0), ("deadline", 1.0), ("hour", 1.0)])
+    assert found[0] > 0.9
+    assert found.sum() == pytest.approx(1.0)
+
+
+def test_a_word_both_entries_hold_leans_to_the_one_that_uses_it_more() -> None:
+    model = EntryModel(VARIANTS, 2)
+    found = model.posterior([("date", 1.0)])
+    assert found[0] > found[1] > 0
+
+
+def test_features_no_variant_holds_are_left_out() -> None:
+    model = EntryModel(VARIANTS, 2)
+    assert not model.posterior([("zorblax", 1.0)]).any()
+    with_unknown = model.posterior([("budget", 1.0), ("zorblax", 1.0)])
+    assert with_unknown == pytest.approx(model.posterior([("budget", 1.0)]))
+
+
+def test_an_entry_without_variants_is_never_probable() -> None:
+    model = EntryModel(VARIANTS, 3)
+    assert model.posterior([("budget", 1.0)])[2] == 0
+
+
+def test_features_mark_pieces_apart_from_terms() -> None:
+    found = features({"bud": 0.7}, ["budget"])
+    assert found["bud"] == 0.7
+    pieces = [key for key in found if key.startswith(PIECE_MARK)]
+    assert PIECE_MARK + "bud" in pieces
+    # The pieces weigh 1 together (unit length), whatever the number of words.
+    assert sum(found[key] ** 2 for key in pieces) == pytest.approx(1.0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["date", "budget", "hour", "x", ""]), st.floats(0, 5)),
+        max_size=8,
+    )
+)
+def test_the_posterior_is_a_distribution_or_nothing(weights: list[tuple[str, float]]) -> None:
+    found = EntryModel(VARIANTS, 3).posterior(weights)
+    assert len(found) == 3
+    assert ((found >= 0) & (found <= 1.0 + 1e-9)).all()
+    assert found.sum() == pytest.approx(1.0) or not found.any()
+
+
+def _ranking(bayes_weight: float, text: str, lang: str) -> list[str]:
+    kb = KnowledgeBase.load(ROOT / "config")
+    kb.matcher.tuning = replace(kb.matcher.tuning, bayes_weight=bayes_weight)
+    return [ranked.group for ranked in kb.matcher.rank(text, lang, 3)]
+
+
+def test_the_view_ranks_a_topic_by_words_its_variants_use_together() -> None:
+    # "vengono" is in no variant of the topic, which says "verranno" or "saranno"; the
+    # closest variant alone prefers topics that happen to hold it.
+    text = "quanti progeti vengono finanziatti"
+    assert _ranking(0.0, text, "it")[0] != "funded-proposals"
+    assert _ranking(0.35, text, "it")[0] == "funded-proposals"
+
+
+def test_the_shipped_knowledge_base_uses_the_bayes_view() -> None:
+    kb = KnowledgeBase.load(ROOT / "config")
+    assert kb.matcher.tuning.bayes_weight == kb.faq.matching["bayes_weight"] > 0
