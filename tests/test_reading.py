@@ -180,3 +180,31 @@ def test_the_reason_for_asking_after_a_comma_is_context(splitter: Splitter) -> N
     assert [question for question, _, _ in asked] == ["can organisations from ukraine take part"]
     asked = splitter.questions("Possono partecipare i cluster albanesi, perché abbiamo un partner?")
     assert [question for question, _, _ in asked] == ["possono partecipare i cluster albanesi"]
+
+
+def test_chat_spellings_of_question_words_count_as_question_words(kb: KnowledgeBase) -> None:
+    reader = kb.reader
+    # "qnt" is "quanto": an open question, not a yes/no one.
+    assert not reader.is_closed("qnt e la percentuale di finanziamento")
+    assert reader.is_closed("la percentuale di finanziamento e alta")
+    assert reader.splitter.is_question("ki puo partecipare")
+
+
+def test_a_preamble_before_the_question_word_is_left_out(kb: KnowledgeBase) -> None:
+    splitter = kb.reader.splitter
+    text = "Per pura curiosità (e un po' d'ansia) quanti progetti pensano di finanziare?"
+    assert splitter.from_question_word(text).startswith("quanti progetti")
+    assert splitter.from_question_word("Quanti progetti pensano di finanziare?") == ""
+    found = kb.understand(text, "it")
+    assert found.topic == "funded-proposals"
+
+
+def test_a_preamble_is_left_out_only_for_the_topic_the_whole_question_leans_to(
+    kb: KnowledgeBase,
+) -> None:
+    # Read from "what", the words on sharing among partners would be lost: not answered as the
+    # call's funding rate.
+    found = kb.understand(
+        "Might you be able to tell me what portion of the budget goes to each partner?", "en"
+    )
+    assert found.topic is None

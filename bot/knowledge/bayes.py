@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 SMOOTHING = 0.1
 # Pieces held by more of the entries than this share are left out.
 MAX_SHARE = 0.1
-# The model's log-probabilities are divided by this before normalising: naive Bayes counts
-# every correlated piece of a word as new evidence, so its posterior is overconfident.
-TEMPERATURE = 1.0
 # What marks a character piece, so a piece and a stem with the same letters stay apart.
 PIECE_MARK = "#"
 
@@ -111,7 +108,6 @@ class EntryModel:
             weights=self._logs[positions] * np.repeat(scale, lengths),
             minlength=self.entries,
         )
-        log_joint /= TEMPERATURE
         log_joint[self._empty] = -np.inf
         log_joint -= log_joint.max()
         probability: npt.NDArray[np.float64] = np.exp(log_joint)

@@ -14,6 +14,7 @@ there. A message of several lines that nothing marks as a question is a list: ea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from bot.knowledge.lexicon import LanguageCues, surface_words, tokens
@@ -93,16 +94,28 @@ def sentences(text: str) -> list[str]:
 class Splitter:
     """Cuts messages into their questions with the generic cues of language.yaml."""
 
-    def __init__(self, cues: LanguageCues) -> None:
+    def __init__(
+        self, cues: LanguageCues, informal: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.question_cues = cues.all_question()
+        # Chat and dialect spellings of either language ("ki", "qnt"), read as the words they
+        # stand for when looking for cues (each spelling belongs to one language only).
+        self.informal = dict(informal or {})
         self.focus_cues = cues.all_focus()
         self.conjunctions = cues.all_conjunctions()
         self.open_cues = cues.all_open()
         self.reason_cues = cues.all_reason()
 
+    def read_words(self, text: str) -> list[str]:
+        """The words of `text` with informal spellings read as the words they stand for."""
+        words: list[str] = []
+        for word in tokens(text):
+            words.extend(self.informal.get(word, (word,)))
+        return words
+
     def is_question(self, sentence: str, marked: bool = False) -> bool:
         """Whether `sentence` asks; `marked`: the message uses question marks elsewhere."""
-        words = tokens(sentence)
+        words = self.read_words(sentence)
         if "?" in sentence or find(words, self.focus_cues) >= 0:
             return True
         cues = self.open_cues if marked else self.question_cues
@@ -210,9 +223,18 @@ class Splitter:
             and not any(self.is_question(sentence) for sentence in found)
         )
 
+    def from_question_word(self, question: str) -> str:
+        """`question` from its first question word asking for information, when one follows
+        other words ("Per pura curiosità (e un po' d'ansia) quanti progetti …"), else ""."""
+        words = tokens(question)
+        for at in range(1, len(words) - 1):
+            if starts_with(words, self.open_cues, at):
+                return " ".join(surface_words(question)[at:])
+        return ""
+
     def is_closed(self, question: str, min_words: int) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
-        words = tokens(question)
+        words = self.read_words(question)
         # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
         return len(words) >= min_words and not any(
             starts_with(words, self.open_cues, at) for at in range(len(words))

@@ -50,7 +50,12 @@ class Reader:
 
     def __init__(self, matcher: Matcher, cues: LanguageCues) -> None:
         self.matcher = matcher
-        self.splitter = Splitter(cues)
+        informal = {
+            word: meaning
+            for spellings in matcher.informal.values()
+            for word, meaning in spellings.items()
+        }
+        self.splitter = Splitter(cues, informal)
 
     def questions(self, text: str) -> list[tuple[str, str, str]]:
         """(question, the sentence before it, its whole sentence) triples (see split.py)."""
@@ -198,6 +203,17 @@ class Reader:
                 # "… how many partners, and must they be from different countries?": a second
                 # half nearly as close to the point the first half asked stays with it.
                 continue
+            if not answered and not unconfirmed:
+                # "Per pura curiosità (e un po' d'ansia) quanti progetti …?": the words before
+                # the question word are its preamble, which only dilutes the topic the whole
+                # question is closest to; read without them, that topic may be sure.
+                trimmed = self.splitter.from_question_word(question)
+                if trimmed and best is not None:
+                    shorter = self.matcher.query(trimmed, lang)
+                    decided = self.decide(shorter, self.is_closed(trimmed))
+                    if decided[2] and decided[0] is not None and decided[0].group == best.group:
+                        query = shorter
+                        best, margin, answered, unconfirmed = decided
             if not unconfirmed and before and (not answered or before not in asking):
                 # "Can we apply?" after "We are a university…": read with its context, which
                 # wins when the question alone says nothing sure, or when a statement (not
