@@ -197,14 +197,3 @@ def test_a_preamble_before_the_question_word_is_left_out(kb: KnowledgeBase) -> N
     assert splitter.from_question_word("Quanti progetti pensano di finanziare?") == ""
     found = kb.understand(text, "it")
     assert found.topic == "funded-proposals"
-
-
-def test_a_preamble_is_left_out_only_for_the_topic_the_whole_question_leans_to(
-    kb: KnowledgeBase,
-) -> None:
-    # Read from "what", the words on sharing among partners would be lost: not answered as the
-    # call's funding rate.
-    found = kb.understand(
-        "Might you be able to tell me what portion of the budget goes to each partner?", "en"
-    )
-    assert found.topic is None

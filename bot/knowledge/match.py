@@ -134,7 +134,12 @@ class Matcher:
             lang: stopwords_of(lang) | (cue_words or {}).get(lang, frozenset())
             for lang in LANGUAGES
         }
-        self.vocabulary = Vocabulary(self.language_words, self.function_words)
+        cues = cue_words or {}
+        self.vocabulary = Vocabulary(
+            self.language_words,
+            self.function_words,
+            frozenset.intersection(*(cues.get(lang, frozenset()) for lang in LANGUAGES)),
+        )
         self.surface = frozenset(word for word in surface if not word.isdigit())
         count = len(self.documents)
         frequency: dict[str, int] = {}

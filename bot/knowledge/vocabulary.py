@@ -16,9 +16,11 @@ class Vocabulary:
         self,
         language_words: Mapping[str, set[str]],
         function_words: Mapping[str, frozenset[str]],
+        neutral: frozenset[str] = frozenset(),
     ) -> None:
         self.language_words = language_words
         self.function_words = function_words
+        self.neutral = neutral
 
     @cached_property
     def exclusive_words(self) -> Mapping[str, frozenset[str]]:
@@ -28,7 +30,9 @@ class Vocabulary:
             others = [o for o in LANGUAGES if o != lang]
             other_words = set().union(*(self.language_words[o] for o in others))
             other_function = set().union(*(self.function_words[o] for o in others))
-            exclusive[lang] = frozenset(words - other_words) | frozenset(
+            # A word every language's cues or fillers hold ("ok") says nothing of the
+            # language, even where only this language's entries use it.
+            exclusive[lang] = frozenset(words - other_words - self.neutral) | frozenset(
                 self.function_words[lang] - other_function - other_words
             )
         return exclusive
