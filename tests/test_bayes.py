@@ -53,9 +53,23 @@ def test_features_mark_pieces_apart_from_terms() -> None:
     found = features({"bud": 0.7}, ["budget"])
     assert found["bud"] == 0.7
     pieces = [key for key in found if key.startswith(PIECE_MARK)]
-    assert PIECE_MARK + "bud" in pieces
+    # The 4-character pieces, word ends marked by a space.
+    assert {PIECE_MARK + " bud", PIECE_MARK + "budg", PIECE_MARK + "get "} <= set(pieces)
+    assert all(len(key) == len(PIECE_MARK) + 4 for key in pieces)
     # The pieces weigh 1 together (unit length), whatever the number of words.
     assert sum(found[key] ** 2 for key in pieces) == pytest.approx(1.0)
+
+
+def test_pieces_most_entries_hold_are_left_out_of_a_question() -> None:
+    # " cal" is in every entry's variants; "call" as a term is kept all the same.
+    variants = [
+        (entry, features({"call": 1.0, f"t{entry}": 1.0}, ["call", f"w{entry}x"]))
+        for entry in range(4)
+    ]
+    model = EntryModel(variants, 4)
+    assert not model.posterior([(PIECE_MARK + " cal", 1.0)]).any()
+    assert model.posterior([("call", 1.0)]).any()
+    assert model.posterior([(PIECE_MARK + " w2x", 1.0)]).argmax() == 2
 
 
 @given(

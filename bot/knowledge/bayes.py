@@ -5,7 +5,7 @@ entry's closest variant. An entry's variants together also say which words it us
 and which it never uses: a question whose every word is common across one entry's variants
 belongs to it, even when no single variant holds them all. This view is a multinomial naive
 Bayes model over every entry's variants, with the question's stems and concepts (weighted
-by IDF, as match.py weighs them) and the 3- and 4-character pieces of its written words as
+by IDF, as match.py weighs them) and the 4-character pieces of its written words as
 features. It is built by counting, so it costs no training time, and it knows nothing of
 the call or of either language.
 
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 SMOOTHING = 0.1
 # Pieces held by more of the entries than this share are left out.
 MAX_SHARE = 0.1
+# Only the longer pieces of chargrams.py: as telling here as both sizes, half the work.
+PIECE_SIZE = 4
+# Pieces held by more of the entries than this share tell entries apart no better than a
+# stop word: left out of a question, which keeps the work small on a large knowledge base.
+MAX_SHARE = 0.5
 # What marks a character piece, so a piece and a stem with the same letters stay apart.
 PIECE_MARK = "#"
 
@@ -37,7 +42,7 @@ def features(terms: Mapping[str, float], words: Sequence[str]) -> dict[str, floa
     """A question's (or a variant's) features: its terms with their weights, and the
     character pieces of its written words, which weigh 1 together (unit length)."""
     found = dict(terms)
-    held = pieces(words)
+    held = [piece for piece in pieces(words) if len(piece) == PIECE_SIZE]
     if held:
         share = 1.0 / math.sqrt(len(held))
         for piece in held:
@@ -82,6 +87,13 @@ class EntryModel:
         ).tolist()
         # An entry without variants is never the most probable one.
         self._empty = totals <= 0
+        holders = np.diff(np.array(self._starts))
+        limit = MAX_SHARE * int((~self._empty).sum())
+        self._ids = {
+            feature: at
+            for feature, at in self._ids.items()
+            if not feature.startswith(PIECE_MARK) or holders[at] <= limit
+        }
 
     def posterior(self, weights: Iterable[tuple[str, float]]) -> npt.NDArray[np.float64]:
         """Every entry's probability given a question's (feature, weight) pairs; features no
