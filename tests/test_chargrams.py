@@ -24,10 +24,9 @@ VARIANTS = [
 
 def test_pieces_mark_the_ends_of_each_word() -> None:
     found = pieces(["budget"])
-    assert {" bu", "bud", "get ", " bud", "dget", "et "} <= found
-    assert "budg" in found
+    assert found == {" bud", "budg", "udge", "dget", "get "}
     # No piece crosses from one word into the next.
-    assert not any("t c" in piece for piece in pieces(["budget", "call"]))
+    assert not any("t c" in piece or "et c" in piece for piece in pieces(["budget", "call"]))
 
 
 def test_a_misspelt_word_finds_its_entry_through_its_pieces() -> None:

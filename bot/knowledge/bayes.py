@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bot.knowledge.chargrams import pieces
+from bot.knowledge.scoring import Postings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 SMOOTHING = 0.1
 # Pieces held by more of the entries than this share are left out.
 MAX_SHARE = 0.1
-# Only the longer pieces of chargrams.py: as telling here as both sizes, half the work.
-PIECE_SIZE = 4
 # Pieces held by more of the entries than this share tell entries apart no better than a
 # stop word: left out of a question, which keeps the work small on a large knowledge base.
 MAX_SHARE = 0.5
@@ -42,7 +41,7 @@ def features(terms: Mapping[str, float], words: Sequence[str]) -> dict[str, floa
     """A question's (or a variant's) features: its terms with their weights, and the
     character pieces of its written words, which weigh 1 together (unit length)."""
     found = dict(terms)
-    held = [piece for piece in pieces(words) if len(piece) == PIECE_SIZE]
+    held = pieces(words)
     if held:
         share = 1.0 / math.sqrt(len(held))
         for piece in held:
@@ -58,68 +57,39 @@ class EntryModel:
         import numpy as np
 
         self.entries = entries
-        self._ids: dict[str, int] = {}
-        features: list[int] = []
-        owners: list[int] = []
-        values: list[float] = []
-        for entry, vector in variants:
-            for feature, weight in vector.items():
-                features.append(self._ids.setdefault(feature, len(self._ids)))
-                owners.append(entry)
-                values.append(weight)
-        owner = np.array(owners, dtype=np.int64)
-        value = np.array(values, dtype=float)
-        # One count per (feature, entry), ordered by feature: a feature's postings are a slice.
-        pairs, which = np.unique(
-            np.array(features, dtype=np.int64) * max(1, entries) + owner, return_inverse=True
+        # One count per (feature, entry).
+        self._counts = Postings(
+            (feature, entry, value)
+            for entry, vector in variants
+            for feature, value in vector.items()
         )
-        counts = np.bincount(which, weights=value, minlength=len(pairs))
-        totals = np.bincount(owner, weights=value, minlength=entries)
-        size = max(1, len(self._ids))
+        totals = np.bincount(self._counts.rows, weights=self._counts.values, minlength=entries)
+        size = max(1, len(self._counts.ids))
         # log p(feature | entry) = log(count + a) - log(total + a * size): the second term is
         # the entry's own, the first differs from log(a) only where the entry holds the
         # feature, so a question costs one posting per feature it has.
         self._base = math.log(SMOOTHING) - np.log(totals + SMOOTHING * size)
-        self._owners = pairs % max(1, entries)
-        self._logs = np.log1p(counts / SMOOTHING)
-        self._starts: list[int] = np.searchsorted(
-            pairs // max(1, entries), np.arange(size + 1)
-        ).tolist()
+        self._counts.values = np.log1p(self._counts.values / SMOOTHING)
         # An entry without variants is never the most probable one.
         self._empty = totals <= 0
-        holders = np.diff(np.array(self._starts))
         limit = MAX_SHARE * int((~self._empty).sum())
-        self._ids = {
-            feature: at
-            for feature, at in self._ids.items()
-            if not feature.startswith(PIECE_MARK) or holders[at] <= limit
-        }
+        self._common = frozenset(
+            feature
+            for feature in self._counts.ids
+            if feature.startswith(PIECE_MARK) and self._counts.holders(feature) > limit
+        )
 
     def posterior(self, weights: Iterable[tuple[str, float]]) -> npt.NDArray[np.float64]:
         """Every entry's probability given a question's (feature, weight) pairs; features no
         variant holds are left out. All zero when the question holds no known feature."""
         import numpy as np
 
-        starts, ends, scale = [], [], []
-        for feature, weight in weights:
-            found = self._ids.get(feature)
-            if found is not None:
-                starts.append(self._starts[found])
-                ends.append(self._starts[found + 1])
-                scale.append(weight)
-        if not starts:
-            return np.zeros(self.entries)
-        # Every posting of the question's features in a few array operations, not a few per
-        # feature: the positions of all their slices, end to end.
-        first = np.array(starts)
-        lengths = np.array(ends) - first
-        offsets = np.cumsum(lengths) - lengths
-        positions = np.repeat(first - offsets, lengths) + np.arange(int(lengths.sum()))
-        log_joint = sum(scale) * self._base + np.bincount(
-            self._owners[positions],
-            weights=self._logs[positions] * np.repeat(scale, lengths),
-            minlength=self.entries,
+        rows, values, mass = self._counts.gather(
+            (feature, weight) for feature, weight in weights if feature not in self._common
         )
+        if not len(rows):
+            return np.zeros(self.entries)
+        log_joint = mass * self._base + np.bincount(rows, weights=values, minlength=self.entries)
         log_joint[self._empty] = -np.inf
         log_joint -= log_joint.max()
         probability: npt.NDArray[np.float64] = np.exp(log_joint)

@@ -44,7 +44,7 @@ from bot.knowledge.bayes import features as bayes_features
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
-from bot.knowledge.scoring import ClosestVariant, Recent
+from bot.knowledge.scoring import ClosestVariant, Postings, Recent
 from bot.knowledge.spelling import Speller
 from bot.knowledge.vocabulary import Vocabulary
 
@@ -71,7 +71,6 @@ class Matcher:
         cue_words: Mapping[str, frozenset[str]] | None = None,
         names: Sequence[str] = (),
     ) -> None:
-        import numpy as np
 
         self.documents = tuple(documents)
         # Informal spellings ("nn", "plz") read as the words they stand for, in questions.
@@ -163,16 +162,11 @@ class Matcher:
             norm = math.sqrt(sum(self.idf.get(term, 0.0) ** 2 for term in terms)) or 1.0
             vectors.append((index, {term: self.idf.get(term, 0.0) / norm for term in terms}))
         self.variants = ClosestVariant(vectors, count)
-        entry_postings: dict[str, tuple[list[int], list[float]]] = {}
-        for index, profile in enumerate(profiles):
-            for term, strength in profile.items():
-                rows, values = entry_postings.setdefault(term, ([], []))
-                rows.append(index)
-                values.append(strength)
-        self._entry_postings = {
-            term: (np.array(rows, dtype=np.int64), np.array(values))
-            for term, (rows, values) in entry_postings.items()
-        }
+        self._entry_postings = Postings(
+            (term, index, strength)
+            for index, profile in enumerate(profiles)
+            for term, strength in profile.items()
+        )
         self.open_terms = open_point_concepts(self.documents, profiles)
         self.analyzer.learn_concepts(self.idf)
         # The terms that name the call itself (its identifier).
@@ -279,18 +273,11 @@ class Matcher:
         total = known + query.unknown
         if not query.weights or total <= 0 or self.variants.count == 0:
             return np.zeros(count)
-        entry_rows, entry_values = [], []
-        for term, weight in query.weights.items():
-            rows, values = self._entry_postings[term]
-            entry_rows.append(rows)
-            entry_values.append(values * (weight * weight))
-        best_variant = self.variants.best(query.weights.items()) / math.sqrt(total)
-        coverage = (
-            np.bincount(
-                np.concatenate(entry_rows), weights=np.concatenate(entry_values), minlength=count
-            )
-            / total
+        rows, values, _ = self._entry_postings.gather(
+            (term, weight * weight) for term, weight in query.weights.items()
         )
+        best_variant = self.variants.best(query.weights.items()) / math.sqrt(total)
+        coverage = np.bincount(rows, weights=values, minlength=count) / total
         blend = self.tuning.blend
         result: npt.NDArray[np.float64] = blend * best_variant + (1 - blend) * coverage
         share = self.tuning.char_weight

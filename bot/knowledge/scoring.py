@@ -1,5 +1,6 @@
-"""What both views of a question (words in match.py, character pieces in chargrams.py) score
-with: each entry's closest variant over sparse postings, and a small store of recent results."""
+"""What the views of a question (words in match.py, character pieces in chargrams.py, naive
+Bayes in bayes.py) score with: sparse postings, each entry's closest variant over them, and a
+small store of recent results."""
 
 from __future__ import annotations
 
@@ -14,6 +15,63 @@ Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
 
 
+class Postings:
+    """Per feature, the rows that hold it and their values, as slices of two arrays: built
+    and read with a few array operations, not a few per feature."""
+
+    def __init__(self, triples: Iterable[tuple[str, int, float]]) -> None:
+        """Index (feature, row, value) triples; the values of a repeated (feature, row) add up."""
+        import numpy as np
+
+        self.ids: dict[str, int] = {}
+        features: list[int] = []
+        rows: list[int] = []
+        values: list[float] = []
+        for feature, row, value in triples:
+            features.append(self.ids.setdefault(feature, len(self.ids)))
+            rows.append(row)
+            values.append(value)
+        row_array = np.array(rows, dtype=np.int64)
+        span = int(row_array.max()) + 1 if rows else 1
+        pairs, which = np.unique(
+            np.array(features, dtype=np.int64) * span + row_array, return_inverse=True
+        )
+        self.values = np.bincount(which, weights=np.array(values, dtype=float))
+        self.rows = pairs % span
+        self.starts: list[int] = np.searchsorted(
+            pairs // span, np.arange(len(self.ids) + 1)
+        ).tolist()
+
+    def __contains__(self, feature: str) -> bool:
+        return feature in self.ids
+
+    def holders(self, feature: str) -> int:
+        """How many rows hold `feature`."""
+        at = self.ids[feature]
+        return self.starts[at + 1] - self.starts[at]
+
+    def gather(
+        self, weights: Iterable[tuple[str, float]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], float]:
+        """The rows and the weighted values of every posting of the known features of
+        `weights`, (feature, weight) pairs, end to end, and the sum of their weights."""
+        import numpy as np
+
+        rows, values = [], []
+        total = 0.0
+        for feature, weight in weights:
+            found = self.ids.get(feature)
+            if found is not None:
+                start, end = self.starts[found], self.starts[found + 1]
+                rows.append(self.rows[start:end])
+                values.append(self.values[start:end] * weight)
+                total += weight
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0
+        # Slices copy faster than an index array gathers.
+        return np.concatenate(rows), np.concatenate(values), total
+
+
 class ClosestVariant:
     """Per entry, the highest dot product between a question's weights and one of its
     variants' vectors."""
@@ -26,16 +84,11 @@ class ClosestVariant:
         # Variants sorted by entry, so a per-entry maximum is one reduceat.
         ordered = sorted(variants, key=lambda variant: variant[0])
         self.count = len(ordered)
-        postings: dict[str, tuple[list[int], list[float]]] = {}
-        for row, (_, vector) in enumerate(ordered):
-            for feature, value in vector.items():
-                rows, values = postings.setdefault(feature, ([], []))
-                rows.append(row)
-                values.append(value)
-        self._postings = {
-            feature: (np.array(rows, dtype=np.int64), np.array(values))
-            for feature, (rows, values) in postings.items()
-        }
+        self._postings = Postings(
+            (feature, row, value)
+            for row, (_, vector) in enumerate(ordered)
+            for feature, value in vector.items()
+        )
         owner = np.array([entry for entry, _ in ordered], dtype=np.int64)
         self._has_variant = np.zeros(entries, dtype=bool)
         self._has_variant[owner] = True
@@ -50,17 +103,10 @@ class ClosestVariant:
         """Every entry's best variant for `weights` (feature, weight) pairs, in entry order."""
         import numpy as np
 
-        rows, values = [], []
-        for feature, weight in weights:
-            posting = self._postings.get(feature)
-            if posting is not None:
-                rows.append(posting[0])
-                values.append(posting[1] if weight == 1.0 else posting[1] * weight)
-        if not rows:
+        rows, values, _ = self._postings.gather(weights)
+        if not len(rows):
             return np.zeros(self.entries)
-        similarity = np.bincount(
-            np.concatenate(rows), weights=np.concatenate(values), minlength=self.count
-        )
+        similarity = np.bincount(rows, weights=values, minlength=self.count)
         result: npt.NDArray[np.float64] = np.maximum.reduceat(similarity, self._starts)
         if not self._every_entry_has_one:
             result = np.where(self._has_variant, result, 0.0)
