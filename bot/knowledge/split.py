@@ -10,6 +10,9 @@ question is context. Greetings, thanks and signatures ask nothing and are left o
 chatty sentence the part after a focus cue is the question; a sentence joining two questions
 with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …") is cut
 there. A message of several lines that nothing marks as a question is a list: each line asks.
+Chat and dialect spellings of question words ("ki", "qnt") count as the words they stand for.
+A question whose words before its question word only dilute it ("Per pura curiosità (e un po'
+d'ansia) quanti progetti …") can be read from that word on (`from_question_word`).
 """
 
 from __future__ import annotations
