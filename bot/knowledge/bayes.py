@@ -58,11 +58,7 @@ class EntryModel:
 
         self.entries = entries
         # One count per (feature, entry).
-        self._counts = Postings(
-            (feature, entry, value)
-            for entry, vector in variants
-            for feature, value in vector.items()
-        )
+        self._counts = Postings(variants)
         totals = np.bincount(self._counts.rows, weights=self._counts.values, minlength=entries)
         size = max(1, len(self._counts.ids))
         # log p(feature | entry) = log(count + a) - log(total + a * size): the second term is

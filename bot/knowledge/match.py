@@ -162,11 +162,7 @@ class Matcher:
             norm = math.sqrt(sum(self.idf.get(term, 0.0) ** 2 for term in terms)) or 1.0
             vectors.append((index, {term: self.idf.get(term, 0.0) / norm for term in terms}))
         self.variants = ClosestVariant(vectors, count)
-        self._entry_postings = Postings(
-            (term, index, strength)
-            for index, profile in enumerate(profiles)
-            for term, strength in profile.items()
-        )
+        self._entry_postings = Postings(enumerate(profiles))
         self.open_terms = open_point_concepts(self.documents, profiles)
         self.analyzer.learn_concepts(self.idf)
         # The terms that name the call itself (its identifier).

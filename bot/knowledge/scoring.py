@@ -19,20 +19,24 @@ class Postings:
     """Per feature, the rows that hold it and their values, as slices of two arrays: built
     and read with a few array operations, not a few per feature."""
 
-    def __init__(self, triples: Iterable[tuple[str, int, float]]) -> None:
-        """Index (feature, row, value) triples; the values of a repeated (feature, row) add up."""
+    def __init__(self, vectors: Iterable[tuple[int, Mapping[str, float]]]) -> None:
+        """Index (row, feature -> value) pairs; the values of a row repeated add up."""
         import numpy as np
 
-        self.ids: dict[str, int] = {}
-        features: list[int] = []
-        rows: list[int] = []
+        names: list[str] = []
         values: list[float] = []
-        for feature, row, value in triples:
-            features.append(self.ids.setdefault(feature, len(self.ids)))
-            rows.append(row)
-            values.append(value)
-        row_array = np.array(rows, dtype=np.int64)
-        span = int(row_array.max()) + 1 if rows else 1
+        owners: list[int] = []
+        sizes: list[int] = []
+        for row, vector in vectors:
+            # Whole vectors at a time: the per-item work happens in C.
+            names.extend(vector)
+            values.extend(vector.values())
+            owners.append(row)
+            sizes.append(len(vector))
+        self.ids: dict[str, int] = {}
+        features = [self.ids.setdefault(name, len(self.ids)) for name in names]
+        row_array = np.repeat(np.array(owners, dtype=np.int64), sizes)
+        span = int(row_array.max()) + 1 if len(row_array) else 1
         pairs, which = np.unique(
             np.array(features, dtype=np.int64) * span + row_array, return_inverse=True
         )
@@ -57,19 +61,22 @@ class Postings:
         `weights`, (feature, weight) pairs, end to end, and the sum of their weights."""
         import numpy as np
 
-        rows, values = [], []
-        total = 0.0
+        rows, values, lengths, scale = [], [], [], []
         for feature, weight in weights:
             found = self.ids.get(feature)
             if found is not None:
                 start, end = self.starts[found], self.starts[found + 1]
                 rows.append(self.rows[start:end])
-                values.append(self.values[start:end] * weight)
-                total += weight
+                values.append(self.values[start:end])
+                lengths.append(end - start)
+                scale.append(weight)
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0
-        # Slices copy faster than an index array gathers.
-        return np.concatenate(rows), np.concatenate(values), total
+        # Slices copy faster than an index array gathers; the weights apply in one product.
+        weighted: npt.NDArray[np.float64] = np.concatenate(values)
+        if any(weight != 1.0 for weight in scale):
+            weighted *= np.repeat(np.array(scale), lengths)
+        return np.concatenate(rows), weighted, float(sum(scale))
 
 
 class ClosestVariant:
@@ -84,11 +91,7 @@ class ClosestVariant:
         # Variants sorted by entry, so a per-entry maximum is one reduceat.
         ordered = sorted(variants, key=lambda variant: variant[0])
         self.count = len(ordered)
-        self._postings = Postings(
-            (feature, row, value)
-            for row, (_, vector) in enumerate(ordered)
-            for feature, value in vector.items()
-        )
+        self._postings = Postings((row, vector) for row, (_, vector) in enumerate(ordered))
         owner = np.array([entry for entry, _ in ordered], dtype=np.int64)
         self._has_variant = np.zeros(entries, dtype=bool)
         self._has_variant[owner] = True
