@@ -61,6 +61,7 @@ SETS = {
     "extra": DATA / "eval_extra.yaml",
     "final": DATA / "eval_final.yaml",
     "blind4": DATA / "eval_blind4.yaml",
+    "blind5": DATA / "eval_blind5.yaml",
 }
 CONFIG = ROOT / "config"
 BASELINE_FAQ = ROOT / "bench" / "baseline" / "faq.yaml"
@@ -741,7 +742,7 @@ def main() -> int:
     parser.add_argument(
         "--sets",
         default="all",
-        help="sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4) or 'all'",
+        help="sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,blind5) or 'all'",
     )
     parser.add_argument(
         "--half",
