@@ -742,7 +742,10 @@ def main() -> int:
     parser.add_argument(
         "--sets",
         default="all",
-        help="sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,blind5) or 'all'",
+        help=(
+            "sets to report, separated by commas"
+            " (dev,heldout,fresh,extra,final,blind4,blind5) or 'all'"
+        ),
     )
     parser.add_argument(
         "--half",
