@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bot.knowledge.chargrams import pieces
-from bot.knowledge.scoring import Postings
+from bot.knowledge.scoring import Postings, Recent
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +33,8 @@ MAX_SHARE = 0.1
 # Pieces held by more of the entries than this share tell entries apart no better than a
 # stop word: left out of a question, which keeps the work small on a large knowledge base.
 MAX_SHARE = 0.5
+# Questions whose posteriors are kept (see scoring.Recent).
+CACHED = 64
 # What marks a character piece, so a piece and a stem with the same letters stay apart.
 PIECE_MARK = "#"
 
@@ -57,6 +59,7 @@ class EntryModel:
         import numpy as np
 
         self.entries = entries
+        self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED)
         # One count per (feature, entry).
         self._counts = Postings(variants)
         totals = np.bincount(self._counts.rows, weights=self._counts.values, minlength=entries)
@@ -74,6 +77,32 @@ class EntryModel:
             for feature in self._counts.ids
             if feature.startswith(PIECE_MARK) and self._counts.holders(feature) > limit
         )
+
+    @classmethod
+    def of_variants(
+        cls,
+        variants: Iterable[tuple[int, Iterable[str], Sequence[str]]],
+        idf: Mapping[str, float],
+        entries: int,
+    ) -> EntryModel:
+        """The model of (entry index, the variant's terms, its written words) triples, each
+        term weighted by its IDF as in a question."""
+        return cls(
+            [
+                (entry, features({term: idf[term] for term in terms}, words))
+                for entry, terms, words in variants
+            ],
+            entries,
+        )
+
+    def scores(self, weights: Mapping[str, float], words: Sequence[str]) -> npt.NDArray[np.float64]:
+        """Every entry's probability for a question's weighted terms and written words."""
+        key = (tuple(sorted(weights.items())), tuple(words))
+        return self._recent.get(key, lambda: self.posterior(features(weights, words).items()))
+
+    def clear_cache(self) -> None:
+        """Forget kept posteriors."""
+        self._recent.clear()
 
     def posterior(self, weights: Iterable[tuple[str, float]]) -> npt.NDArray[np.float64]:
         """Every entry's probability given a question's (feature, weight) pairs; features no

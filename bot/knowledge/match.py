@@ -40,7 +40,6 @@ from bot.knowledge.analysis import (
     stopwords_of,
 )
 from bot.knowledge.bayes import EntryModel
-from bot.knowledge.bayes import features as bayes_features
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
@@ -170,15 +169,8 @@ class Matcher:
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
         self.chars = CharIndex(written, count)
-        self.bayes = EntryModel(
-            [
-                (index, bayes_features({term: self.idf[term] for term in terms}, words))
-                for index, terms, words in described
-            ],
-            count,
-        )
+        self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
-        self._beliefs: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
 
     # ------------------------------------------------------------------ the question
@@ -258,7 +250,7 @@ class Matcher:
     def clear_cache(self) -> None:
         """Forget kept scorings (a benchmark times each message as if it came first)."""
         self._recent.clear()
-        self._beliefs.clear()
+        self.bayes.clear_cache()
         self.chars.clear_cache()
 
     def _score(self, query: QueryTerms) -> npt.NDArray[np.float64]:
@@ -289,11 +281,7 @@ class Matcher:
 
     def posterior(self, query: QueryTerms) -> npt.NDArray[np.float64]:
         """Every entry's probability for `query` under the naive Bayes view (bayes.py)."""
-        key = (tuple(sorted(query.weights.items())), query.written)
-        return self._beliefs.get(
-            key,
-            lambda: self.bayes.posterior(bayes_features(query.weights, query.written).items()),
-        )
+        return self.bayes.scores(query.weights, query.written)
 
     def rank(self, text: str, lang: str, limit: int = 5) -> list[Ranked]:
         """The best entries for `text`, best first (at most `limit`, only scores above 0)."""
