@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 # Additive smoothing of the feature counts (Lidstone): how much an unseen feature counts.
 SMOOTHING = 0.1
-# Pieces held by more of the entries than this share are left out.
-MAX_SHARE = 0.1
 # Pieces held by more of the entries than this share tell entries apart no better than a
 # stop word: left out of a question, which keeps the work small on a large knowledge base.
 MAX_SHARE = 0.5

@@ -86,7 +86,6 @@ class Matcher:
                 surface.update(phrase)
         # Per entry: its variants' term sets, and its profile (term -> strength in [0, 1]).
         variants: list[tuple[int, frozenset[str]]] = []
-        written: list[tuple[int, tuple[str, ...]]] = []
         described: list[tuple[int, frozenset[str], tuple[str, ...]]] = []
         profiles: list[dict[str, float]] = []
         self.language_words: dict[str, set[str]] = {lang: set() for lang in LANGUAGES}
@@ -100,7 +99,6 @@ class Matcher:
                     informative = tuple(
                         w for w in words if meaningful(w) and w not in self.stopwords
                     )
-                    written.append((index, informative))
                     self.language_words[lang].update(words)
                     terms = frozenset(self.analyzer.terms(question, lang))
                     described.append((index, terms, informative))
@@ -168,7 +166,7 @@ class Matcher:
         self.name_terms = frozenset(
             term for name in names for lang in LANGUAGES for term in self.analyzer.terms(name, lang)
         )
-        self.chars = CharIndex(written, count)
+        self.chars = CharIndex([(index, words) for index, _, words in described], count)
         self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
