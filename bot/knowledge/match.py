@@ -24,6 +24,7 @@ on thousands of entries; the index is built once, in `Matcher.__init__`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,8 @@ class Matcher:
         self.tuning = tuning or Tuning()
         self.analyzer = Analyzer(lexicon)
         self.stopwords = stopwords()
-        surface: set[str] = set()
+        # How often each word is written in the knowledge base: the speller's prior.
+        surface: Counter[str] = Counter()
         for group in lexicon.groups:
             for phrase in group.terms:
                 surface.update(phrase)
@@ -169,7 +171,11 @@ class Matcher:
         self.chars = CharIndex([(index, words) for index, _, words in described], count)
         self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
-        self.speller = Speller(self.surface, self.stopwords | self.filler | known, self.indexed)
+        self.speller = Speller(
+            {word: surface[word] for word in self.surface},
+            self.stopwords | self.filler | known,
+            self.indexed,
+        )
 
     # ------------------------------------------------------------------ the question
 
