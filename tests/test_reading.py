@@ -61,6 +61,18 @@ def test_beside_a_question_mark_a_statement_is_context(splitter: Splitter) -> No
     assert splitter.questions("Devo registrarmi prima")[0][0] == "Devo registrarmi prima"
 
 
+def test_a_sentence_announcing_the_questions_asks_nothing(splitter: Splitter) -> None:
+    asked = splitter.questions(
+        "We are on the collaboration platform since 2019. Our question is simple: what was the"
+        " last day to submit?"
+    )
+    assert [question for question, _, _ in asked] == ["what was the last day to submit?"]
+    # It is the context of the question that follows it.
+    assert asked[0][1] == "Our question is simple:"
+    # Alone, it is the message.
+    assert splitter.questions("Una domanda:")[0][0] == "Una domanda:"
+
+
 def test_a_comma_before_a_question_word_starts_another_question(splitter: Splitter) -> None:
     asked = splitter.questions(
         "Qual è il contributo massimo, a quanto arriva la percentuale e quanto dura il progetto?"

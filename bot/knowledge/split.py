@@ -2,7 +2,9 @@
 
 A message is cut into sentences. A period, colon or semicolon ends one only when a space or
 the end follows ("500.000", "17:00", "e.g." and "example.org" stay whole); a question or
-exclamation mark and a line break always do. A sentence asks when it has a question mark,
+exclamation mark and a line break always do. A sentence that ends with a colon before another
+announces the questions and asks nothing ("Our question is simple: …"). A sentence asks when it
+has a question mark,
 starts with a question cue of language.yaml, or holds a focus cue ("I would like to know");
 in a message that uses question marks, a sentence without one asks only through a focus cue or
 an open question word ("what", "quando"), so "Devo andarci per lavoro." beside a real
@@ -200,7 +202,12 @@ class Splitter:
         marked = "?" in text or any(find(tokens(part), self.focus_cues) >= 0 for part in found)
         asked: list[tuple[str, str, str]] = []
         previous = ""
-        for sentence in found:
+        for at, sentence in enumerate(found):
+            if sentence.endswith(":") and at + 1 < len(found):
+                # "Our question is simple: …", "Due dubbi sul finanziamento: …": it announces
+                # the questions that follow and asks nothing itself.
+                previous = sentence
+                continue
             if self.is_question(sentence, marked):
                 context, parts = self.halves(self.focus(sentence), sentence.endswith("?"))
                 for half in parts:
