@@ -194,6 +194,17 @@ def test_the_reason_for_asking_after_a_comma_is_context(splitter: Splitter) -> N
     assert [question for question, _, _ in asked] == ["possono partecipare i cluster albanesi"]
 
 
+def test_a_choice_of_answers_is_not_a_yes_no_question(kb: KnowledgeBase) -> None:
+    reader = kb.reader
+    assert reader.is_closed("is the call still open")
+    # "… or …" asks which of the two.
+    assert not reader.is_closed("is the call still open or closed")
+    assert not reader.is_closed("possiamo partecipare da soli oppure serve un cluster")
+    # "… or not" still asks yes or no.
+    assert reader.is_closed("is the call still open or not")
+    assert reader.is_closed("il bando è ancora aperto o no")
+
+
 def test_chat_spellings_of_question_words_count_as_question_words(kb: KnowledgeBase) -> None:
     reader = kb.reader
     # "qnt" is "quanto": an open question, not a yes/no one.

@@ -11,7 +11,9 @@ starts in a chatty sentence (`focus_cues`), the conjunctions that join two quest
 (`conjunctions`), and the informal spellings of everyday words ("nn", "cmq", "plz", "u"),
 read as the words they stand for, for matching and as evidence of the language
 (`informal`), words of asking and politeness ignored when matching (`filler`), and
-the phrases that, after a comma, start the reason for asking (`reason_cues`, optional).
+the phrases that, after a comma, start the reason for asking (`reason_cues`, optional), and
+the words that offer a choice of answers (`choice_cues`, "or") with the phrases that still
+ask yes or no (`yes_no_tails`, "or not"), both optional.
 A knowledge folder may carry its own; otherwise the shipped one is used.
 """
 
@@ -131,9 +133,20 @@ class LanguageCues:
     # Per language: after a comma, phrases that start the reason for asking ("since",
     # "perché", "dato che"): context, not a question.
     reason: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # Per language: words that offer a choice of answers ("or", "oppure"): "still open or
+    # closed?" asks which, not yes or no ...
+    choice: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # ... unless the choice is yes or no itself ("or not", "o no").
+    yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
 
     def all_reason(self) -> frozenset[tuple[str, ...]]:
         return frozenset().union(*self.reason.values())
+
+    def all_choice(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.choice.values())
+
+    def all_yes_no_tails(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.yes_no_tails.values())
 
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings: real words of a language."""
@@ -248,20 +261,9 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             for lang in LANGUAGES
         }
     informal = _informal(data.get("informal"), path, problems)
-    reason: dict[str, frozenset[tuple[str, ...]]] = {}
-    if data.get("reason_cues") is not None:
-        raw_reason = data["reason_cues"]
-        if not isinstance(raw_reason, Mapping):
-            problems.append(f"{path}: 'reason_cues' must have an 'it' and an 'en' list")
-        else:
-            reason = {
-                lang: frozenset(
-                    _phrase_list(
-                        raw_reason.get(lang) or [], f"{path}: reason_cues.{lang}", problems
-                    )
-                )
-                for lang in LANGUAGES
-            }
+    reason = _optional_phrases(data, "reason_cues", path, problems)
+    choice = _optional_phrases(data, "choice_cues", path, problems)
+    yes_no_tails = _optional_phrases(data, "yes_no_tails", path, problems)
     filler: dict[str, frozenset[str]] = {}
     if data.get("filler") is not None:
         raw_filler = data["filler"]
@@ -285,7 +287,25 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         informal=informal,
         filler=filler,
         reason=reason,
+        choice=choice,
+        yes_no_tails=yes_no_tails,
     )
+
+
+def _optional_phrases(
+    data: Mapping[str, Any], section: str, path: Path, problems: list[str]
+) -> dict[str, frozenset[tuple[str, ...]]]:
+    """An optional section of per-language phrase lists (empty when absent)."""
+    raw = data.get(section)
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path}: '{section}' must have an 'it' and an 'en' list")
+        return {}
+    return {
+        lang: frozenset(_phrase_list(raw.get(lang) or [], f"{path}: {section}.{lang}", problems))
+        for lang in LANGUAGES
+    }
 
 
 def _informal(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:

@@ -110,6 +110,8 @@ class Splitter:
         self.conjunctions = cues.all_conjunctions()
         self.open_cues = cues.all_open()
         self.reason_cues = cues.all_reason()
+        self.choice_cues = cues.all_choice()
+        self.yes_no_tails = cues.all_yes_no_tails()
 
     def read_words(self, text: str) -> list[str]:
         """The words of `text` with informal spellings read as the words they stand for."""
@@ -246,6 +248,9 @@ class Splitter:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
         words = self.read_words(question)
         # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
+        if find(words, self.choice_cues) >= 0 and find(words, self.yes_no_tails) < 0:
+            # "Can we apply alone or must we find a cluster?" asks which, not yes or no.
+            return False
         return len(words) >= min_words and not any(
             starts_with(words, self.open_cues, at) for at in range(len(words))
         )
