@@ -205,6 +205,17 @@ def test_a_choice_of_answers_is_not_a_yes_no_question(kb: KnowledgeBase) -> None
     assert reader.is_closed("il bando è ancora aperto o no")
 
 
+def test_context_does_not_turn_a_question_into_an_open_point_it_does_not_ask(
+    kb: KnowledgeBase,
+) -> None:
+    found = kb.understand(
+        "I coordinate a cluster in Vilnius. The partners are ready to sign. Can we still send it in?"
+    )
+    # Read with "The partners are ready to sign." the question is closest to a point on
+    # British partners, which the question alone never comes near.
+    assert all(point.faq_id != "uk-details" for point in found.unconfirmed)
+
+
 def test_chat_spellings_of_question_words_count_as_question_words(kb: KnowledgeBase) -> None:
     reader = kb.reader
     # "qnt" is "quanto": an open question, not a yes/no one.

@@ -29,6 +29,8 @@ CLAIM_PREFERENCE = 0.15
 CLOSED_MIN_WORDS = 4
 # Conjunctions of one question tried as the join of two subjects.
 MAX_CONJUNCTIONS_TRIED = 1
+# How far down the question's own ranking the point its context leads to must be.
+NEAR_RANKS = 5
 UNCONFIRMED = "?"
 OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 
@@ -162,6 +164,15 @@ class Reader:
                 return [left, right]
         return [question]
 
+    def _near(self, query: QueryTerms, entry: Ranked | None) -> bool:
+        """Whether `entry` is among the entries `query` alone ranks best (or `query` names
+        nothing, so any entry may be what it asks about)."""
+        if entry is None:
+            return False
+        if not self.matcher.names_anything(query):
+            return True
+        return any(r.group == entry.group for r in self.matcher.rank_query(query, NEAR_RANKS))
+
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
         ranked = self.matcher.rank_query(query)
         return any(
@@ -221,6 +232,10 @@ class Reader:
                 # ("We are from Ukraine, can we …?").
                 joined = self.matcher.query(f"{before} {question}", lang)
                 decided = self.decide(joined, closed)
+                if decided[3] and not decided[2] and not self._near(query, decided[0]):
+                    # The statement alone made an open point closest ("The partners are ready
+                    # to sign. Can we still send it in?"): the question asked something else.
+                    decided = (None, 0.0, False, False)
                 if (decided[2] or decided[3]) and (
                     not answered
                     or (
