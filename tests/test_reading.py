@@ -209,7 +209,8 @@ def test_context_does_not_turn_a_question_into_an_open_point_it_does_not_ask(
     kb: KnowledgeBase,
 ) -> None:
     found = kb.understand(
-        "I coordinate a cluster in Vilnius. The partners are ready to sign. Can we still send it in?"
+        "I coordinate a cluster in Vilnius. The partners are ready to sign."
+        " Can we still send it in?"
     )
     # Read with "The partners are ready to sign." the question is closest to a point on
     # British partners, which the question alone never comes near.
