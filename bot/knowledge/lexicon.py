@@ -88,6 +88,9 @@ class Lexicon:
     groups: tuple[Group, ...]
     phrases: Mapping[tuple[str, ...], str]
     longest: int
+    # Per first word, the lengths of the phrases it starts, longest first: most words start
+    # none, and are passed over without a look-up per length.
+    sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_groups(cls, groups: tuple[Group, ...]) -> Lexicon:
@@ -97,7 +100,15 @@ class Lexicon:
             for term in group.terms:
                 phrases.setdefault(term, concept)
         longest = max((len(term) for term in phrases), default=1)
-        return cls(groups, phrases, longest)
+        sizes: dict[str, set[int]] = {}
+        for term in phrases:
+            sizes.setdefault(term[0], set()).add(len(term))
+        return cls(
+            groups,
+            phrases,
+            longest,
+            {first: tuple(sorted(lengths, reverse=True)) for first, lengths in sizes.items()},
+        )
 
     def concepts(self, words: list[str]) -> list[str]:
         """`words` with every lexicon phrase replaced by its concept (longest match first)."""
@@ -106,7 +117,7 @@ class Lexicon:
         out: list[str] = []
         index = 0
         while index < len(words):
-            for size in range(min(self.longest, len(words) - index), 0, -1):
+            for size in self.sizes.get(words[index], ()):
                 concept = self.phrases.get(tuple(words[index : index + size]))
                 if concept is not None:
                     out.append(concept)
