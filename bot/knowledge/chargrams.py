@@ -14,6 +14,7 @@ pieces in more than `MAX_SHARE` of the variants are left out of the index.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -58,10 +59,9 @@ class CharIndex:
         self.entries = entries
         found = [(entry, pieces(words)) for entry, words in variants if words]
         count = len(found)
-        frequency: dict[str, int] = {}
+        frequency: Counter[str] = Counter()
         for _, held in found:
-            for piece in held:
-                frequency[piece] = frequency.get(piece, 0) + 1
+            frequency.update(held)
         limit = max(2.0, MAX_SHARE * count)
         self.idf = {
             piece: math.log(1 + count / df) for piece, df in frequency.items() if df <= limit

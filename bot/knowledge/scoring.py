@@ -33,8 +33,9 @@ class Postings:
             values.extend(vector.values())
             owners.append(row)
             sizes.append(len(vector))
-        self.ids: dict[str, int] = {}
-        features = [self.ids.setdefault(name, len(self.ids)) for name in names]
+        # Numbered in order of first appearance, with the loops in C.
+        self.ids: dict[str, int] = {name: at for at, name in enumerate(dict.fromkeys(names))}
+        features = list(map(self.ids.__getitem__, names))
         row_array = np.repeat(np.array(owners, dtype=np.int64), sizes)
         span = int(row_array.max()) + 1 if len(row_array) else 1
         pairs, which = np.unique(
