@@ -403,3 +403,24 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     assert features[3] > words
     assert features[4] > 0.0
     assert features[5] == 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Is a cluster in Switzerland eligible?", "La Norvegia è ammessa?", "Can an Israeli SME join?"],
+)
+def test_a_country_outside_the_confirmed_list_is_an_open_point(
+    kb: KnowledgeBase, text: str
+) -> None:
+    # The facts list the countries that take part; any other is not confirmed either way.
+    found = kb.understand(text)
+    assert found.topic is None
+    assert [point.faq_id for point in found.unconfirmed] == ["third-country-partners"]
+
+
+def test_beside_the_list_of_countries_another_country_is_still_forwarded(
+    kb: KnowledgeBase,
+) -> None:
+    found = kb.understand("Quali paesi possono partecipare? C'è anche la Norvegia?")
+    assert found.topic == "countries"
+    assert [point.faq_id for point in found.unconfirmed] == ["third-country-partners"]
