@@ -47,9 +47,10 @@ from bench.baseline.match import detect_language as baseline_detect  # noqa: E40
 from bench.baseline.match import load_entries as baseline_entries  # noqa: E402
 from bot.knowledge import KnowledgeBase, decision  # noqa: E402
 from bot.knowledge.analysis import DECISION_FEATURES, OPEN_GROUP  # noqa: E402
+from bot.knowledge.cues import load_language  # noqa: E402
 from bot.knowledge.facts import load_call  # noqa: E402
 from bot.knowledge.faq import Faq, FaqEntry, parse_faq_file  # noqa: E402
-from bot.knowledge.lexicon import load_language, load_lexicon  # noqa: E402
+from bot.knowledge.lexicon import load_lexicon  # noqa: E402
 from bot.knowledge.match import Tuning  # noqa: E402
 
 DATA = ROOT / "bench" / "data"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.knowledge import KnowledgeBase
-from bot.knowledge.lexicon import load_language
+from bot.knowledge.cues import load_language
 from bot.knowledge.split import Splitter, sentences
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -244,7 +244,7 @@ def test_informal_spellings_and_fillers_read_as_plain_words(kb: KnowledgeBase) -
 def test_an_informal_spelling_in_both_languages_is_an_error(tmp_path: Path) -> None:
     import yaml
 
-    from bot.knowledge.lexicon import parse_language
+    from bot.knowledge.cues import parse_language
 
     data = yaml.safe_load((ROOT / "config" / "language.yaml").read_text(encoding="utf-8"))
     data["informal"] = {"en": {"pls": "please"}, "it": {"pls": "per favore"}}

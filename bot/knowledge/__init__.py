@@ -9,10 +9,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.knowledge.cues import LanguageCues, load_language
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call
 from bot.knowledge.faq import Faq, FaqEntry, load_faq_file
-from bot.knowledge.lexicon import LanguageCues, Lexicon, load_language, load_lexicon
+from bot.knowledge.lexicon import Lexicon, load_lexicon
 from bot.knowledge.render import call_status, render_answer
 from bot.knowledge.results import Answer, Found, Understanding, load_fallback_texts
 

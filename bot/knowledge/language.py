@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from bot.knowledge.cues import LanguageCues
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import LanguageCues, surface_words, tokens
+from bot.knowledge.lexicon import surface_words, tokens
 
 if TYPE_CHECKING:
     from bot.knowledge.match import Matcher

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from bot.knowledge.lexicon import LanguageCues, surface_words, tokens
+from bot.knowledge.cues import LanguageCues
+from bot.knowledge.lexicon import surface_words, tokens
 
 MAX_PIECES = 8
 # A conjunction or a comma starts a new question when a question cue follows within this

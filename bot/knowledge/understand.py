@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bot.knowledge.cues import LanguageCues
 from bot.knowledge.decision import features
-from bot.knowledge.lexicon import CONCEPT_MARK, LanguageCues, surface_words, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, surface_words, tokens
 from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
 from bot.knowledge.split import Splitter

@@ -1,0 +1,200 @@
+"""The generic language resources: the cues of language.yaml, not about any call.
+
+`language.yaml` holds what is not about any call: per language, the words and phrases that
+mark a sentence as a question (`question_cues`), the phrases after which the real question
+starts in a chatty sentence (`focus_cues`), the conjunctions that join two questions
+(`conjunctions`), and the informal spellings of everyday words ("nn", "cmq", "plz", "u"),
+read as the words they stand for, for matching and as evidence of the language
+(`informal`), words of asking and politeness ignored when matching (`filler`), and
+the phrases that, after a comma, start the reason for asking (`reason_cues`, optional), and
+the words that offer a choice of answers (`choice_cues`, "or") with the phrases that still
+ask yes or no (`yes_no_tails`, "or not"), both optional.
+A knowledge folder may carry its own; otherwise the shipped one is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.knowledge.errors import KnowledgeError
+from bot.knowledge.facts import LANGUAGES, read_yaml
+from bot.knowledge.lexicon import phrase_list, tokens
+
+LANGUAGE_FILE = "language.yaml"
+
+
+@dataclass(frozen=True)
+class LanguageCues:
+    """Generic, per-language cues for splitting a message into its questions."""
+
+    question: Mapping[str, frozenset[tuple[str, ...]]]
+    focus: Mapping[str, frozenset[tuple[str, ...]]]
+    conjunctions: Mapping[str, frozenset[str]]
+    open: Mapping[str, frozenset[tuple[str, ...]]]
+    # Per language: an informal spelling -> the folded words it stands for.
+    informal: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Per language: words of asking and politeness that say nothing of what is asked.
+    filler: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Per language: after a comma, phrases that start the reason for asking ("since",
+    # "perché", "dato che"): context, not a question.
+    reason: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # Per language: words that offer a choice of answers ("or", "oppure"): "still open or
+    # closed?" asks which, not yes or no ...
+    choice: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # ... unless the choice is yes or no itself ("or not", "o no").
+    yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+
+    def all_reason(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.reason.values())
+
+    def all_choice(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.choice.values())
+
+    def all_yes_no_tails(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.yes_no_tails.values())
+
+    def all_words(self) -> frozenset[str]:
+        """Every word of the cues, fillers and informal readings: real words of a language."""
+        words: set[str] = set(self.all_filler()) | set(self.all_conjunctions())
+        for phrases in (self.all_question(), self.all_focus(), self.all_open()):
+            for phrase in phrases:
+                words.update(phrase)
+        for full in self.all_informal().values():
+            words.update(full)
+        return frozenset(words)
+
+    def words_of(self, lang: str) -> frozenset[str]:
+        """The words of one language's cues, fillers and informal spellings."""
+        words: set[str] = set(self.filler.get(lang, ())) | set(self.conjunctions.get(lang, ()))
+        for table in (self.question, self.focus, self.open):
+            for phrase in table.get(lang, ()):
+                words.update(phrase)
+        words.update(self.informal.get(lang, {}))
+        return frozenset(words)
+
+    def all_filler(self) -> frozenset[str]:
+        return frozenset().union(*self.filler.values())
+
+    def all_informal(self) -> dict[str, tuple[str, ...]]:
+        return {short: full for table in self.informal.values() for short, full in table.items()}
+
+    def all_question(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.question.values())
+
+    def all_focus(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.focus.values())
+
+    def all_open(self) -> frozenset[tuple[str, ...]]:
+        return frozenset().union(*self.open.values())
+
+    def all_conjunctions(self) -> frozenset[str]:
+        return frozenset().union(*self.conjunctions.values())
+
+
+def parse_language(data: Any, path: Path) -> LanguageCues:
+    """Validate the generic language cues."""
+    problems: list[str] = []
+    sections: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {}
+    if not isinstance(data, Mapping):
+        raise KnowledgeError([f"{path}: must be a mapping"])
+    for section in ("question_cues", "focus_cues", "open_cues", "conjunctions"):
+        raw = data.get(section)
+        if not isinstance(raw, Mapping):
+            problems.append(f"{path}: '{section}' must have an 'it' and an 'en' list")
+            continue
+        sections[section] = {
+            lang: phrase_list(raw.get(lang), f"{path}: {section}.{lang}", problems)
+            for lang in LANGUAGES
+        }
+    informal = _informal(data.get("informal"), path, problems)
+    reason = _optional_phrases(data, "reason_cues", path, problems)
+    choice = _optional_phrases(data, "choice_cues", path, problems)
+    yes_no_tails = _optional_phrases(data, "yes_no_tails", path, problems)
+    filler: dict[str, frozenset[str]] = {}
+    if data.get("filler") is not None:
+        raw_filler = data["filler"]
+        if not isinstance(raw_filler, Mapping):
+            problems.append(f"{path}: 'filler' must have an 'it' and an 'en' list")
+        else:
+            for lang in LANGUAGES:
+                words = phrase_list(raw_filler.get(lang) or [], f"{path}: filler.{lang}", problems)
+                if any(len(phrase) != 1 for phrase in words):
+                    problems.append(f"{path}: filler.{lang}: one word per item")
+                filler[lang] = frozenset(" ".join(phrase) for phrase in words)
+    if problems:
+        raise KnowledgeError(problems)
+    return LanguageCues(
+        question={lang: frozenset(v) for lang, v in sections["question_cues"].items()},
+        focus={lang: frozenset(v) for lang, v in sections["focus_cues"].items()},
+        open={lang: frozenset(v) for lang, v in sections["open_cues"].items()},
+        conjunctions={
+            lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
+        },
+        informal=informal,
+        filler=filler,
+        reason=reason,
+        choice=choice,
+        yes_no_tails=yes_no_tails,
+    )
+
+
+def _optional_phrases(
+    data: Mapping[str, Any], section: str, path: Path, problems: list[str]
+) -> dict[str, frozenset[tuple[str, ...]]]:
+    """An optional section of per-language phrase lists (empty when absent)."""
+    raw = data.get(section)
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path}: '{section}' must have an 'it' and an 'en' list")
+        return {}
+    return {
+        lang: frozenset(phrase_list(raw.get(lang) or [], f"{path}: {section}.{lang}", problems))
+        for lang in LANGUAGES
+    }
+
+
+def _informal(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The optional `informal` section: per language, one word -> the words it stands for."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path}: 'informal' must have an 'it' and an 'en' mapping")
+        return {}
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    owner: dict[str, str] = {}
+    for lang in LANGUAGES:
+        table = raw.get(lang) or {}
+        if not isinstance(table, Mapping):
+            problems.append(f"{path}: informal.{lang} must map a spelling to its words")
+            continue
+        tables[lang] = {}
+        for short, full in table.items():
+            short_words = tokens(str(short))
+            full_words = tuple(tokens(str(full)))
+            if len(short_words) != 1 or not full_words:
+                problems.append(
+                    f"{path}: informal.{lang}: '{short}: {full}' must map one word to words"
+                )
+                continue
+            if short_words[0] in owner:
+                problems.append(
+                    f"{path}: informal: '{short}' is in both {owner[short_words[0]]} and {lang}"
+                )
+                continue
+            owner[short_words[0]] = lang
+            tables[lang][short_words[0]] = full_words
+    return tables
+
+
+def load_language(directory: Path | None = None) -> LanguageCues:
+    """The knowledge folder's language.yaml, else the shipped one."""
+    from bot.resources import config_dir
+
+    path = directory / LANGUAGE_FILE if directory is not None else None
+    if path is None or not path.exists():
+        path = config_dir() / LANGUAGE_FILE
+    return parse_language(read_yaml(path), path)
