@@ -35,7 +35,7 @@ class Speller:
         self.frequency = dict(surface)
         self.surface = frozenset(surface)
         # Real words that are not the knowledge base's: never turned into one of its words.
-        self.known = frozenset(known)
+        self.known = known
         self.is_indexed = is_indexed
         self._corrections: dict[str, str] = {}
         self._by_length: dict[int, list[str]] = {}

@@ -4,11 +4,10 @@ A message is cut into sentences. A period, colon or semicolon ends one only when
 the end follows ("500.000", "17:00", "e.g." and "example.org" stay whole); a question or
 exclamation mark and a line break always do. A sentence that ends with a colon before another
 announces the questions and asks nothing ("Our question is simple: …"). A sentence asks when it
-has a question mark,
-starts with a question cue of language.yaml, or holds a focus cue ("I would like to know");
-in a message that uses question marks, a sentence without one asks only through a focus cue or
-an open question word ("what", "quando"), so "Devo andarci per lavoro." beside a real
-question is context. Greetings, thanks and signatures ask nothing and are left out. In a
+has a question mark, starts with a question cue of language.yaml, or holds a focus cue ("I
+would like to know"); in a message that uses question marks, a sentence without one asks only
+through a focus cue or an open question word ("what", "quando"), so "Devo andarci per lavoro."
+beside a real question is context. Greetings, thanks and signatures ask nothing and are left out. In a
 chatty sentence the part after a focus cue is the question; a sentence joining two questions
 with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …") is cut
 there. A message of several lines that nothing marks as a question is a list: each line asks.
@@ -248,10 +247,10 @@ class Splitter:
     def is_closed(self, question: str, min_words: int) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
         words = self.read_words(question)
-        # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
         if find(words, self.choice_cues) >= 0 and find(words, self.yes_no_tails) < 0:
             # "Can we apply alone or must we find a cluster?" asks which, not yes or no.
             return False
+        # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
         return len(words) >= min_words and not any(
             starts_with(words, self.open_cues, at) for at in range(len(words))
         )
