@@ -7,10 +7,10 @@ announces the questions and asks nothing ("Our question is simple: …"). A sent
 has a question mark, starts with a question cue of language.yaml, or holds a focus cue ("I
 would like to know"); in a message that uses question marks, a sentence without one asks only
 through a focus cue or an open question word ("what", "quando"), so "Devo andarci per lavoro."
-beside a real question is context. Greetings, thanks and signatures ask nothing and are left out. In a
-chatty sentence the part after a focus cue is the question; a sentence joining two questions
-with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …") is cut
-there. A message of several lines that nothing marks as a question is a list: each line asks.
+beside a real question is context. Greetings, thanks and signatures ask nothing and are left
+out. In a chatty sentence the part after a focus cue is the question; a sentence joining two
+questions with a conjunction or a comma ("… and when is the deadline?", "…, a quanto arriva …")
+is cut there. A message of several lines that nothing marks as a question is a list: each line asks.
 Chat and dialect spellings of question words ("ki", "qnt") count as the words they stand for.
 A question whose words before its question word only dilute it ("Per pura curiosità (e un po'
 d'ansia) quanti progetti …") can be read from that word on (`from_question_word`).
