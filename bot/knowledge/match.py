@@ -171,11 +171,8 @@ class Matcher:
         self.chars = CharIndex([(index, words) for index, _, words in described], count)
         self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
-        self.speller = Speller(
-            {word: surface[word] for word in self.surface},
-            self.stopwords | self.filler | known,
-            self.indexed,
-        )
+        real_words = self.stopwords | self.filler | known
+        self.speller = Speller({w: surface[w] for w in self.surface}, real_words, self.indexed)
 
     # ------------------------------------------------------------------ the question
 
