@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.knowledge.cues import LanguageCues, load_language
+from bot.knowledge.cues import LanguageCues, in_every_language, load_language
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call
 from bot.knowledge.faq import Faq, FaqEntry, load_faq_file
@@ -122,7 +122,7 @@ class KnowledgeBase:
             self.lexicon,
             tuning,
             self.cues.informal,
-            self.cues.all_filler(),
+            in_every_language(self.cues.filler),
             self.cues.all_words(),
             {lang: self.cues.words_of(lang) for lang in LANGUAGES},
             (self.call.id,),

@@ -17,13 +17,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, read_yaml
 from bot.knowledge.lexicon import phrase_list, tokens
 
 LANGUAGE_FILE = "language.yaml"
+
+Item = TypeVar("Item")
+
+
+def in_every_language(table: Mapping[str, frozenset[Item]]) -> frozenset[Item]:
+    """The cues of one kind, whichever language they belong to."""
+    return frozenset().union(*table.values())
 
 
 @dataclass(frozen=True)
@@ -47,20 +54,11 @@ class LanguageCues:
     # ... unless the choice is yes or no itself ("or not", "o no").
     yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
 
-    def all_reason(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.reason.values())
-
-    def all_choice(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.choice.values())
-
-    def all_yes_no_tails(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.yes_no_tails.values())
-
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings: real words of a language."""
-        words: set[str] = set(self.all_filler()) | set(self.all_conjunctions())
-        for phrases in (self.all_question(), self.all_focus(), self.all_open()):
-            for phrase in phrases:
+        words = set(in_every_language(self.filler)) | set(in_every_language(self.conjunctions))
+        for table in (self.question, self.focus, self.open):
+            for phrase in in_every_language(table):
                 words.update(phrase)
         for full in self.all_informal().values():
             words.update(full)
@@ -75,23 +73,8 @@ class LanguageCues:
         words.update(self.informal.get(lang, {}))
         return frozenset(words)
 
-    def all_filler(self) -> frozenset[str]:
-        return frozenset().union(*self.filler.values())
-
     def all_informal(self) -> dict[str, tuple[str, ...]]:
         return {short: full for table in self.informal.values() for short, full in table.items()}
-
-    def all_question(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.question.values())
-
-    def all_focus(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.focus.values())
-
-    def all_open(self) -> frozenset[tuple[str, ...]]:
-        return frozenset().union(*self.open.values())
-
-    def all_conjunctions(self) -> frozenset[str]:
-        return frozenset().union(*self.conjunctions.values())
 
 
 def parse_language(data: Any, path: Path) -> LanguageCues:

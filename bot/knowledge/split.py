@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from bot.knowledge.cues import LanguageCues
+from bot.knowledge.cues import LanguageCues, in_every_language
 from bot.knowledge.lexicon import surface_words, tokens
 
 MAX_PIECES = 8
@@ -102,16 +102,16 @@ class Splitter:
     def __init__(
         self, cues: LanguageCues, informal: Mapping[str, tuple[str, ...]] | None = None
     ) -> None:
-        self.question_cues = cues.all_question()
+        self.question_cues = in_every_language(cues.question)
         # Chat and dialect spellings of either language ("ki", "qnt"), read as the words they
         # stand for when looking for cues (each spelling belongs to one language only).
         self.informal = dict(informal or {})
-        self.focus_cues = cues.all_focus()
-        self.conjunctions = cues.all_conjunctions()
-        self.open_cues = cues.all_open()
-        self.reason_cues = cues.all_reason()
-        self.choice_cues = cues.all_choice()
-        self.yes_no_tails = cues.all_yes_no_tails()
+        self.focus_cues = in_every_language(cues.focus)
+        self.conjunctions = in_every_language(cues.conjunctions)
+        self.open_cues = in_every_language(cues.open)
+        self.reason_cues = in_every_language(cues.reason)
+        self.choice_cues = in_every_language(cues.choice)
+        self.yes_no_tails = in_every_language(cues.yes_no_tails)
 
     def read_words(self, text: str) -> list[str]:
         """The words of `text` with informal spellings read as the words they stand for."""
