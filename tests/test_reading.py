@@ -84,6 +84,24 @@ def test_a_comma_before_a_question_word_starts_another_question(splitter: Splitt
     ]
 
 
+def test_question_words_joined_by_and_ask_one_question(splitter: Splitter) -> None:
+    asked = splitter.questions("Where and how do we hand everything in?")
+    assert [question for question, _, _ in asked] == ["Where and how do we hand everything in?"]
+    assert len(splitter.questions("Quando e dove si presenta la domanda?")) == 1
+
+
+def test_a_part_with_a_question_word_before_a_comma_is_a_question_not_context(
+    splitter: Splitter,
+) -> None:
+    # "We are from Kosovo, can we …" opens with context; "fino a quando …," already asks.
+    asked = splitter.questions("Oh ma fino a quando se poteva manda la domanda, che mi so perso?")
+    assert asked[0][0] == "oh ma fino a quando se poteva manda la domanda"
+    asked = splitter.questions("We are a cluster from Kosovo, can we apply?")
+    assert [(question, before) for question, before, _ in asked] == [
+        ("can we apply", "we are a cluster from kosovo")
+    ]
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

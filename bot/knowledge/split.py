@@ -155,6 +155,16 @@ class Splitter:
             for skip in range(1, min(CUE_WINDOW, len(words) - at - 1) + 1)
         )
 
+    def _only_question_words(self, words: list[str]) -> bool:
+        """Whether `words` are question words and nothing else ("where", "quando e dove")."""
+        return bool(words) and all(
+            starts_with(words, self.open_cues, at) for at in range(len(words))
+        )
+
+    def _asks_for_information(self, words: list[str]) -> bool:
+        """Whether `words` hold a question word asking for information ("fino a quando")."""
+        return any(starts_with(words, self.open_cues, at) for at in range(len(words)))
+
     def halves(self, question: str, marked: bool = False) -> tuple[str, list[str]]:
         """`question` cut where a conjunction or a comma starts a new question ("… and when
         …", "… and with which criteria …", "…, is there …", "…, a quanto …"): the context
@@ -171,13 +181,28 @@ class Splitter:
                 # "…, since one of our partners is …": the reason for asking, not a question.
                 words, surface = words[:at], surface[:at]
                 break
+        start = 0
         for at in range(1, len(words) - 1):
-            if self.conjunction_at(words, surface, at) and self._cue_follows(words, at):
+            if (
+                self.conjunction_at(words, surface, at)
+                and self._cue_follows(words, at)
+                and not self._only_question_words(words[start:at])
+            ):
+                # "where and how do we …" is one question with two question words.
                 cuts.append((at, at + 1))
+                start = at + 1
             elif at in commas and (
                 starts_with(words, self.question_cues, at) or self._cue_follows(words, at - 1)
             ):
-                if marked and not cuts and not starts_with(words, self.question_cues):
+                start = at
+                if (
+                    marked
+                    and not cuts
+                    and not starts_with(words, self.question_cues)
+                    and not self._asks_for_information(words[:at])
+                ):
+                    # "We are a cluster from Kosovo, can we …": a statement before the comma
+                    # is context; "Oh ma fino a quando …, che …" already asks.
                     cuts.append((0, at))
                 else:
                     cuts.append((at, at))
