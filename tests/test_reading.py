@@ -102,6 +102,25 @@ def test_a_part_with_a_question_word_before_a_comma_is_a_question_not_context(
     ]
 
 
+def test_the_context_of_a_question_runs_back_to_the_last_question(
+    splitter: Splitter, kb: KnowledgeBase
+) -> None:
+    text = (
+        "What is the budget? Two of our partners are clusters from Serbia and Albania. "
+        "We have worked together for years. Can they?"
+    )
+    assert splitter.context(text, "Can they?") == (
+        "Two of our partners are clusters from Serbia and Albania. "
+        "We have worked together for years."
+    )
+    # The sentence just before names nothing sure: the subject two sentences back answers.
+    found = kb.understand(
+        "Two of our partners are clusters from Serbia and Albania. "
+        "We have worked together for years. Can they?"
+    )
+    assert [a.topic for a in found.answers] == ["countries"]
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

@@ -223,10 +223,7 @@ class Splitter:
         """(question, the sentence before it, its whole sentence) triples; the whole text
         when nothing asks."""
         found = sentences(text)
-        # A message that marks its question, with a question mark or a focus cue ("volevo
-        # sapere …"), asks only there or with an open question word: "Sono Paolo, project
-        # manager …" beside it is context, though "sono" can start a question.
-        marked = "?" in text or any(find(tokens(part), self.focus_cues) >= 0 for part in found)
+        marked = self._marked(text, found)
         asked: list[tuple[str, str, str]] = []
         previous = ""
         for at, sentence in enumerate(found):
@@ -249,6 +246,25 @@ class Splitter:
             halves = self.halves(self.focus(text))[1]
             return [(half, "", text.strip()) for half in halves][:MAX_PIECES]
         return asked[:MAX_PIECES]
+
+    def _marked(self, text: str, found: list[str]) -> bool:
+        """Whether `text` marks its questions, with a question mark or a focus cue ("volevo
+        sapere …"): it then asks only there or with an open question word, and "Sono Paolo,
+        project manager …" beside it is context, though "sono" can start a question."""
+        return "?" in text or any(find(tokens(part), self.focus_cues) >= 0 for part in found)
+
+    def context(self, text: str, sentence: str) -> str:
+        """Every sentence of `text` that asks nothing between the last one that asks and
+        `sentence` ("Our cluster has partners in Kosovo. We want to be sure they can join.
+        Can they?")."""
+        found = sentences(text)
+        marked = self._marked(text, found)
+        before: list[str] = []
+        for part in found:
+            if part == sentence:
+                break
+            before = [] if self.is_question(part, marked) else [*before, part]
+        return " ".join(before)
 
     def is_list(self, text: str) -> bool:
         """Whether `text` asks in a list: several lines, none marked as a question."""

@@ -249,6 +249,16 @@ class Reader:
                 ):
                     query = joined
                     best, margin, answered, unconfirmed = decided
+            if not answered and not unconfirmed:
+                # "Can they?" and the sentence before it may both name too little: the
+                # subject is further back, in the context since the last question.
+                context = self.splitter.context(text, sentence)
+                if context and context != before:
+                    joined = self.matcher.query(f"{context} {question}", lang)
+                    decided = self.decide(joined, closed)
+                    if decided[2] or decided[3]:
+                        query = joined
+                        best, margin, answered, unconfirmed = decided
             pieces.append(Piece(question, sentence, best, margin, answered, unconfirmed))
             if best is not None and answered:
                 # "scadenza e budget?": what the first entry leaves out may be a second question.
