@@ -15,7 +15,7 @@ A knowledge folder may carry its own; otherwise the shipped one is used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,8 @@ from bot.knowledge.facts import LANGUAGES, read_yaml
 from bot.knowledge.lexicon import phrase_list, tokens
 
 LANGUAGE_FILE = "language.yaml"
+# The commonest words of each language (scripts/wordlists.py): real words, never corrected.
+WORDS_FILE = "words.txt"
 
 Item = TypeVar("Item")
 
@@ -53,10 +55,14 @@ class LanguageCues:
     choice: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
     # ... unless the choice is yes or no itself ("or not", "o no").
     yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # The commonest words of either language (words.txt), folded.
+    common: frozenset[str] = frozenset()
 
     def all_words(self) -> frozenset[str]:
-        """Every word of the cues, fillers and informal readings: real words of a language."""
-        words = set(in_every_language(self.filler)) | set(in_every_language(self.conjunctions))
+        """Every word of the cues, fillers and informal readings, and the common words of
+        words.txt: real words of a language."""
+        words = set(self.common)
+        words |= in_every_language(self.filler) | in_every_language(self.conjunctions)
         for table in (self.question, self.focus, self.open):
             for phrase in in_every_language(table):
                 words.update(phrase)
@@ -174,10 +180,24 @@ def _informal(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, 
 
 
 def load_language(directory: Path | None = None) -> LanguageCues:
-    """The knowledge folder's language.yaml, else the shipped one."""
+    """The knowledge folder's language.yaml and words.txt, else the shipped ones."""
     from bot.resources import config_dir
 
-    path = directory / LANGUAGE_FILE if directory is not None else None
-    if path is None or not path.exists():
-        path = config_dir() / LANGUAGE_FILE
-    return parse_language(read_yaml(path), path)
+    def found(name: str) -> Path:
+        path = directory / name if directory is not None else None
+        return path if path is not None and path.exists() else config_dir() / name
+
+    cues = parse_language(read_yaml(found(LANGUAGE_FILE)), found(LANGUAGE_FILE))
+    return replace(cues, common=read_words(found(WORDS_FILE)))
+
+
+def read_words(path: Path) -> frozenset[str]:
+    """The words of a word list, one per line (lines starting with '#' are comments); none
+    when the file is missing."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, UnicodeDecodeError) as error:
+        raise KnowledgeError([f"{path}: cannot read the word list ({error})"]) from error
+    return frozenset(line for line in text.split("\n") if line and not line.startswith("#"))
