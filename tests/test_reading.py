@@ -121,6 +121,13 @@ def test_the_context_of_a_question_runs_back_to_the_last_question(
     assert [a.topic for a in found.answers] == ["countries"]
 
 
+def test_a_number_alone_after_a_question_asks_nothing_new(splitter: Splitter) -> None:
+    asked = splitter.questions("Quanto dura il progetto, 2 anni? 3?")
+    assert [sentence for _, _, sentence in asked] == ["Quanto dura il progetto, 2 anni?"]
+    # Alone, a number is still the question.
+    assert len(splitter.questions("500000?")) == 1
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

@@ -232,6 +232,10 @@ class Splitter:
                 # the questions that follow and asks nothing itself.
                 previous = sentence
                 continue
+            if asked and all(word.isdigit() for word in tokens(sentence)):
+                # "… 2 years? 3?": a number alone offers another value for the question
+                # before it; it asks nothing new.
+                continue
             if self.is_question(sentence, marked):
                 context, parts = self.halves(self.focus(sentence), sentence.endswith("?"))
                 for half in parts:
