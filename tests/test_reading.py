@@ -128,6 +128,18 @@ def test_a_number_alone_after_a_question_asks_nothing_new(splitter: Splitter) ->
     assert len(splitter.questions("500000?")) == 1
 
 
+def test_an_open_point_asked_in_general_may_be_answered_for_the_subject_before_it(
+    kb: KnowledgeBase,
+) -> None:
+    # Alone, "can they join our partnership?" asks about partnership rules, which the facts
+    # leave open; after the statement naming Albania and Serbia it asks about countries.
+    found = kb.understand(
+        "We work with clusters in Albania and Serbia. Can they join our partnership?"
+    )
+    assert [a.topic for a in found.answers] == ["countries"]
+    assert not kb.understand("Can they join our partnership?").answers
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

@@ -226,6 +226,19 @@ class Reader:
                     if decided[2] and decided[0] is not None and decided[0].group == best.group:
                         query = shorter
                         best, margin, answered, unconfirmed = decided
+            if unconfirmed and best is not None and before and before not in asking:
+                # "Scambi ClusterXchange: durata?": a point the facts leave open in general
+                # may be answered for the subject the statement before it names.
+                joined = self.matcher.query(f"{before} {question}", lang)
+                decided = self.decide(joined, closed)
+                if (
+                    decided[2]
+                    and decided[0] is not None
+                    and decided[0].score >= best.score
+                    and self._near(query, decided[0])
+                ):
+                    query = joined
+                    best, margin, answered, unconfirmed = decided
             if not unconfirmed and before and (not answered or before not in asking):
                 # "Can we apply?" after "We are a university…": read with its context, which
                 # wins when the question alone says nothing sure, or when a statement (not
