@@ -227,8 +227,9 @@ class Reader:
                         query = shorter
                         best, margin, answered, unconfirmed = decided
             if unconfirmed and best is not None and before and before not in asking:
-                # "Scambi ClusterXchange: durata?": a point the facts leave open in general
-                # may be answered for the subject the statement before it names.
+                # "We work with clusters in Albania. Can they join our partnership?": a point
+                # the facts leave open in general may be answered for the subject the
+                # statement before it names.
                 joined = self.matcher.query(f"{before} {question}", lang)
                 decided = self.decide(joined, closed)
                 if (
