@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.knowledge import KnowledgeBase
-from bot.knowledge.cues import load_language
+from bot.knowledge.cues import load_language, parse_language
+from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.split import Splitter, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +145,24 @@ def test_an_open_point_asked_in_general_may_be_answered_for_the_subject_before_i
 # --- words ------------------------------------------------------------------------------------
 
 
+def test_only_a_truncated_infinitive_is_written_out(kb: KnowledgeBase) -> None:
+    # "città" and "attività" end in a stressed vowel too, but "cittare" is no word.
+    restore = kb.matcher.restore_endings
+    assert (
+        restore("Possiamo entrà? E parlà co' voi?", "it") == "Possiamo entrare? E parlare co' voi?"
+    )
+    assert restore("Città e attività: sarà possibile?", "it") == "Città e attività: sarà possibile?"
+    # Only where language.yaml says so: English has no such endings.
+    assert restore("entrà", "en") == "entrà"
+
+
+def test_truncated_endings_must_map_one_letter_to_an_ending(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "config" / "language.yaml").read_text(encoding="utf-8"))
+    data["truncated_endings"] = {"it": {"àà": "are"}}
+    with pytest.raises(KnowledgeError, match=r"truncated_endings\.it must map one letter"):
+        parse_language(data, tmp_path / "language.yaml")
+
+
 def test_real_words_are_not_corrected_into_knowledge_base_words(kb: KnowledgeBase) -> None:
     matcher = kb.matcher
     # A filler, a function word and a form of a known word stay as they are.
@@ -183,6 +203,12 @@ def test_informal_spellings_are_read_in_their_own_language_only(kb: KnowledgeBas
         (
             "unni si manna a domanda, pirchì nun u sacciu",
             "dove si manda a domanda, perché non u so",
+            "it",
+        ),
+        # Roman and Neapolitan infinitives without their ending.
+        (
+            "gli ucraini ponno entrà? se pò partecipà?",
+            "gli ucraini ponno entrare? se pò partecipare?",
             "it",
         ),
         # Plurals and misspellings of non-native English.

@@ -126,6 +126,7 @@ class KnowledgeBase:
             self.cues.all_words(),
             {lang: self.cues.words_of(lang) for lang in LANGUAGES},
             (self.call.id,),
+            self.cues.truncated,
         )
 
     @cached_property

@@ -57,6 +57,9 @@ class LanguageCues:
     yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
     # The commonest words of either language (words.txt), folded.
     common: frozenset[str] = frozenset()
+    # Per language: a stressed final vowel that stands for a dropped infinitive ending
+    # ("entrà" for "entrare") -> the ending.
+    truncated: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings, and the common words of
@@ -99,6 +102,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             for lang in LANGUAGES
         }
     informal = _informal(data.get("informal"), path, problems)
+    truncated = _truncated(data.get("truncated_endings"), path, problems)
     reason = _optional_phrases(data, "reason_cues", path, problems)
     choice = _optional_phrases(data, "choice_cues", path, problems)
     yes_no_tails = _optional_phrases(data, "yes_no_tails", path, problems)
@@ -123,6 +127,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
             lang: frozenset(" ".join(p) for p in v) for lang, v in sections["conjunctions"].items()
         },
         informal=informal,
+        truncated=truncated,
         filler=filler,
         reason=reason,
         choice=choice,
@@ -144,6 +149,29 @@ def _optional_phrases(
         lang: frozenset(phrase_list(raw.get(lang) or [], f"{path}: {section}.{lang}", problems))
         for lang in LANGUAGES
     }
+
+
+def _truncated(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, str]]:
+    """The optional `truncated_endings` section: per language, a stressed final letter -> the
+    ending it stands for."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path}: 'truncated_endings' must have an 'it' and an 'en' mapping")
+        return {}
+    tables: dict[str, dict[str, str]] = {}
+    for lang in LANGUAGES:
+        table = raw.get(lang) or {}
+        if not isinstance(table, Mapping) or not all(
+            isinstance(end, str) and len(end) == 1 and isinstance(full, str) and full.isalpha()
+            for end, full in table.items()
+        ):
+            problems.append(
+                f"{path}: truncated_endings.{lang} must map one letter to an ending ('à: are')"
+            )
+            continue
+        tables[lang] = {end.casefold(): full.casefold() for end, full in table.items()}
+    return tables
 
 
 def _informal(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:

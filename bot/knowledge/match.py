@@ -24,6 +24,7 @@ on thousands of entries; the index is built once, in `Matcher.__init__`.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ from bot.knowledge.analysis import (
 from bot.knowledge.bayes import EntryModel
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, fold, tokens
 from bot.knowledge.scoring import ClosestVariant, Postings, Recent
 from bot.knowledge.spelling import Speller
 from bot.knowledge.vocabulary import Vocabulary
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 
 # Scorings kept per matcher (see scoring.Recent).
 CACHED_SCORES = 64
+# Fewest letters before a stressed final vowel read as a truncated infinitive ("entrà").
+MIN_TRUNCATED = 4
 
 
 class Matcher:
@@ -70,6 +73,7 @@ class Matcher:
         known: frozenset[str] = frozenset(),
         cue_words: Mapping[str, frozenset[str]] | None = None,
         names: Sequence[str] = (),
+        truncated: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
 
         self.documents = tuple(documents)
@@ -173,6 +177,8 @@ class Matcher:
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         real_words = self.stopwords | self.filler | known
         self.speller = Speller({w: surface[w] for w in self.surface}, real_words, self.indexed)
+        self.truncated = {lang: dict(table) for lang, table in (truncated or {}).items() if table}
+        self._real_words = real_words | self.surface
 
     # ------------------------------------------------------------------ the question
 
@@ -189,6 +195,20 @@ class Matcher:
             out.extend(own.get(word, (word,)))
         return out
 
+    def restore_endings(self, text: str, lang: str) -> str:
+        """`text` with regional truncated infinitives written out ("entrà" -> "entrare")
+        where the full form is a real word (language.yaml's `truncated_endings`)."""
+        table = self.truncated.get(lang)
+        if not table or not any(end in text for end in table):
+            return text
+
+        def full(match: re.Match[str]) -> str:
+            whole = fold(match.group(1)) + table[match.group(2).casefold()]
+            return whole if whole in self._real_words else match.group(0)
+
+        ends = "".join(sorted(table))
+        return re.sub(rf"\b(\w{{{MIN_TRUNCATED},}})([{ends}])(?!\w)", full, text, flags=re.I)
+
     def indexed(self, word: str) -> bool:
         """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
         return any(
@@ -202,7 +222,9 @@ class Matcher:
         order = [lang, *(other for other in LANGUAGES if other != lang)]
         # Fillers go before correction, which would read them as the knowledge base's words.
         expanded = [
-            word for word in self.expand(tokens(text)[:MAX_WORDS], lang) if word not in self.filler
+            word
+            for word in self.expand(tokens(self.restore_endings(text, lang))[:MAX_WORDS], lang)
+            if word not in self.filler
         ]
         words = [
             word
