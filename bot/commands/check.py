@@ -66,6 +66,8 @@ def _check_knowledge(settings: Settings) -> tuple[list[str], list[str]]:
 
     try:
         kb = KnowledgeBase.from_settings(settings)
+        # Read at load rather than on a question's first unknown word.
+        kb.cues.common.words  # noqa: B018
     except KnowledgeError as exc:
         return list(exc.problems), []
     directory = settings.resolved_knowledge_dir

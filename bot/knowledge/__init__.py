@@ -127,6 +127,7 @@ class KnowledgeBase:
             {lang: self.cues.words_of(lang) for lang in LANGUAGES},
             (self.call.id,),
             self.cues.truncated,
+            self.cues.common,
         )
 
     @cached_property

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,17 +56,15 @@ class LanguageCues:
     choice: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
     # ... unless the choice is yes or no itself ("or not", "o no").
     yes_no_tails: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
-    # The commonest words of either language (words.txt), folded.
-    common: frozenset[str] = frozenset()
+    # The commonest words of either language (words.txt), folded; read on first look-up.
+    common: WordList = field(default_factory=lambda: WordList(None))
     # Per language: a stressed final vowel that stands for a dropped infinitive ending
     # ("entrà" for "entrare") -> the ending.
     truncated: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def all_words(self) -> frozenset[str]:
-        """Every word of the cues, fillers and informal readings, and the common words of
-        words.txt: real words of a language."""
-        words = set(self.common)
-        words |= in_every_language(self.filler) | in_every_language(self.conjunctions)
+        """Every word of the cues, fillers and informal readings: real words of a language."""
+        words = set(in_every_language(self.filler)) | set(in_every_language(self.conjunctions))
         for table in (self.question, self.focus, self.open):
             for phrase in in_every_language(table):
                 words.update(phrase)
@@ -216,7 +215,23 @@ def load_language(directory: Path | None = None) -> LanguageCues:
         return path if path is not None and path.exists() else config_dir() / name
 
     cues = parse_language(read_yaml(found(LANGUAGE_FILE)), found(LANGUAGE_FILE))
-    return replace(cues, common=read_words(found(WORDS_FILE)))
+    return replace(cues, common=WordList(found(WORDS_FILE)))
+
+
+class WordList:
+    """A word list file, read on first look-up: a question whose words the knowledge base
+    knows never needs it, so a cold start does not pay for reading it."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """The list's words (KnowledgeError when the file cannot be read)."""
+        return read_words(self.path) if self.path is not None else frozenset()
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.words
 
 
 def read_words(path: Path) -> frozenset[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bot.knowledge.analysis import (
@@ -74,6 +74,7 @@ class Matcher:
         cue_words: Mapping[str, frozenset[str]] | None = None,
         names: Sequence[str] = (),
         truncated: Mapping[str, Mapping[str, str]] | None = None,
+        common: Container[str] = frozenset(),
     ) -> None:
 
         self.documents = tuple(documents)
@@ -176,9 +177,10 @@ class Matcher:
         self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         real_words = self.stopwords | self.filler | known
-        self.speller = Speller({w: surface[w] for w in self.surface}, real_words, self.indexed)
+        self.speller = Speller(
+            {w: surface[w] for w in self.surface}, real_words, self.indexed, common
+        )
         self.truncated = {lang: dict(table) for lang, table in (truncated or {}).items() if table}
-        self._real_words = real_words | self.surface
 
     # ------------------------------------------------------------------ the question
 
@@ -204,7 +206,7 @@ class Matcher:
 
         def full(match: re.Match[str]) -> str:
             whole = fold(match.group(1)) + table[match.group(2).casefold()]
-            return whole if whole in self._real_words else match.group(0)
+            return whole if self.speller.is_real(whole) else match.group(0)
 
         ends = "".join(sorted(table))
         return re.sub(rf"\b(\w{{{MIN_TRUNCATED},}})([{ends}])(?!\w)", full, text, flags=re.I)

@@ -11,7 +11,7 @@ the knowledge base writes more often; the rest is settled the same way in every 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 
 # Shortest unknown word worth correcting; shorter ones are too ambiguous.
 MIN_CORRECTED = 4
@@ -30,6 +30,7 @@ class Speller:
         surface: Mapping[str, int],
         known: frozenset[str],
         is_indexed: Callable[[str], bool],
+        common: Container[str] = frozenset(),
     ) -> None:
         # The knowledge base's words, each with how often it writes them.
         self.frequency = dict(surface)
@@ -37,6 +38,9 @@ class Speller:
         # Real words that are not the knowledge base's: never turned into one of its words.
         self.known = known
         self.is_indexed = is_indexed
+        # The commonest words of the languages (words.txt): real words too, looked up last,
+        # when a word would otherwise be corrected.
+        self.common = common
         self._corrections: dict[str, str] = {}
         self._by_length: dict[int, list[str]] = {}
         for word in sorted(self.surface):
@@ -54,11 +58,15 @@ class Speller:
         cached = self._corrections.get(word)
         if cached is not None:
             return cached
-        best = word if self.is_indexed(word) else self._closest(word)
+        best = word if self.is_indexed(word) or word in self.common else self._closest(word)
         if len(self._corrections) >= MAX_CORRECTIONS_CACHED:
             self._corrections.clear()
         self._corrections[word] = best
         return best
+
+    def is_real(self, word: str) -> bool:
+        """Whether `word` is the knowledge base's, a known real word or a common one."""
+        return word in self.surface or word in self.known or word in self.common
 
     def _closest(self, word: str) -> str:
         from rapidfuzz import process
