@@ -142,6 +142,23 @@ def test_an_open_point_asked_in_general_may_be_answered_for_the_subject_before_i
     assert not kb.understand("Can they join our partnership?").answers
 
 
+def test_a_statement_naming_what_only_an_open_point_knows_turns_the_question_to_it(
+    kb: KnowledgeBase,
+) -> None:
+    # Alone, the question is the funding rate; after the statement it asks the rate for
+    # support to third parties, which the facts leave open.
+    question = "What percentage is financed?"
+    assert [a.topic for a in kb.understand(question).answers] == ["funding-rate"]
+    found = kb.understand(
+        f"We will give vouchers to SMEs as financial support to third parties. {question}"
+    )
+    assert not found.answers
+    assert [point.faq_id for point in found.unconfirmed] == ["third-party-rate"]
+    # A statement about something the facts answer changes nothing.
+    found = kb.understand(f"We are a cluster of 40 SMEs. {question}")
+    assert [a.topic for a in found.answers] == ["funding-rate"]
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

@@ -251,6 +251,19 @@ class Reader:
                     # The statement alone made an open point closest ("The partners are ready
                     # to sign. Can we still send it in?"): the question asked something else.
                     decided = (None, 0.0, False, False)
+                if (
+                    answered
+                    and best is not None
+                    and decided[3]
+                    and decided[0] is not None
+                    and decided[0].index in self.matcher.open_points(joined, best.index)
+                ):
+                    # "We are in Georgia. Can our country take part?": the statement names
+                    # what only a point the facts leave open knows, and the question asks
+                    # about that point; the answer would ignore it.
+                    query = joined
+                    best, margin, answered, unconfirmed = decided
+                    decided = (None, 0.0, False, False)
                 if (decided[2] or decided[3]) and (
                     not answered
                     or (
