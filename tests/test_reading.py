@@ -159,6 +159,20 @@ def test_a_statement_naming_what_only_an_open_point_knows_turns_the_question_to_
     assert [a.topic for a in found.answers] == ["funding-rate"]
 
 
+def test_a_paragraph_that_marks_no_question_asks_in_its_last_sentence(
+    splitter: Splitter,
+) -> None:
+    text = (
+        "We manage a cluster of 80 SMEs in Bavaria. We took part in an earlier edition. "
+        "For our board I need the total budget of the call and the funding rate. Thanks a lot!"
+    )
+    asked = splitter.questions(text)
+    assert {sentence for _, _, sentence in asked} == {
+        "For our board I need the total budget of the call and the funding rate."
+    }
+    assert asked[0][1] == "We took part in an earlier edition."
+
+
 # --- words ------------------------------------------------------------------------------------
 
 

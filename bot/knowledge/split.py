@@ -31,6 +31,9 @@ CUE_WINDOW = 2
 # Always the end of a sentence; these only before a space or the end of the text.
 _HARD_ENDS = frozenset("?!\n")
 _SOFT_ENDS = frozenset(".;:")
+# Fewest words besides fillers that make a closing sentence a request, not thanks or a
+# signature ("Grazie mille!", "Best, Tom").
+CLOSING_WORDS = 4
 
 
 Phrases = frozenset[tuple[str, ...]]
@@ -112,6 +115,7 @@ class Splitter:
         self.reason_cues = in_every_language(cues.reason)
         self.choice_cues = in_every_language(cues.choice)
         self.yes_no_tails = in_every_language(cues.yes_no_tails)
+        self.filler = in_every_language(cues.filler)
 
     def read_words(self, text: str) -> list[str]:
         """The words of `text` with informal spellings read as the words they stand for."""
@@ -245,11 +249,28 @@ class Splitter:
             # Nothing marks a question, on several lines ("deadline date & time\n* total
             # budget"): each line may ask.
             return [(sentence, "", sentence) for sentence in found][:MAX_PIECES]
+        request = self._closing_request(found) if not asked else -1
+        if request > 0:
+            # Nothing marks a question in a paragraph ("We are a cluster … I need the total
+            # budget and the funding rate. Thanks!"): like a letter, it asks at its end,
+            # before the thanks and the signature.
+            last = found[request]
+            halves = self.halves(self.focus(last))[1]
+            return [(half, found[request - 1], last) for half in halves][:MAX_PIECES]
         if not asked:
             # Nothing marks a question ("budget and deadline"): the whole text asks.
             halves = self.halves(self.focus(text))[1]
             return [(half, "", text.strip()) for half in halves][:MAX_PIECES]
         return asked[:MAX_PIECES]
+
+    def _closing_request(self, found: list[str]) -> int:
+        """Index of the last sentence of `found` that says something (CLOSING_WORDS words or
+        more besides fillers), -1 when none does."""
+        for at in range(len(found) - 1, -1, -1):
+            words = [word for word in tokens(found[at]) if word not in self.filler]
+            if len(words) >= CLOSING_WORDS:
+                return at
+        return -1
 
     def _marked(self, text: str, found: list[str]) -> bool:
         """Whether `text` marks its questions, with a question mark or a focus cue ("volevo
