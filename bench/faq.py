@@ -64,6 +64,7 @@ SETS = {
     "blind4": DATA / "eval_blind4.yaml",
     "blind5": DATA / "eval_blind5.yaml",
     "blind6": DATA / "eval_blind6.yaml",
+    "blind7": DATA / "eval_blind7.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -747,7 +748,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,hard) or 'all'"
         ),
     )
     parser.add_argument(
