@@ -140,6 +140,11 @@ def test_an_open_point_asked_in_general_may_be_answered_for_the_subject_before_i
     )
     assert [a.topic for a in found.answers] == ["countries"]
     assert not kb.understand("Can they join our partnership?").answers
+    # Alone, this question is unsure even among open points: the statement decides.
+    found = kb.understand(
+        "We are a cluster from Montenegro. Is it possible for us to be a partner?"
+    )
+    assert [a.topic for a in found.answers] == ["countries"]
 
 
 def test_a_statement_naming_what_only_an_open_point_knows_turns_the_question_to_it(

@@ -229,14 +229,15 @@ class Reader:
             if unconfirmed and best is not None and before and before not in asking:
                 # "We work with clusters in Albania. Can they join our partnership?": a point
                 # the facts leave open in general may be answered for the subject the
-                # statement before it names.
+                # statement before it names (any subject, when the question alone is unsure
+                # even of which open point it asks about).
                 joined = self.matcher.query(f"{before} {question}", lang)
                 decided = self.decide(joined, closed)
                 if (
                     decided[2]
                     and decided[0] is not None
                     and decided[0].score >= best.score
-                    and self._near(query, decided[0])
+                    and (margin < self.matcher.tuning.margin or self._near(query, decided[0]))
                 ):
                     query = joined
                     best, margin, answered, unconfirmed = decided
