@@ -65,6 +65,7 @@ SETS = {
     "blind5": DATA / "eval_blind5.yaml",
     "blind6": DATA / "eval_blind6.yaml",
     "blind7": DATA / "eval_blind7.yaml",
+    "blind8": DATA / "eval_blind8.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -748,7 +749,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,hard) or 'all'"
         ),
     )
     parser.add_argument(
