@@ -183,7 +183,7 @@ def test_a_paragraph_that_marks_no_question_asks_in_its_last_sentence(
 
 def test_only_a_truncated_infinitive_is_written_out(kb: KnowledgeBase) -> None:
     # "città" and "attività" end in a stressed vowel too, but "cittare" is no word.
-    restore = kb.matcher.restore_endings
+    restore = kb.matcher.written_out
     assert (
         restore("Possiamo entrà? E parlà co' voi?", "it") == "Possiamo entrare? E parlare co' voi?"
     )

@@ -24,7 +24,6 @@ on thousands of entries; the index is built once, in `Matcher.__init__`.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -44,9 +43,9 @@ from bot.knowledge.analysis import (
 from bot.knowledge.bayes import EntryModel
 from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
-from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, fold, tokens
+from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
 from bot.knowledge.scoring import ClosestVariant, Postings, Recent
-from bot.knowledge.spelling import Speller
+from bot.knowledge.spelling import Speller, restore_endings
 from bot.knowledge.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -56,8 +55,6 @@ if TYPE_CHECKING:
 
 # Scorings kept per matcher (see scoring.Recent).
 CACHED_SCORES = 64
-# Fewest letters before a stressed final vowel read as a truncated infinitive ("entrà").
-MIN_TRUNCATED = 4
 
 
 class Matcher:
@@ -197,19 +194,9 @@ class Matcher:
             out.extend(own.get(word, (word,)))
         return out
 
-    def restore_endings(self, text: str, lang: str) -> str:
-        """`text` with regional truncated infinitives written out ("entrà" -> "entrare")
-        where the full form is a real word (language.yaml's `truncated_endings`)."""
-        table = self.truncated.get(lang)
-        if not table or not any(end in text for end in table):
-            return text
-
-        def full(match: re.Match[str]) -> str:
-            whole = fold(match.group(1)) + table[match.group(2).casefold()]
-            return whole if self.speller.is_real(whole) else match.group(0)
-
-        ends = "".join(sorted(table))
-        return re.sub(rf"\b(\w{{{MIN_TRUNCATED},}})([{ends}])(?!\w)", full, text, flags=re.I)
+    def written_out(self, text: str, lang: str) -> str:
+        """`text` with regional truncated infinitives written out (spelling.restore_endings)."""
+        return restore_endings(text, self.truncated.get(lang, {}), self.speller.is_real)
 
     def indexed(self, word: str) -> bool:
         """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
@@ -225,7 +212,7 @@ class Matcher:
         # Fillers go before correction, which would read them as the knowledge base's words.
         expanded = [
             word
-            for word in self.expand(tokens(self.restore_endings(text, lang))[:MAX_WORDS], lang)
+            for word in self.expand(tokens(self.written_out(text, lang))[:MAX_WORDS], lang)
             if word not in self.filler
         ]
         words = [

@@ -11,12 +11,17 @@ the knowledge base writes more often; the rest is settled the same way in every 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Container, Mapping
+
+from bot.knowledge.lexicon import fold
 
 # Shortest unknown word worth correcting; shorter ones are too ambiguous.
 MIN_CORRECTED = 4
 LONG_WORD = 8
 MAX_CORRECTIONS_CACHED = 4096
+# Fewest letters before a stressed final vowel read as a truncated infinitive ("entrà").
+MIN_TRUNCATED = 4
 # Levenshtein weights (insertion, deletion, substitution) from the unknown word to a known
 # one: adding a left-out letter is the cheapest repair.
 SLIP_WEIGHTS = (1, 2, 2)
@@ -86,3 +91,18 @@ class Speller:
                 slips = Levenshtein.distance(word, candidate, weights=SLIP_WEIGHTS)
                 found.append((int(distance), slips, -self.frequency.get(candidate, 0), candidate))
         return min(found)[3] if found else word
+
+
+def restore_endings(text: str, endings: Mapping[str, str], is_real: Callable[[str], bool]) -> str:
+    """`text` with regional truncated infinitives written out ("entrà" -> "entrare"):
+    `endings` maps a stressed final letter to the ending it stands for (language.yaml's
+    `truncated_endings`); only where the full form `is_real` ("città" stays)."""
+    if not endings or not any(end in text for end in endings):
+        return text
+
+    def full(match: re.Match[str]) -> str:
+        whole = fold(match.group(1)) + endings[match.group(2).casefold()]
+        return whole if is_real(whole) else match.group(0)
+
+    ends = "".join(sorted(endings))
+    return re.sub(rf"\b(\w{{{MIN_TRUNCATED},}})([{ends}])(?!\w)", full, text, flags=re.I)
