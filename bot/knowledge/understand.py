@@ -34,6 +34,8 @@ MAX_CONJUNCTIONS_TRIED = 1
 NEAR_RANKS = 5
 UNCONFIRMED = "?"
 OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
+# Best entry, margin over another topic, whether it answers, whether it is an open point.
+Decision = tuple[Ranked | None, float, bool, bool]
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,79 @@ class Reader:
             r.id == entry_id and score - r.score < 2 * self.matcher.tuning.margin for r in ranked
         )
 
+    def _in_context(
+        self,
+        question: str,
+        previous: tuple[str, bool],
+        where: tuple[str, str],
+        lang: str,
+        query: QueryTerms,
+        alone: Decision,
+    ) -> tuple[QueryTerms, Decision]:
+        """`question` read with the sentence before it (`previous`: it, and whether it asks
+        too) and, if still unanswered, with all the context since the last question of its
+        message (`where`: the message and the question's sentence): the reading and decision
+        that win over `alone`, the question's own."""
+        closed = self.is_closed(question)
+        best, margin, answered, unconfirmed = alone
+        statement, asks = previous
+        if unconfirmed and best is not None and statement and not asks:
+            # "We work with clusters in Albania. Can they join our partnership?": a point
+            # the facts leave open in general may be answered for the subject the
+            # statement before it names (any subject, when the question alone is unsure
+            # even of which open point it asks about).
+            joined = self.matcher.query(f"{statement} {question}", lang)
+            decided = self.decide(joined, closed)
+            if (
+                decided[2]
+                and decided[0] is not None
+                and decided[0].score >= best.score
+                and (margin < self.matcher.tuning.margin or self._near(query, decided[0]))
+            ):
+                return joined, decided
+        if not unconfirmed and statement and (not answered or not asks):
+            # "Can we apply?" after "We are a university…": read with its context, which
+            # wins when the question alone says nothing sure, or when a statement (not
+            # another question) makes another topic closer than the question alone
+            # ("We are from Ukraine, can we …?").
+            joined = self.matcher.query(f"{statement} {question}", lang)
+            decided = self.decide(joined, closed)
+            if decided[3] and not decided[2] and not self._near(query, decided[0]):
+                # The statement alone made an open point closest ("The partners are ready
+                # to sign. Can we still send it in?"): the question asked something else.
+                decided = (None, 0.0, False, False)
+            if (
+                answered
+                and best is not None
+                and decided[3]
+                and decided[0] is not None
+                and decided[0].index in self.matcher.open_points(joined, best.index)
+            ):
+                # "… vouchers as support to third parties. What percentage is financed?":
+                # the statement names what only a point the facts leave open knows, and
+                # the question asks about that point; the answer would ignore it.
+                return joined, decided
+            if (decided[2] or decided[3]) and (
+                not answered
+                or (
+                    decided[2]
+                    and best is not None
+                    and decided[0] is not None
+                    and decided[0].group != best.group
+                    and decided[0].score > best.score
+                )
+            ):
+                query, (best, margin, answered, unconfirmed) = joined, decided
+        context = self.splitter.context(*where) if not answered and not unconfirmed else ""
+        if context and context != statement:
+            # "Can they?" and the sentence before it may both name too little: the
+            # subject is further back, in the context since the last question.
+            joined = self.matcher.query(f"{context} {question}", lang)
+            decided = self.decide(joined, closed)
+            if decided[2] or decided[3]:
+                return joined, decided
+        return query, (best, margin, answered, unconfirmed)
+
     def read(self, text: str, lang: str) -> list[Piece]:
         """Every question of `text` with its decision, in message order."""
         pieces: list[Piece] = []
@@ -226,67 +301,14 @@ class Reader:
                     if decided[2] and decided[0] is not None and decided[0].group == best.group:
                         query = shorter
                         best, margin, answered, unconfirmed = decided
-            if unconfirmed and best is not None and before and before not in asking:
-                # "We work with clusters in Albania. Can they join our partnership?": a point
-                # the facts leave open in general may be answered for the subject the
-                # statement before it names (any subject, when the question alone is unsure
-                # even of which open point it asks about).
-                joined = self.matcher.query(f"{before} {question}", lang)
-                decided = self.decide(joined, closed)
-                if (
-                    decided[2]
-                    and decided[0] is not None
-                    and decided[0].score >= best.score
-                    and (margin < self.matcher.tuning.margin or self._near(query, decided[0]))
-                ):
-                    query = joined
-                    best, margin, answered, unconfirmed = decided
-            if not unconfirmed and before and (not answered or before not in asking):
-                # "Can we apply?" after "We are a university…": read with its context, which
-                # wins when the question alone says nothing sure, or when a statement (not
-                # another question) makes another topic closer than the question alone
-                # ("We are from Ukraine, can we …?").
-                joined = self.matcher.query(f"{before} {question}", lang)
-                decided = self.decide(joined, closed)
-                if decided[3] and not decided[2] and not self._near(query, decided[0]):
-                    # The statement alone made an open point closest ("The partners are ready
-                    # to sign. Can we still send it in?"): the question asked something else.
-                    decided = (None, 0.0, False, False)
-                if (
-                    answered
-                    and best is not None
-                    and decided[3]
-                    and decided[0] is not None
-                    and decided[0].index in self.matcher.open_points(joined, best.index)
-                ):
-                    # "We are in Georgia. Can our country take part?": the statement names
-                    # what only a point the facts leave open knows, and the question asks
-                    # about that point; the answer would ignore it.
-                    query = joined
-                    best, margin, answered, unconfirmed = decided
-                    decided = (None, 0.0, False, False)
-                if (decided[2] or decided[3]) and (
-                    not answered
-                    or (
-                        decided[2]
-                        and best is not None
-                        and decided[0] is not None
-                        and decided[0].group != best.group
-                        and decided[0].score > best.score
-                    )
-                ):
-                    query = joined
-                    best, margin, answered, unconfirmed = decided
-            if not answered and not unconfirmed:
-                # "Can they?" and the sentence before it may both name too little: the
-                # subject is further back, in the context since the last question.
-                context = self.splitter.context(text, sentence)
-                if context and context != before:
-                    joined = self.matcher.query(f"{context} {question}", lang)
-                    decided = self.decide(joined, closed)
-                    if decided[2] or decided[3]:
-                        query = joined
-                        best, margin, answered, unconfirmed = decided
+            query, (best, margin, answered, unconfirmed) = self._in_context(
+                question,
+                (before, before in asking),
+                (text, sentence),
+                lang,
+                query,
+                (best, margin, answered, unconfirmed),
+            )
             pieces.append(Piece(question, sentence, best, margin, answered, unconfirmed))
             if best is not None and answered:
                 # "scadenza e budget?": what the first entry leaves out may be a second question.
