@@ -183,7 +183,7 @@ def test_a_paragraph_that_marks_no_question_asks_in_its_last_sentence(
 
 def test_only_a_truncated_infinitive_is_written_out(kb: KnowledgeBase) -> None:
     # "città" and "attività" end in a stressed vowel too, but "cittare" is no word.
-    restore = kb.matcher.written_out
+    restore = kb.matcher.spellings.written_out
     assert (
         restore("Possiamo entrà? E parlà co' voi?", "it") == "Possiamo entrare? E parlare co' voi?"
     )
@@ -220,10 +220,10 @@ def test_a_number_the_entries_do_not_hold_is_not_evidence_against_them(
 
 def test_informal_spellings_are_read_in_their_own_language_only(kb: KnowledgeBase) -> None:
     matcher = kb.matcher
-    italian = matcher.expand(["nn", "ce", "sta"], "it")
+    italian = matcher.spellings.expand(["nn", "ce", "sta"], "it")
     assert italian[:2] == ["non", "ci"]
     # The same letters in an English message are English words.
-    assert matcher.expand(["nn", "ce"], "en") == ["nn", "ce"]
+    assert matcher.spellings.expand(["nn", "ce"], "en") == ["nn", "ce"]
 
 
 @pytest.mark.parametrize(

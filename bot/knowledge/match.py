@@ -45,7 +45,7 @@ from bot.knowledge.chargrams import CharIndex
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import CONCEPT_MARK, Lexicon, tokens
 from bot.knowledge.scoring import ClosestVariant, Postings, Recent
-from bot.knowledge.spelling import Speller, restore_endings
+from bot.knowledge.spelling import Speller, Spellings
 from bot.knowledge.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -75,8 +75,6 @@ class Matcher:
     ) -> None:
 
         self.documents = tuple(documents)
-        # Informal spellings ("nn", "plz") read as the words they stand for, in questions.
-        self.informal = dict(informal or {})
         # Words of asking and politeness ("please", "explain", "gentilmente") in a question
         # say nothing of its subject: ignored, even where an entry's variant uses them.
         self.filler = filler
@@ -174,29 +172,17 @@ class Matcher:
         self.bayes = EntryModel.of_variants(described, self.idf, count)
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         real_words = self.stopwords | self.filler | known
-        self.speller = Speller(
-            {w: surface[w] for w in self.surface}, real_words, self.indexed, common
+        self.spellings = Spellings(
+            Speller({w: surface[w] for w in self.surface}, real_words, self.indexed, common),
+            informal,
+            truncated,
         )
-        self.truncated = {lang: dict(table) for lang, table in (truncated or {}).items() if table}
 
     # ------------------------------------------------------------------ the question
 
     def correct(self, word: str) -> str:
         """A known word for an unknown one within a small edit distance (see spelling.py)."""
-        return self.speller.correct(word)
-
-    def expand(self, words: list[str], lang: str) -> list[str]:
-        """`words` with the informal spellings of `lang` read as the words they stand for
-        (another language's could be real words here: "far", "par")."""
-        own = self.informal.get(lang, {})
-        out: list[str] = []
-        for word in words:
-            out.extend(own.get(word, (word,)))
-        return out
-
-    def written_out(self, text: str, lang: str) -> str:
-        """`text` with regional truncated infinitives written out (spelling.restore_endings)."""
-        return restore_endings(text, self.truncated.get(lang, {}), self.speller.is_real)
+        return self.spellings.correct(word)
 
     def indexed(self, word: str) -> bool:
         """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
@@ -209,10 +195,13 @@ class Matcher:
     def query(self, text: str, lang: str) -> QueryTerms:
         """The weighted terms of a question written (mostly) in `lang`."""
         order = [lang, *(other for other in LANGUAGES if other != lang)]
+        spellings = self.spellings
         # Fillers go before correction, which would read them as the knowledge base's words.
         expanded = [
             word
-            for word in self.expand(tokens(self.written_out(text, lang))[:MAX_WORDS], lang)
+            for word in spellings.expand(
+                tokens(spellings.written_out(text, lang))[:MAX_WORDS], lang
+            )
             if word not in self.filler
         ]
         words = [

@@ -1,4 +1,10 @@
-"""Typo tolerance: an unknown word of a question read as a known one a small edit away.
+"""How a question's words are written: regional endings, informal spellings and typos.
+
+`Spellings` reads a question's text in a language: regional truncated infinitives written
+out ("entrà" -> "entrare", `restore_endings`), chat and dialect spellings read as the words
+they stand for ("nn" -> "non"), and typos corrected by the `Speller`.
+
+Typo tolerance: an unknown word of a question read as a known one a small edit away.
 
 Only a word that is neither the knowledge base's (as written, or through its stem: "capito"
 is known when "capire" is) nor a word of the language resources (stop words, the cues and
@@ -25,6 +31,38 @@ MIN_TRUNCATED = 4
 # Levenshtein weights (insertion, deletion, substitution) from the unknown word to a known
 # one: adding a left-out letter is the cheapest repair.
 SLIP_WEIGHTS = (1, 2, 2)
+
+
+class Spellings:
+    """A question's words as written, read as the knowledge base writes them."""
+
+    def __init__(
+        self,
+        speller: Speller,
+        informal: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
+        truncated: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.speller = speller
+        # Per language: informal spellings ("nn", "plz") -> the words they stand for.
+        self.informal = dict(informal or {})
+        self.truncated = {lang: dict(table) for lang, table in (truncated or {}).items() if table}
+
+    def written_out(self, text: str, lang: str) -> str:
+        """`text` with regional truncated infinitives written out (`restore_endings`)."""
+        return restore_endings(text, self.truncated.get(lang, {}), self.speller.is_real)
+
+    def expand(self, words: list[str], lang: str) -> list[str]:
+        """`words` with the informal spellings of `lang` read as the words they stand for
+        (another language's could be real words here: "far", "par")."""
+        own = self.informal.get(lang, {})
+        out: list[str] = []
+        for word in words:
+            out.extend(own.get(word, (word,)))
+        return out
+
+    def correct(self, word: str) -> str:
+        """A known word for an unknown one within a small edit distance (`Speller`)."""
+        return self.speller.correct(word)
 
 
 class Speller:

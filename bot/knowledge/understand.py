@@ -57,7 +57,7 @@ class Reader:
         self.matcher = matcher
         informal = {
             word: meaning
-            for spellings in matcher.informal.values()
+            for spellings in matcher.spellings.informal.values()
             for word, meaning in spellings.items()
         }
         self.splitter = Splitter(cues, informal)
