@@ -8,8 +8,11 @@ read as the words they stand for, for matching and as evidence of the language
 (`informal`), words of asking and politeness ignored when matching (`filler`), and
 the phrases that, after a comma, start the reason for asking (`reason_cues`, optional), and
 the words that offer a choice of answers (`choice_cues`, "or") with the phrases that still
-ask yes or no (`yes_no_tails`, "or not"), both optional.
-A knowledge folder may carry its own; otherwise the shipped one is used.
+ask yes or no (`yes_no_tails`, "or not"), both optional, and the stressed final vowels of
+regional infinitives without their ending (`truncated_endings`, "entrà", optional).
+`words.txt` beside it lists the commonest words of both languages (`WordList`, read on first
+need), real words the speller never corrects.
+A knowledge folder may carry its own; otherwise the shipped ones are used.
 """
 
 from __future__ import annotations

@@ -317,6 +317,4 @@ class Splitter:
             # "Can we apply alone or must we find a cluster?" asks which, not yes or no.
             return False
         # "Funding rate?" names a topic rather than asking yes or no: too short to be closed.
-        return len(words) >= min_words and not any(
-            starts_with(words, self.open_cues, at) for at in range(len(words))
-        )
+        return len(words) >= min_words and not self._asks_for_information(words)
