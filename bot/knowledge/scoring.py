@@ -82,23 +82,41 @@ class Postings:
 
 class ClosestVariant:
     """Per entry, the highest dot product between a question's weights and one of its
-    variants' vectors."""
+    variants' vectors (vectors and weights are never negative)."""
 
     def __init__(self, variants: Sequence[tuple[int, Mapping[str, float]]], entries: int) -> None:
         """Index `variants`, (entry index, feature -> value) pairs, of `entries` entries."""
         import numpy as np
 
         self.entries = entries
-        # Variants sorted by entry, so a per-entry maximum is one reduceat.
-        ordered = sorted(variants, key=lambda variant: variant[0])
-        self.count = len(ordered)
-        self._postings = Postings((row, vector) for row, (_, vector) in enumerate(ordered))
-        owner = np.array([entry for entry, _ in ordered], dtype=np.int64)
-        self._has_variant = np.zeros(entries, dtype=bool)
-        self._has_variant[owner] = True
-        self._every_entry_has_one = bool(self._has_variant.all())
-        starts = np.searchsorted(owner, np.arange(entries))
-        self._starts = np.minimum(starts, max(0, self.count - 1))
+        self.count = len(variants)
+        # Row k of a (width x entries) array holds every entry's k-th variant, so the
+        # per-entry maximum is one max down the columns, a loop over whole rows in C: a
+        # segmented reduction (reduceat, or max along short rows) pays per entry and costs
+        # several times more. Variants beyond an entry's `width` go to slots after the array,
+        # grouped by entry. An empty slot scores 0, no more than any variant (never negative).
+        sizes = np.bincount(
+            np.array([entry for entry, _ in variants], dtype=np.int64), minlength=entries
+        )
+        self._width = max(1, int(np.median(sizes[sizes > 0]))) if self.count else 1
+        extra: list[tuple[int, Mapping[str, float]]] = []
+        slots: list[tuple[int, Mapping[str, float]]] = []
+        used = [0] * entries
+        for entry, vector in sorted(variants, key=lambda variant: variant[0]):
+            if used[entry] < self._width:
+                slots.append((used[entry] * entries + entry, vector))
+                used[entry] += 1
+            else:
+                extra.append((entry, vector))
+        base = entries * self._width
+        slots.extend((base + at, vector) for at, (_, vector) in enumerate(extra))
+        self._slots = base + len(extra)
+        self._postings = Postings(slots)
+        extra_owner = np.array([entry for entry, _ in extra], dtype=np.int64)
+        # Where each entry's run of extra slots starts, as one segmented maximum over them.
+        starts = np.flatnonzero(np.diff(extra_owner, prepend=-1)) if len(extra) else extra_owner
+        self._extra_starts = base + starts
+        self._extra_owners = extra_owner[starts] if len(extra) else extra_owner
 
     def __contains__(self, feature: str) -> bool:
         return feature in self._postings
@@ -110,10 +128,14 @@ class ClosestVariant:
         rows, values, _ = self._postings.gather(weights)
         if not len(rows):
             return np.zeros(self.entries)
-        similarity = np.bincount(rows, weights=values, minlength=self.count)
-        result: npt.NDArray[np.float64] = np.maximum.reduceat(similarity, self._starts)
-        if not self._every_entry_has_one:
-            result = np.where(self._has_variant, result, 0.0)
+        similarity = np.bincount(rows, weights=values, minlength=self._slots)
+        base = self.entries * self._width
+        result: npt.NDArray[np.float64] = (
+            similarity[:base].reshape(self._width, self.entries).max(axis=0)
+        )
+        if len(self._extra_owners):
+            extra = np.maximum.reduceat(similarity, self._extra_starts)
+            result[self._extra_owners] = np.maximum(result[self._extra_owners], extra)
         return result
 
 
