@@ -66,6 +66,7 @@ SETS = {
     "blind6": DATA / "eval_blind6.yaml",
     "blind7": DATA / "eval_blind7.yaml",
     "blind8": DATA / "eval_blind8.yaml",
+    "blind10": DATA / "eval_blind10.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -749,7 +750,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,blind10,hard) or 'all'"
         ),
     )
     parser.add_argument(
