@@ -76,6 +76,15 @@ def test_template_error_names_file_and_entry(kb_dir: Path) -> None:
     assert problem.startswith(f"{faq}: entry 'budget': answer.en: template error on line 1")
 
 
+def test_unknown_filter_is_found_when_the_file_is_read(kb_dir: Path) -> None:
+    """Answers compile on first use, but a filter that does not exist is reported at load."""
+    faq = kb_dir / "faq.yaml"
+    edit_yaml(faq, lambda data: entry(data, "budget")["answer"].update(en="{{ budget|monye }}"))
+    assert load_problems(kb_dir) == [
+        f"{faq}: entry 'budget': answer.en: template error on line 1: No filter named 'monye'."
+    ]
+
+
 def test_unknown_fact_name(kb_dir: Path) -> None:
     faq = kb_dir / "faq.yaml"
     edit_yaml(

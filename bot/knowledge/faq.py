@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,24 @@ CONTEXT_NAMES = frozenset(
 )
 
 
+class AnswerTemplate:
+    """An answer's Jinja2 template: checked when the file is read (syntax, filters, names),
+    compiled to Python on its first rendering. A question renders one or two answers, and
+    compiling every answer of the file up front was a tenth of a cold `clusterbot ask`."""
+
+    def __init__(self, env: jinja2.Environment, parsed: jinja2.nodes.Template) -> None:
+        self._env = env
+        self._parsed = parsed
+
+    @cached_property
+    def _template(self) -> jinja2.Template:
+        return self._env.from_string(self._parsed)
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """The answer's text for `context` (facts and answer-time names)."""
+        return self._template.render(context)
+
+
 @dataclass(frozen=True)
 class FaqEntry:
     """One FAQ entry: a topic's main answer, a finer claim under a topic, or a point the
@@ -40,7 +59,7 @@ class FaqEntry:
     label: Mapping[str, str]
     questions: Mapping[str, tuple[str, ...]]
     keywords: Mapping[str, tuple[str, ...]]
-    answers: Mapping[str, jinja2.Template] = field(repr=False)
+    answers: Mapping[str, AnswerTemplate] = field(repr=False)
     sources: tuple[str, ...]
     topic: str = ""
     kind: str = "answer"
@@ -97,7 +116,7 @@ def _parse_entry(
     label: dict[str, str] = {}
     questions: dict[str, tuple[str, ...]] = {}
     keywords: dict[str, tuple[str, ...]] = {}
-    answers: dict[str, jinja2.Template] = {}
+    answers: dict[str, AnswerTemplate] = {}
     for part, value in (
         ("label", label_raw),
         ("questions", questions_raw),
@@ -143,11 +162,11 @@ def _parse_entry(
             )
             continue
         try:
+            # Generating the code, as this does, finds what parsing does not, such as an
+            # unknown filter; the code is compiled when the answer is first rendered.
             names = jinja2.meta.find_undeclared_variables(parsed)
-            # Compile the tree already parsed for validation instead of parsing it again.
-            answers[lang] = env.from_string(parsed)
+            answers[lang] = AnswerTemplate(env, parsed)
         except jinja2.TemplateSyntaxError as exc:
-            # Compiling finds what parsing does not, such as an unknown filter.
             problems.append(
                 f"{where}: answer.{lang}: template error on line {exc.lineno}: {exc.message}"
             )
