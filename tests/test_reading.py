@@ -13,6 +13,7 @@ import yaml
 from bot.knowledge import KnowledgeBase
 from bot.knowledge.cues import load_language, parse_language
 from bot.knowledge.errors import KnowledgeError
+from bot.knowledge.faq import prose
 from bot.knowledge.split import Splitter, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,6 +274,34 @@ def test_the_calls_own_identifier_does_not_pull_a_question_to_its_topic(
 def test_short_italian_questions_are_answered_in_italian(kb: KnowledgeBase) -> None:
     for text in ("Che cos'è ClusterXchange?", "Bastano due partner?"):
         assert kb.understand(text, previous_lang="en").lang == "it"
+
+
+def test_english_words_italian_writes_as_its_own_do_not_make_a_message_english(
+    kb: KnowledgeBase,
+) -> None:
+    """language.yaml's shared_words ("deadline", "lump sum") vote for neither language."""
+    for text in ("E la deadline?", "importo del lump sum", "Qual è il budget del topic?"):
+        assert kb.understand(text, previous_lang="en").lang == "it", text
+    # Alone they say nothing: the conversation's language stays.
+    assert kb.detect("deadline?") is None
+    assert kb.understand("deadline?", previous_lang="it").lang == "it"
+
+
+def test_the_fact_names_of_italian_answers_are_not_italian_words(kb: KnowledgeBase) -> None:
+    """An answer template's tags ("{{ funding_rate }}"), commands and links are not its
+    language's words: short English questions that use those words read as English."""
+    for text in ("funding rate?", "eligible countries?", "opening date?"):
+        assert kb.understand(text, previous_lang="it").lang == "en", text
+    assert prose(
+        "Usa /contact: {{ secretariat_email }} {% if x %}ok{% endif %} https://a.eu/b"
+    ).split() == ["Usa", ":", "ok"]
+
+
+def test_shared_words_are_single_words(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "config" / "language.yaml").read_text(encoding="utf-8"))
+    data["shared_words"] = ["lump sum"]
+    with pytest.raises(KnowledgeError, match="shared_words: one word per item"):
+        parse_language(data, tmp_path / "language.yaml")
 
 
 def test_the_words_of_a_comparison_say_nothing_of_the_subject() -> None:

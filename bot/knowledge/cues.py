@@ -9,7 +9,9 @@ read as the words they stand for, for matching and as evidence of the language
 the phrases that, after a comma, start the reason for asking (`reason_cues`, optional), and
 the words that offer a choice of answers (`choice_cues`, "or") with the phrases that still
 ask yes or no (`yes_no_tails`, "or not"), both optional, and the stressed final vowels of
-regional infinitives without their ending (`truncated_endings`, "entrà", optional).
+regional infinitives without their ending (`truncated_endings`, "entrà", optional), and the
+English words Italian writes as its own ("deadline", "budget": `shared_words`, optional),
+which say nothing of a message's language.
 `words.txt` beside it lists the commonest words of both languages (`WordList`, read on first
 need), real words the speller never corrects.
 A knowledge folder may carry its own; otherwise the shipped ones are used.
@@ -64,6 +66,8 @@ class LanguageCues:
     # Per language: a stressed final vowel that stands for a dropped infinitive ending
     # ("entrà" for "entrare") -> the ending.
     truncated: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Words both languages write ("deadline", "lump sum" in Italian): evidence of neither.
+    shared: frozenset[str] = frozenset()
 
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings: real words of a language."""
@@ -73,7 +77,7 @@ class LanguageCues:
                 words.update(phrase)
         for full in self.all_informal().values():
             words.update(full)
-        return frozenset(words)
+        return frozenset(words | self.shared)
 
     def words_of(self, lang: str) -> frozenset[str]:
         """The words of one language's cues, fillers and informal spellings."""
@@ -82,6 +86,8 @@ class LanguageCues:
             for phrase in table.get(lang, ()):
                 words.update(phrase)
         words.update(self.informal.get(lang, {}))
+        # In every language's words, so that they tell the languages apart no more than "ok".
+        words.update(self.shared)
         return frozenset(words)
 
     def all_informal(self) -> dict[str, tuple[str, ...]]:
@@ -105,6 +111,9 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         }
     informal = _informal(data.get("informal"), path, problems)
     truncated = _truncated(data.get("truncated_endings"), path, problems)
+    shared = phrase_list(data.get("shared_words") or [], f"{path}: shared_words", problems)
+    if any(len(phrase) != 1 for phrase in shared):
+        problems.append(f"{path}: shared_words: one word per item")
     reason = _optional_phrases(data, "reason_cues", path, problems)
     choice = _optional_phrases(data, "choice_cues", path, problems)
     yes_no_tails = _optional_phrases(data, "yes_no_tails", path, problems)
@@ -130,6 +139,7 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         },
         informal=informal,
         truncated=truncated,
+        shared=frozenset(word for phrase in shared for word in phrase),
         filler=filler,
         reason=reason,
         choice=choice,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,10 @@ from bot.knowledge.render import (
 )
 
 KINDS = ("answer", "unconfirmed")
+
+# What in an answer's template is not prose: Jinja2 tags, whose fact names and filters are
+# English in either language ("funding_rate", "date"), bot commands ("/contact") and links.
+_NOT_PROSE_RE = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}|(?<!\w)/\w+|https?://\S+", re.S)
 
 # Names a template may use besides the facts: computed at answer time.
 CONTEXT_NAMES = frozenset(
@@ -63,7 +68,7 @@ class FaqEntry:
     sources: tuple[str, ...]
     topic: str = ""
     kind: str = "answer"
-    # The answers' template sources: their words tell the two languages apart.
+    # The answers' prose (`prose`): their words tell the two languages apart.
     answer_texts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -81,6 +86,11 @@ class Faq:
     topics: tuple[str, ...]
     cite: str | None
     matching: Mapping[str, float]
+
+
+def prose(template: str) -> str:
+    """An answer template's own words, without its tags, commands and links."""
+    return _NOT_PROSE_RE.sub(" ", template)
 
 
 def _string_list(raw: Any, where: str, problems: list[str]) -> tuple[str, ...]:
@@ -187,7 +197,7 @@ def _parse_entry(
         sources=sources,
         topic=topic_id,
         kind=str(kind),
-        answer_texts={lang: str(answers_raw[lang]) for lang in LANGUAGES},
+        answer_texts={lang: prose(str(answers_raw[lang])) for lang in LANGUAGES},
     )
     return entry, []
 
