@@ -14,7 +14,7 @@ from bot.knowledge import KnowledgeBase
 from bot.knowledge.cues import load_language, parse_language
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.faq import prose
-from bot.knowledge.split import Splitter, sentences
+from bot.knowledge.split import Splitter, find_loosely, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 SECOND_CALL = Path(__file__).resolve().parent / "data" / "second_call"
@@ -54,6 +54,21 @@ def test_sentences_end_at_marks_followed_by_a_space_or_a_new_line() -> None:
         "Thanks...",
         "Anna",
     ]
+
+
+def test_a_request_cue_with_a_word_inside_still_marks_the_question(splitter: Splitter) -> None:
+    """ "Volevo [solo] chiedervi ..." asks like "volevo chiedervi ...", even with no '?'."""
+    text = (
+        "Buongiorno! Sono Marta, lavoro in un cluster a Torino. Volevo solo chiedervi fino a "
+        "quando si poteva presentare la domanda. Grazie mille!"
+    )
+    assert [question for question, _, _ in splitter.questions(text)] == [
+        "fino a quando si poteva presentare la domanda"
+    ]
+    cue = {("i", "wanted", "to", "ask")}
+    assert find_loosely(["i", "just", "wanted", "to", "ask", "when"], cue) == 5
+    assert find_loosely(["i", "wanted", "to", "ask"], cue) == 4
+    assert find_loosely(["i", "really", "do", "not", "want"], {("i", "want")}) == -1
 
 
 def test_beside_a_question_mark_a_statement_is_context(splitter: Splitter) -> None:

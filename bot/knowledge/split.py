@@ -70,6 +70,27 @@ def find(words: list[str], phrases: Phrases, first: bool = False) -> int:
     return found
 
 
+def find_loosely(words: list[str], phrases: Phrases, first: bool = False) -> int:
+    """`find`, where a phrase of two words or more may also have one word inside it ("volevo
+    [solo] chiedervi", "I [just] wanted to ask", "vorrei [anche] sapere")."""
+    found = find(words, phrases, first)
+    if first and found >= 0:
+        return found
+    table = _by_first_word(phrases)
+    for at, word in enumerate(words):
+        for phrase in table.get(word, ()):
+            size = len(phrase)
+            for gap in range(1, size):
+                if (
+                    tuple(words[at : at + gap]) == phrase[:gap]
+                    and tuple(words[at + gap + 1 : at + size + 1]) == phrase[gap:]
+                ):
+                    found = max(found, at + size + 1)
+        if first and found >= 0:
+            return found
+    return found
+
+
 def _comma_positions(text: str) -> set[int]:
     """Word positions that follow a comma in `text`."""
     positions: set[int] = set()
@@ -127,7 +148,7 @@ class Splitter:
     def is_question(self, sentence: str, marked: bool = False) -> bool:
         """Whether `sentence` asks; `marked`: the message uses question marks elsewhere."""
         words = self.read_words(sentence)
-        if "?" in sentence or find(words, self.focus_cues) >= 0:
+        if "?" in sentence or find_loosely(words, self.focus_cues) >= 0:
             return True
         cues = self.open_cues if marked else self.question_cues
         return starts_with(words, cues)
@@ -136,7 +157,7 @@ class Splitter:
         """The part of a chatty sentence after its first focus cue ("vorrei sapere …"); a
         later one is usually the purpose ("…, per capire se …")."""
         words = tokens(sentence)
-        end = find(words, self.focus_cues, first=True)
+        end = find_loosely(words, self.focus_cues, first=True)
         if 0 < end < len(words):
             # Its commas stay: they may start the reason for asking (see `halves`).
             surface = surface_words(sentence)
@@ -276,7 +297,9 @@ class Splitter:
         """Whether `text` marks its questions, with a question mark or a focus cue ("volevo
         sapere …"): it then asks only there or with an open question word, and "Sono Paolo,
         project manager …" beside it is context, though "sono" can start a question."""
-        return "?" in text or any(find(tokens(part), self.focus_cues) >= 0 for part in found)
+        return "?" in text or any(
+            find_loosely(tokens(part), self.focus_cues) >= 0 for part in found
+        )
 
     def context(self, text: str, sentence: str) -> str:
         """Every sentence of `text` that asks nothing between the last one that asks and
