@@ -65,10 +65,10 @@ def test_a_request_cue_with_a_word_inside_still_marks_the_question(splitter: Spl
     assert [question for question, _, _ in splitter.questions(text)] == [
         "fino a quando si poteva presentare la domanda"
     ]
-    cue = {("i", "wanted", "to", "ask")}
+    cue = frozenset({("i", "wanted", "to", "ask")})
     assert find_loosely(["i", "just", "wanted", "to", "ask", "when"], cue) == 5
     assert find_loosely(["i", "wanted", "to", "ask"], cue) == 4
-    assert find_loosely(["i", "really", "do", "not", "want"], {("i", "want")}) == -1
+    assert find_loosely(["i", "really", "do", "not", "want"], frozenset({("i", "want")})) == -1
 
 
 def test_beside_a_question_mark_a_statement_is_context(splitter: Splitter) -> None:
