@@ -639,7 +639,7 @@ def print_latency(size: int, rounds: int, items: Sequence[Item]) -> None:
     texts = [item.text for item in items]
     multi = [item.text for item in items if len(item.expect) >= 2]
     rows = [
-        ("ours", lambda text: (big.matcher.clear_cache(), big.understand(text)), build),
+        ("ours", lambda text: (big.clear_cache(), big.understand(text)), build),
         ("baseline", lambda text: old.best(text), old_build),
     ]
     print(f"== latency, {len(entries)}-entry knowledge base, {rounds} rounds ==")
@@ -750,7 +750,8 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,blind10,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,blind10,hard)"
+            " or 'all'"
         ),
     )
     parser.add_argument(

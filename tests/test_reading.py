@@ -394,3 +394,24 @@ def test_a_preamble_before_the_question_word_is_left_out(kb: KnowledgeBase) -> N
     assert splitter.from_question_word("Quanti progetti pensano di finanziare?") == ""
     found = kb.understand(text, "it")
     assert found.topic == "funded-proposals"
+
+
+def test_a_messages_language_is_detected_once(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session asks for the reply language and `understand` again: one detection."""
+    import bot.knowledge.language as language
+
+    calls: list[str] = []
+    real = language.detect
+
+    def counted(text: str, *args: object) -> str | None:
+        calls.append(text)
+        return real(text, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(language, "detect", counted)
+    kb.clear_cache()
+    text = "Qual è la scadenza del bando?"
+    assert kb.detect(text) == "it"
+    assert kb.understand(text).lang == "it"
+    assert calls == [text]

@@ -16,6 +16,7 @@ from bot.knowledge.faq import Faq, FaqEntry, load_faq_file
 from bot.knowledge.lexicon import Lexicon, load_lexicon
 from bot.knowledge.render import call_status, render_answer
 from bot.knowledge.results import Answer, Found, Understanding, load_fallback_texts
+from bot.knowledge.scoring import Recent
 
 if TYPE_CHECKING:
     from bot.knowledge.match import Matcher
@@ -26,6 +27,8 @@ CALL_FILE = "call.yaml"
 FAQ_FILE = "faq.yaml"
 RENDER_CACHE_SIZE = 1024
 MAX_ANSWERS = 3
+# Messages whose language is kept (see `KnowledgeBase.detect`).
+DETECTED_KEPT = 64
 
 __all__ = ["Answer", "Found", "KnowledgeBase", "KnowledgeError", "Understanding"]
 
@@ -58,6 +61,9 @@ class KnowledgeBase:
         self.default_lang = default_lang if default_lang in LANGUAGES else "en"
         self.secretariat_email = secretariat_email
         self._rendered: dict[tuple[str, str, bool, bool, int], str] = {}
+        # A message's language is asked for twice: for the reply (the dialogue's session)
+        # and again when the message is understood.
+        self._detected: Recent[str, str | None] = Recent(DETECTED_KEPT)
 
     @classmethod
     def load(
@@ -153,7 +159,12 @@ class KnowledgeBase:
             return lang
         from bot.knowledge.language import detect
 
-        return detect(question, self.matcher, self.cues)
+        return self._detected.get(question, lambda: detect(question, self.matcher, self.cues))
+
+    def clear_cache(self) -> None:
+        """Forget kept languages and scorings (a benchmark times each message as if new)."""
+        self._detected.clear()
+        self.matcher.clear_cache()
 
     def choose_language(
         self, text: str, lang: str | None = None, previous_lang: str | None = None
