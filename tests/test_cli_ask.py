@@ -180,3 +180,11 @@ def test_check_smtp_reports_an_unreachable_server(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot connect and log in to 127.0.0.1:{port}" in result.stderr
     assert "1 problem found." in result.stderr
+
+
+def test_a_message_that_does_not_say_its_language_gets_the_letters_hint() -> None:
+    """'Deadline?' names no word only one language uses; with no conversation, the
+    language library's lean decides before the configured default (Italian)."""
+    for question, lang in (("Deadline?", "en"), ("Esatto", "it"), ("ok", "it")):
+        record = json.loads(clusterbot("ask", question, "--json").stdout)
+        assert record["lang"] == lang, question

@@ -172,6 +172,14 @@ def test_a_matched_question_is_answered_and_logged(env: Env) -> None:
     assert log[0]["score"] == pytest.approx(0.9)
 
 
+def test_a_new_chat_gets_the_letters_hint_when_the_message_does_not_say(env: Env) -> None:
+    """'Deadline?' has no word only one language uses: without a channel hint the language
+    library's lean decides (English), before the configured default (Italian); a hint wins."""
+    env.chat(user_id="new").say("Deadline?")
+    env.chat(user_id="hinted", lang_hint="it").say("Deadline?")
+    assert [r["lang"] for r in rows(env.db, "faq_log")] == ["en", "it"]
+
+
 def test_fallback_offers_to_forward_and_prefills_the_question(env: Env) -> None:
     chat = env.chat()
     question = "Can a Swiss cluster lead the partnership?"

@@ -104,7 +104,9 @@ class Engine:
         # Read and write the session in one transaction, so no other writer slips in between.
         with transaction(self.db):
             state = session.load(self.db, event)
-            lang = session.reply_language(state, event, self.settings.language, self.kb.detect)
+            lang = session.reply_language(
+                state, event, self.settings.language, self.kb.detect, self.kb.guess
+            )
             # Rate limit first: a refused message reaches neither the matcher nor the
             # secretariat, and is not stored. The window runs on when each message was sent
             # (never later than now), so a backlog handled late cannot slip through.

@@ -155,11 +155,16 @@ def normalize_lang(value: str | None) -> str | None:
 
 
 def reply_language(
-    state: dict[str, Any], event: Event, default: str, detect: Callable[[str], str | None]
+    state: dict[str, Any],
+    event: Event,
+    default: str,
+    detect: Callable[[str], str | None],
+    guess: Callable[[str], str | None] | None = None,
 ) -> str:
     """Choice, else the message's clear language (`detect`: the knowledge base's language
     identification), else the last clear one, else the hint, else the language last used,
-    else the configured default."""
+    else the letters' weak hint (`guess`, "Deadline?" to a new conversation), else the
+    configured default."""
     chosen = state.get("chosen")
     if isinstance(chosen, str):
         return chosen
@@ -173,9 +178,17 @@ def reply_language(
     if isinstance(seen, str):
         return seen
     last = state.get("last")
-    # The language this conversation last used keeps a channel without hints consistent.
-    fallback = last if isinstance(last, str) else default
-    return normalize_lang(event.lang_hint) or fallback
+    hint = normalize_lang(event.lang_hint)
+    if hint:
+        return hint
+    if isinstance(last, str):
+        # The language this conversation last used keeps a channel without hints consistent.
+        return last
+    if guess is not None and event.kind == "text" and state.get("step") not in STEPS:
+        guessed = guess(event.text[:MATCH_CHARS])
+        if guessed in LANGUAGES:
+            return str(guessed)
+    return default
 
 
 def _detect(text: str, detect: Callable[[str], str | None]) -> str | None:

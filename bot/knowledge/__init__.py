@@ -173,15 +173,23 @@ class KnowledgeBase:
         default."""
         if lang in LANGUAGES:
             return str(lang)
-        return self._language(self.detect(text), previous_lang)
+        return self._language(text, self.detect(text), previous_lang)
 
-    def _language(self, detected: str | None, previous_lang: str | None) -> str:
-        """The message's language if it says, else the previous one, else the default."""
+    def guess(self, text: str) -> str | None:
+        """A weak hint of the language of a message that does not say it (see
+        `language.guess`), for a conversation that has no language yet."""
+        from bot.knowledge.language import guess
+
+        return guess(text)
+
+    def _language(self, text: str, detected: str | None, previous_lang: str | None) -> str:
+        """The message's language if it says, else the previous one, else the letters' hint,
+        else the default."""
         if detected is not None:
             return detected
         if previous_lang in LANGUAGES:
             return str(previous_lang)
-        return self.default_lang
+        return self.guess(text) or self.default_lang
 
     # ------------------------------------------------------------------ understanding
 
@@ -195,7 +203,9 @@ class KnowledgeBase:
         """Read a whole message: its language, up to 3 answers, unconfirmed points and the
         question(s) left for the secretariat. `lang` is an explicit choice (/language)."""
         detected = self.detect(text)
-        reply_lang = str(lang) if lang in LANGUAGES else self._language(detected, previous_lang)
+        reply_lang = (
+            str(lang) if lang in LANGUAGES else self._language(text, detected, previous_lang)
+        )
         match_lang = detected or reply_lang
         answers: list[Found] = []
         unconfirmed: list[Found] = []

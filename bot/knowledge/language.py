@@ -30,6 +30,8 @@ LONG_CONFIDENCE = 0.1
 ALONE_CONFIDENCE = 0.4
 ALONE_WORDS = 3
 WORD_VOTE = 0.3
+# How far from 1/2 the library must lean for a guess (`guess`) where nothing else says.
+GUESS_CONFIDENCE = 0.3
 MAX_CHARS = 600
 _ITALIAN_FINALS = frozenset("àèéìòù")
 
@@ -90,6 +92,19 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
     return "it" if lean > 0 else "en"
 
 
+def guess(text: str) -> str | None:
+    """The library's reading of the letters alone, for a message `detect` leaves undecided in
+    a conversation with no language yet: a weak hint, better than the configured default
+    ("Deadline?" is English); None when the letters lean neither way ("ok", a number)."""
+    words = tokens(text[:MAX_CHARS])
+    if not words or all(word.isdigit() for word in words):
+        return None
+    lean = italian_probability(text) - 0.5
+    if abs(lean) < GUESS_CONFIDENCE:
+        return None
+    return "it" if lean > 0 else "en"
+
+
 def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
     """'it', 'en' or None for a message, from the library, the knowledge base's words and the
     informal spellings of language.yaml."""
@@ -119,4 +134,4 @@ def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
     return identify(" ".join(expanded) if found else text, votes)
 
 
-__all__ = ["LANGUAGES", "detect", "identify", "italian_probability"]
+__all__ = ["LANGUAGES", "detect", "guess", "identify", "italian_probability"]
