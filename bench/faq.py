@@ -66,7 +66,10 @@ SETS = {
     "blind6": DATA / "eval_blind6.yaml",
     "blind7": DATA / "eval_blind7.yaml",
     "blind8": DATA / "eval_blind8.yaml",
+    "blind9": DATA / "eval_blind9.yaml",
     "blind10": DATA / "eval_blind10.yaml",
+    "blind11": DATA / "eval_blind11.yaml",
+    "blind12": DATA / "eval_blind12.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -750,8 +753,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,blind5,blind6,blind7,blind8,blind10,hard)"
-            " or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,...,blind11,hard) or 'all'"
         ),
     )
     parser.add_argument(
