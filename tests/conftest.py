@@ -38,8 +38,15 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[BotApiStandIn]:
         assert standin.rejected() == [], [(r.method, r.response) for r in standin.rejected()]
 
 
+@pytest.fixture(scope="session")
+def _index_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder per test worker: built indexes are shared between its tests, never
+    written to the developer's own ~/.cache."""
+    return tmp_path_factory.mktemp("cache-home")
+
+
 @pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, _index_cache_home: Path) -> None:
     """Tests never pick up the developer's own settings or secrets."""
     for name in (
         "CLUSTERBOT_CONFIG",
@@ -49,3 +56,4 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "IMAP_PASSWORD",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_index_cache_home))

@@ -9,11 +9,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.knowledge.cues import LanguageCues, in_every_language, load_language
+from bot.knowledge.cues import (
+    LANGUAGE_FILE,
+    LanguageCues,
+    in_every_language,
+    load_language,
+)
 from bot.knowledge.errors import KnowledgeError
 from bot.knowledge.facts import LANGUAGES, Call, load_call
 from bot.knowledge.faq import Faq, FaqEntry, load_faq_file
-from bot.knowledge.lexicon import Lexicon, load_lexicon
+from bot.knowledge.lexicon import LEXICON_FILE, Lexicon, load_lexicon
 from bot.knowledge.render import call_status, render_answer
 from bot.knowledge.results import Answer, Found, Understanding, load_fallback_texts
 from bot.knowledge.scoring import Recent
@@ -29,6 +34,22 @@ RENDER_CACHE_SIZE = 1024
 MAX_ANSWERS = 3
 # Messages whose language is kept (see `KnowledgeBase.detect`).
 DETECTED_KEPT = 64
+
+
+def _index_sources(directory: Path) -> list[Path]:
+    """The files the ranking index is built from: the folder's own, and the shipped
+    language cues it falls back to (the word lists are read when used, not kept in it)."""
+    from bot.resources import config_dir
+
+    shipped = config_dir()
+    return [
+        directory / CALL_FILE,
+        directory / FAQ_FILE,
+        directory / LEXICON_FILE,
+        directory / LANGUAGE_FILE,
+        shipped / LANGUAGE_FILE,
+    ]
+
 
 __all__ = ["Answer", "Found", "KnowledgeBase", "KnowledgeError", "Understanding"]
 
@@ -47,6 +68,7 @@ class KnowledgeBase:
         secretariat_email: str = "",
         lexicon: Lexicon | None = None,
         cues: LanguageCues | None = None,
+        index_cache: tuple[Path, str] | None = None,
     ) -> None:
         if not isinstance(faq, Faq):
             faq = Faq(tuple(faq), (), None, {})
@@ -57,6 +79,8 @@ class KnowledgeBase:
         self.lexicon = lexicon or Lexicon.from_groups(())
         self._cues = cues
         self._min_score = min_score
+        # (folder, digest of the sources) where the built ranking index is kept, if anywhere.
+        self._index_cache = index_cache
         self.fallback = dict(fallback) if fallback else load_fallback_texts()
         self.default_lang = default_lang if default_lang in LANGUAGES else "en"
         self.secretariat_email = secretariat_email
@@ -73,13 +97,21 @@ class KnowledgeBase:
         *,
         default_lang: str = "en",
         secretariat_email: str = "",
+        index_cache: Path | None = None,
     ) -> KnowledgeBase:
         """Load call.yaml, faq.yaml and lexicon.yaml from `directory`; raise KnowledgeError
-        with every problem."""
+        with every problem. With `index_cache`, the built ranking index is kept in that
+        folder (see index_cache.py)."""
         if not directory.is_dir():
             raise KnowledgeError([f"{directory}: knowledge folder not found (check knowledge_dir)"])
         call = load_call(directory / CALL_FILE)
         faq = load_faq_file(directory / FAQ_FILE, call)
+        kept = None
+        if index_cache is not None:
+            from bot.knowledge.index_cache import digest, slot
+
+            sources = digest(_index_sources(directory), f"{directory.resolve()} {min_score}")
+            kept = (index_cache, f"{slot(directory)}-{sources}")
         return cls(
             call,
             faq,
@@ -88,23 +120,38 @@ class KnowledgeBase:
             secretariat_email=secretariat_email,
             lexicon=load_lexicon(directory),
             cues=load_language(directory),
+            index_cache=kept,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KnowledgeBase:
-        """The knowledge base the settings point at, with their threshold and language."""
+        """The knowledge base the settings point at, with their threshold and language; its
+        built index kept in the user's cache folder unless `faq.index_cache` is off."""
+        from bot.knowledge.index_cache import default_folder
+
         return cls.load(
             settings.resolved_knowledge_dir,
             settings.faq.min_score,
             default_lang=settings.language,
             secretariat_email=settings.secretariat.email,
+            index_cache=default_folder() if settings.faq.index_cache else None,
         )
 
     # ------------------------------------------------------------------ matching parts
 
     @cached_property
     def matcher(self) -> Matcher:
-        """The ranking index, built on first use (it loads numpy and the stemmers)."""
+        """The ranking index, built on first use (it loads numpy and the stemmers), or read
+        from the folder that keeps it."""
+        if self._index_cache is None:
+            return self._build_matcher()
+        from bot.knowledge.index_cache import load_or_build
+        from bot.knowledge.match import Matcher
+
+        folder, key = self._index_cache
+        return load_or_build(folder, key, Matcher, self._build_matcher)
+
+    def _build_matcher(self) -> Matcher:
         from bot.knowledge.match import Document, Matcher, Tuning
 
         tuning = Tuning.from_mapping(self.faq.matching)

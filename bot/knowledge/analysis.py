@@ -179,6 +179,15 @@ class Analyzer:
         # concepts share a stem), so that other forms of the word read as the concept too.
         self.concept_stems: dict[str, dict[str, str | None]] = {lang: {} for lang in LANGUAGES}
 
+    # The stemmers are C objects pickle cannot save; a kept index (index_cache.py) gets new
+    # ones.
+    def __getstate__(self) -> dict[str, object]:
+        return {name: value for name, value in vars(self).items() if name != "stem"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        vars(self).update(state)
+        self.stem = stemmers()
+
     def learn_concepts(self, known: Container[str]) -> None:
         """Fill `concept_stems` with the concepts in `known` (the index's terms)."""
         for group in self.lexicon.groups:

@@ -13,3 +13,6 @@ class LimitSettings(Section):
 
 class FaqSettings(Section):
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Keep the built ranking index under data_dir/cache, so a start reads it instead of
+    # building it again (bot/knowledge/index_cache.py).
+    index_cache: bool = True
