@@ -71,6 +71,8 @@ SETS = {
     "blind10": DATA / "eval_blind10.yaml",
     "blind11": DATA / "eval_blind11.yaml",
     "blind12": DATA / "eval_blind12.yaml",
+    "blind16": DATA / "eval_blind16.yaml",
+    "probefb": DATA / "eval_probefb.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -773,7 +775,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,...,blind11,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,...,blind12,blind16,probefb,hard) or 'all'"
         ),
     )
     parser.add_argument(
