@@ -127,17 +127,28 @@ class Reader:
             return best, margin, False, False
         if margin < tuning.margin:
             # Too close to call: an unconfirmed point close behind wins (never a wrong
-            # figure); otherwise nothing is answered.
+            # figure) when the question says something the best entry does not hold ("budget
+            # per partner?"); otherwise nothing is answered.
             close = [
                 r
                 for r in ranked[1:]
                 if r.group.startswith(UNCONFIRMED) and best.score - r.score < tuning.margin
             ]
+            if close and not self._beyond(query, best):
+                close = []
             if close:
                 return close[0], margin, False, True
             if margin < tuning.answer_margin and not tuning.has_decision:
                 return best, margin, False, False
         return best, margin, True, False
+
+    def _beyond(self, query: QueryTerms, best: Ranked) -> bool:
+        """Whether the question says something `best` does not hold (an informative term):
+        only then may a point the facts leave open, close behind, be what it asks."""
+        stop = self.matcher.stop_terms
+        return any(
+            term not in stop and not self.matcher.holds(best.index, term) for term in query.weights
+        )
 
     def coordinated(self, question: str, lang: str) -> list[str]:
         """`question` cut at a conjunction joining two subjects that are answered by
