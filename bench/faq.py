@@ -73,6 +73,7 @@ SETS = {
     "blind12": DATA / "eval_blind12.yaml",
     "blind16": DATA / "eval_blind16.yaml",
     "probefb": DATA / "eval_probefb.yaml",
+    "probelong": DATA / "eval_probelong.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -775,7 +776,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,...,blind12,blind16,probefb,hard) or 'all'"
+            " (dev,heldout,fresh,extra,final,blind4,...,blind12,blind16,probefb,probelong,hard) or 'all'"
         ),
     )
     parser.add_argument(
