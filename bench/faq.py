@@ -775,8 +775,8 @@ def main() -> int:
         "--sets",
         default="all",
         help=(
-            "sets to report, separated by commas"
-            " (dev,heldout,fresh,extra,final,blind4,...,blind12,blind16,probefb,probelong,hard) or 'all'"
+            "sets to report, separated by commas (dev,heldout,fresh,extra,final,"
+            "blind4,...,blind12,blind16,probefb,probelong,hard) or 'all'"
         ),
     )
     parser.add_argument(
