@@ -74,6 +74,8 @@ SETS = {
     "blind16": DATA / "eval_blind16.yaml",
     "probefb": DATA / "eval_probefb.yaml",
     "probelong": DATA / "eval_probelong.yaml",
+    "probemulti": DATA / "eval_probemulti.yaml",
+    "probein": DATA / "eval_probein.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -776,7 +778,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,"
-            "blind4,...,blind12,blind16,probefb,probelong,hard) or 'all'"
+            "blind4,...,blind12,blind16,probefb,probelong,probemulti,probein,hard) or 'all'"
         ),
     )
     parser.add_argument(

@@ -45,6 +45,37 @@ def test_two_questions_in_one_sentence(kb: KnowledgeBase) -> None:
     assert [a.topic for a in found.answers] == ["budget", "deadline"]
 
 
+@pytest.mark.parametrize(
+    ("text", "topics"),
+    [
+        (
+            "paesi ammessi, importo massimo per progetto e tasso di cofinanziamento?",
+            ["countries", "max-grant", "funding-rate"],
+        ),
+        (
+            "funding rate, number of grants and deadline?",
+            ["funding-rate", "funded-proposals", "deadline"],
+        ),
+    ],
+)
+def test_a_list_of_subjects_in_one_sentence_gets_an_answer_each(
+    kb: KnowledgeBase, text: str, topics: list[str]
+) -> None:
+    assert [a.topic for a in kb.understand(text).answers] == topics
+
+
+def test_a_question_and_its_afterthought_are_one_question(kb: KnowledgeBase) -> None:
+    # "maximum" qualifies the duration asked (a point the facts leave open): no grant answer.
+    found = kb.understand("How many months is the project, maximum?")
+    assert found.answers == ()
+    assert found.unanswered is not None
+    # A list naming one point the facts leave open is not several topics.
+    found = kb.understand(
+        "Quali voci di spesa sono ammissibili: personale, missioni, spese generali?"
+    )
+    assert found.answers == ()
+
+
 def test_at_most_three_answers(kb: KnowledgeBase) -> None:
     found = kb.understand(
         "What is the budget? What is the deadline? What is the maximum grant? "

@@ -91,7 +91,7 @@ def find_loosely(words: list[str], phrases: Phrases, first: bool = False) -> int
     return found
 
 
-def _comma_positions(text: str) -> set[int]:
+def comma_positions(text: str) -> set[int]:
     """Word positions that follow a comma in `text`."""
     positions: set[int] = set()
     count = 0
@@ -161,7 +161,7 @@ class Splitter:
         if 0 < end < len(words):
             # Its commas stay: they may start the reason for asking (see `halves`).
             surface = surface_words(sentence)
-            commas = _comma_positions(sentence)
+            commas = comma_positions(sentence)
             rest = surface[end]
             for at in range(end + 1, len(surface)):
                 rest += ("," if at in commas else "") + " " + surface[at]
@@ -198,7 +198,7 @@ class Splitter:
         cluster from Kosovo, can we …")."""
         words = tokens(question)
         surface = surface_words(question)
-        commas = _comma_positions(question)
+        commas = comma_positions(question)
         # (end of one part, start of the next): a conjunction is dropped, a comma is not a word.
         cuts: list[tuple[int, int]] = []
         for at in sorted(commas):

@@ -19,7 +19,7 @@ from bot.knowledge.decision import features
 from bot.knowledge.lexicon import CONCEPT_MARK, surface_words, tokens
 from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
-from bot.knowledge.split import Splitter
+from bot.knowledge.split import Splitter, comma_positions
 
 # Share of a question's known weight an answer must leave out before the rest is read as a
 # second question.
@@ -32,6 +32,9 @@ CLOSED_MIN_WORDS = 4
 MAX_CONJUNCTIONS_TRIED = 1
 # How far down the question's own ranking the point its context leads to must be.
 NEAR_RANKS = 5
+# A list of subjects asked at once: at most this many, each of at most this many words.
+MAX_LISTED = 4
+MAX_LISTED_WORDS = 6
 UNCONFIRMED = "?"
 OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 # Best entry, margin over another topic, whether it answers, whether it is an open point.
@@ -150,10 +153,52 @@ class Reader:
             term not in stop and not self.matcher.holds(best.index, term) for term in query.weights
         )
 
+    def _listed(self, question: str, lang: str) -> list[str]:
+        """`question` as a list of short subjects, cut at its commas and conjunctions
+        ("paesi ammessi, importo max e tasso di cofinanziamento?", "funding rate, number of
+        grants and deadline?"), when there are three or more, each one alone is answered or
+        names a point left open, and two or more topics are answered; else nothing."""
+        words = tokens(question)
+        surface = surface_words(question)
+        if len(words) != len(surface):
+            return []
+        commas = {at for at in comma_positions(question) if 0 < at < len(words)}
+        joins = {
+            at
+            for at in range(1, len(words) - 1)
+            if self.splitter.conjunction_at(words, surface, at)
+        }
+        if not commas:
+            return []
+        parts, start = [], 0
+        for at in sorted(commas | joins):
+            parts.append(" ".join(surface[start:at]))
+            start = at + 1 if at in joins else at
+        parts.append(" ".join(surface[start:]))
+        parts = [part for part in parts if part]
+        # Two parts are as often a question and its afterthought ("How long is the project,
+        # maximum?", "wee question, whit's this thing aboot?") as two subjects.
+        if not 3 <= len(parts) <= MAX_LISTED or any(
+            len(tokens(part)) > MAX_LISTED_WORDS for part in parts
+        ):
+            return []
+        decided = [
+            self.decide(self.matcher.query(part, lang), self.is_closed(part)) for part in parts
+        ]
+        if not all(d[0] is not None and (d[2] or d[3]) for d in decided):
+            return []
+        if len({d[0].group for d in decided if d[0] is not None and d[2]}) < 2:
+            # "personale, missioni, spese generali?" lists one point, not several topics.
+            return []
+        return parts
+
     def coordinated(self, question: str, lang: str) -> list[str]:
         """`question` cut at a conjunction joining two subjects that are answered by
         different topics, each closer than the whole ("budget and deadline?", "the general
         and the specific objective"), else the question whole."""
+        listed = self._listed(question, lang)
+        if listed:
+            return listed
         whole = self.matcher.best(self.matcher.query(question, lang))[0]
         floor = whole.score if whole is not None else 0.0
         words = tokens(question)
