@@ -71,6 +71,7 @@ SETS = {
     "blind10": DATA / "eval_blind10.yaml",
     "blind11": DATA / "eval_blind11.yaml",
     "blind12": DATA / "eval_blind12.yaml",
+    "blind14": DATA / "eval_blind14.yaml",
     "blind16": DATA / "eval_blind16.yaml",
     "probefb": DATA / "eval_probefb.yaml",
     "probelong": DATA / "eval_probelong.yaml",
@@ -778,7 +779,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,"
-            "blind4,...,blind12,blind16,probefb,probelong,probemulti,probein,hard) or 'all'"
+            "blind4,...,blind12,blind14,blind16,probefb,probelong,probemulti,probein,hard) or 'all'"
         ),
     )
     parser.add_argument(
