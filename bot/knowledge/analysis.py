@@ -22,7 +22,9 @@ MIN_CONCEPT_STEM = 4
 # words no entry knows, its length (log of words), the share of its known weight the entry
 # does not explain, whether it asks for a yes or a no, whether the entry is a claim, how
 # much the question's known words say (the norm of their weights, function words left out),
-# and how far the closest point the facts leave open is behind the entry.
+# how far the closest point the facts leave open is behind the entry, and the share of the
+# question's known weight in words that point holds and the entry does not ("budget per
+# partner?": "partner").
 DECISION_FEATURES = (
     "score",
     "margin",
@@ -33,6 +35,7 @@ DECISION_FEATURES = (
     "claim",
     "information",
     "open_gap",
+    "open_terms",
 )
 
 
@@ -67,6 +70,7 @@ class Tuning:
     decision_claim: float = 0.0
     decision_information: float = 0.0
     decision_open_gap: float = 0.0
+    decision_open_terms: float = 0.0
 
     @property
     def decision_weights(self) -> tuple[float, ...]:

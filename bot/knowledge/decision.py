@@ -36,7 +36,22 @@ def features(
         if not matcher.holds(best.index, term)
     )
     information = sum(weight * weight for weight in informative.values())
-    open_score = max((r.score for r in ranked if r.group.startswith(OPEN_GROUP)), default=0.0)
+    point = max(
+        (r for r in ranked if r.group.startswith(OPEN_GROUP)),
+        key=lambda r: r.score,
+        default=None,
+    )
+    open_score = point.score if point is not None else 0.0
+    # What the closest open point knows of the question and the entry does not.
+    beyond = (
+        sum(
+            weight * weight
+            for term, weight in informative.items()
+            if matcher.holds(point.index, term) and not matcher.holds(best.index, term)
+        )
+        if point is not None
+        else 0.0
+    )
     return (
         best.score,
         margin,
@@ -47,4 +62,5 @@ def features(
         float(best.id != best.group),
         math.sqrt(information),
         best.score - open_score,
+        beyond / known if known else 0.0,
     )
