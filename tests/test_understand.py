@@ -411,8 +411,12 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     assert best is not None
     features = decision.features(matcher, plain, best, margin, False, ranked)
     assert len(features) == len(DECISION_FEATURES)
-    score, got_margin, unknown, words, unexplained, closed, claim, information, gap = features
+    score, got_margin, unknown, words, unexplained, closed, claim, information, gap, beyond = (
+        features
+    )
     assert (score, got_margin) == (best.score, margin)
+    # Nothing of the question is only the open points' own.
+    assert beyond == 0.0
     assert unknown == 0.0
     assert unexplained == 0.0
     assert (closed, claim) == (0.0, 0.0)
@@ -420,7 +424,7 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     # The gap to the closest open point: the whole score when none ranks.
     open_scores = [r.score for r in ranked if r.group.startswith("?")]
     assert gap == best.score - max(open_scores, default=0.0)
-    assert decision.features(matcher, plain, best, margin, False)[-1] == best.score
+    assert decision.features(matcher, plain, best, margin, False)[8] == best.score
     # Function words alone say nothing.
     empty = matcher.query("what is it?", "en")
     assert empty.weights
@@ -434,6 +438,11 @@ def test_decision_features_describe_the_question_and_its_entry(kb: KnowledgeBase
     assert features[3] > words
     assert features[4] > 0.0
     assert features[5] == 1.0
+    # A word the closest open point holds and the answer does not: its share of the weight.
+    split = matcher.query("Maximum grant for the coordinator?", "en")
+    best, margin, ranked = reader.choose(split)
+    assert best is not None and best.group == "max-grant"
+    assert decision.features(matcher, split, best, margin, False, ranked)[9] > 0.0
 
 
 @pytest.mark.parametrize(
