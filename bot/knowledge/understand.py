@@ -232,6 +232,20 @@ class Reader:
             return True
         return any(r.group == entry.group for r in self.matcher.rank_query(query, NEAR_RANKS))
 
+    def _names_for(
+        self, joined: QueryTerms, alone: QueryTerms, entry: Ranked, other: Ranked
+    ) -> bool:
+        """Whether the statement before a question names a lexicon concept (a participating
+        country, a kind of organisation) that `entry` holds and `other` does not: "We are a
+        cluster in Turkey, can we apply?" asks about the country, not who may apply."""
+        return any(
+            term.startswith(CONCEPT_MARK)
+            and term not in alone.weights
+            and self.matcher.holds(entry.index, term)
+            and not self.matcher.holds(other.index, term)
+            for term in joined.weights
+        )
+
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
         ranked = self.matcher.rank_query(query)
         return any(
@@ -297,7 +311,10 @@ class Reader:
                     and best is not None
                     and decided[0] is not None
                     and decided[0].group != best.group
-                    and decided[0].score > best.score
+                    and (
+                        decided[0].score > best.score
+                        or self._names_for(joined, query, decided[0], best)
+                    )
                 )
             ):
                 query, (best, margin, answered, unconfirmed) = joined, decided
