@@ -74,6 +74,7 @@ SETS = {
     "blind14": DATA / "eval_blind14.yaml",
     "blind16": DATA / "eval_blind16.yaml",
     "probefb": DATA / "eval_probefb.yaml",
+    "probefb2": DATA / "eval_probefb2.yaml",
     "probelong": DATA / "eval_probelong.yaml",
     "probemulti": DATA / "eval_probemulti.yaml",
     "probein": DATA / "eval_probein.yaml",
@@ -778,8 +779,8 @@ def main() -> int:
         "--sets",
         default="all",
         help=(
-            "sets to report, separated by commas (dev,heldout,fresh,extra,final,"
-            "blind4,...,blind12,blind14,blind16,probefb,probelong,probemulti,probein,hard) or 'all'"
+            "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
+            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,hard) or 'all'"
         ),
     )
     parser.add_argument(
