@@ -78,6 +78,7 @@ SETS = {
     "probelong": DATA / "eval_probelong.yaml",
     "probemulti": DATA / "eval_probemulti.yaml",
     "probein": DATA / "eval_probein.yaml",
+    "probemix": DATA / "eval_probemix.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -780,7 +781,8 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,hard) or 'all'"
+            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,"
+            "hard) or 'all'"
         ),
     )
     parser.add_argument(
