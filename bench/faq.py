@@ -79,6 +79,7 @@ SETS = {
     "probemulti": DATA / "eval_probemulti.yaml",
     "probein": DATA / "eval_probein.yaml",
     "probemix": DATA / "eval_probemix.yaml",
+    "probemix2": DATA / "eval_probemix2.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -781,7 +782,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,"
+            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,"
             "hard) or 'all'"
         ),
     )
