@@ -12,21 +12,17 @@ goes, alone, to the form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bot.knowledge.cues import LanguageCues
-from bot.knowledge.decision import features
+from bot.knowledge.deciding import Decider, Decision
 from bot.knowledge.lexicon import CONCEPT_MARK, surface_words, tokens
-from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
 from bot.knowledge.match import Matcher, QueryTerms, Ranked
 from bot.knowledge.split import Splitter, comma_positions
 
 # Share of a question's known weight an answer must leave out before the rest is read as a
 # second question.
 RESIDUAL_SHARE = 0.35
-# How much closer a topic's general answer may be than one of its claims and still give way
-# to it on a yes/no question.
-CLAIM_PREFERENCE = 0.15
 CLOSED_MIN_WORDS = 4
 # Conjunctions of one question tried as the join of two subjects.
 MAX_CONJUNCTIONS_TRIED = 1
@@ -35,10 +31,6 @@ NEAR_RANKS = 5
 # A list of subjects asked at once: at most this many, each of at most this many words.
 MAX_LISTED = 4
 MAX_LISTED_WORDS = 6
-UNCONFIRMED = "?"
-OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
-# Best entry, margin over another topic, whether it answers, whether it is an open point.
-Decision = tuple[Ranked | None, float, bool, bool]
 
 
 @dataclass(frozen=True)
@@ -53,11 +45,11 @@ class Piece:
     unconfirmed: bool
 
 
-class Reader:
+class Reader(Decider):
     """Splits messages into questions and matches each against the knowledge base."""
 
     def __init__(self, matcher: Matcher, cues: LanguageCues) -> None:
-        self.matcher = matcher
+        super().__init__(matcher)
         informal = {
             word: meaning
             for spellings in matcher.spellings.informal.values()
@@ -72,86 +64,6 @@ class Reader:
     def is_closed(self, question: str) -> bool:
         """A yes/no question: no question word asking for information ("what", "quanto")."""
         return self.splitter.is_closed(question, CLOSED_MIN_WORDS)
-
-    def choose(
-        self, query: QueryTerms, closed: bool = False
-    ) -> tuple[Ranked | None, float, list[Ranked]]:
-        """The entry that would answer `query`, its margin over another topic, the ranking."""
-        tuning = self.matcher.tuning
-        best, margin, ranked = self.matcher.best(query)
-        if closed and best is not None and best.id == best.group:
-            # A yes/no question: a claim of the same topic nearly as close gives the direct
-            # answer the topic's general text lacks.
-            claim = next(
-                (
-                    r
-                    for r in ranked[1:]
-                    if r.group == best.group
-                    and best.score - r.score < CLAIM_PREFERENCE
-                    and r.score >= tuning.threshold
-                ),
-                None,
-            )
-            if claim is not None:
-                best = replace(claim)
-        return best, margin, ranked
-
-    def decide(
-        self, query: QueryTerms, closed: bool = False
-    ) -> tuple[Ranked | None, float, bool, bool]:
-        """Best entry, margin, whether it answers, whether it is an unconfirmed point."""
-        tuning = self.matcher.tuning
-        best, margin, ranked = self.choose(query, closed)
-        if best is None:
-            return best, margin, False, False
-        if tuning.has_decision and not best.group.startswith(UNCONFIRMED):
-            # A fitted model weighs the score with what else the question says; an
-            # unconfirmed point still needs the threshold to be named.
-            if not tuning.accepts(features(self.matcher, query, best, margin, closed, ranked)):
-                return best, margin, False, False
-        elif best.score < tuning.threshold:
-            return best, margin, False, False
-        if OTHER_PROGRAMMES in query.concepts and not self.matcher.holds(
-            best.index, OTHER_PROGRAMMES
-        ):
-            # Another programme is named, and this entry is not about other programmes: the
-            # answer would be about this call, not the one asked about.
-            return best, margin, False, False
-        if best.group.startswith(UNCONFIRMED):
-            return best, margin, False, True
-        left_open = self.matcher.open_points(query, best.index)
-        if left_open:
-            # The question names something only points the facts leave open know ("the
-            # coordinator", "duration"), and the answer would ignore it: the open point it
-            # names, if it ranks, else nothing is answered.
-            point = next((r for r in ranked if r.index in left_open), None)
-            if point is not None:
-                return point, margin, False, True
-            return best, margin, False, False
-        if margin < tuning.margin:
-            # Too close to call: an unconfirmed point close behind wins (never a wrong
-            # figure) when the question says something the best entry does not hold ("budget
-            # per partner?"); otherwise nothing is answered.
-            close = [
-                r
-                for r in ranked[1:]
-                if r.group.startswith(UNCONFIRMED) and best.score - r.score < tuning.margin
-            ]
-            if close and not self._beyond(query, best):
-                close = []
-            if close:
-                return close[0], margin, False, True
-            if margin < tuning.answer_margin and not tuning.has_decision:
-                return best, margin, False, False
-        return best, margin, True, False
-
-    def _beyond(self, query: QueryTerms, best: Ranked) -> bool:
-        """Whether the question says something `best` does not hold (an informative term):
-        only then may a point the facts leave open, close behind, be what it asks."""
-        stop = self.matcher.stop_terms
-        return any(
-            term not in stop and not self.matcher.holds(best.index, term) for term in query.weights
-        )
 
     def _listed(self, question: str, lang: str) -> list[str]:
         """`question` as a list of short subjects, cut at its commas and conjunctions
