@@ -36,21 +36,6 @@ MAX_ANSWERS = 3
 DETECTED_KEPT = 64
 
 
-def _index_sources(directory: Path) -> list[Path]:
-    """The files the ranking index is built from: the folder's own, and the shipped
-    language cues it falls back to (the word lists are read when used, not kept in it)."""
-    from bot.resources import config_dir
-
-    shipped = config_dir()
-    return [
-        directory / CALL_FILE,
-        directory / FAQ_FILE,
-        directory / LEXICON_FILE,
-        directory / LANGUAGE_FILE,
-        shipped / LANGUAGE_FILE,
-    ]
-
-
 __all__ = ["Answer", "Found", "KnowledgeBase", "KnowledgeError", "Understanding"]
 
 
@@ -109,8 +94,12 @@ class KnowledgeBase:
         kept = None
         if index_cache is not None:
             from bot.knowledge.index_cache import digest, slot
+            from bot.resources import config_dir
 
-            sources = digest(_index_sources(directory), f"{directory.resolve()} {min_score}")
+            # The index is built from these (the word lists are read when used, not kept).
+            files = [directory / name for name in (CALL_FILE, FAQ_FILE, LEXICON_FILE)]
+            files += [directory / LANGUAGE_FILE, config_dir() / LANGUAGE_FILE]
+            sources = digest(files, f"{directory.resolve()} {min_score}")
             kept = (index_cache, f"{slot(directory)}-{sources}")
         return cls(
             call,
