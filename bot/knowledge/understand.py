@@ -75,13 +75,13 @@ class Reader(Decider):
         if len(words) != len(surface):
             return []
         commas = {at for at in comma_positions(question) if 0 < at < len(words)}
+        if not commas:
+            return []
         joins = {
             at
             for at in range(1, len(words) - 1)
             if self.splitter.conjunction_at(words, surface, at)
         }
-        if not commas:
-            return []
         parts, start = [], 0
         for at in sorted(commas | joins):
             parts.append(" ".join(surface[start:at]))
