@@ -80,6 +80,7 @@ SETS = {
     "probein": DATA / "eval_probein.yaml",
     "probemix": DATA / "eval_probemix.yaml",
     "probemix2": DATA / "eval_probemix2.yaml",
+    "probechat": DATA / "eval_probechat.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -782,7 +783,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,"
+            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,"
             "hard) or 'all'"
         ),
     )
