@@ -81,6 +81,7 @@ SETS = {
     "probemix": DATA / "eval_probemix.yaml",
     "probemix2": DATA / "eval_probemix2.yaml",
     "probechat": DATA / "eval_probechat.yaml",
+    "probemix3": DATA / "eval_probemix3.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -783,7 +784,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,"
+            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,"
             "hard) or 'all'"
         ),
     )
