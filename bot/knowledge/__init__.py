@@ -141,6 +141,7 @@ class KnowledgeBase:
         return load_or_build(folder, key, Matcher, self._build_matcher)
 
     def _build_matcher(self) -> Matcher:
+        from bot.knowledge.analysis import OPEN_GROUP
         from bot.knowledge.match import Document, Matcher, Tuning
 
         tuning = Tuning.from_mapping(self.faq.matching)
@@ -149,7 +150,7 @@ class KnowledgeBase:
         documents = [
             Document(
                 entry.id,
-                entry.topic if entry.confirmed else "?" + entry.id,
+                entry.topic if entry.confirmed else OPEN_GROUP + entry.id,
                 entry.questions,
                 entry.keywords,
                 {

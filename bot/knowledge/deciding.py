@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bot.knowledge.analysis import OPEN_GROUP
 from bot.knowledge.decision import features
 from bot.knowledge.lexicon import CONCEPT_MARK
 from bot.knowledge.lexicon import OTHER_PROGRAMMES as OTHER_GROUP
@@ -20,7 +21,6 @@ from bot.knowledge.match import Matcher, QueryTerms, Ranked
 # How much closer a topic's general answer may be than one of its claims and still give way
 # to it on a yes/no question.
 CLAIM_PREFERENCE = 0.15
-UNCONFIRMED = "?"
 OTHER_PROGRAMMES = CONCEPT_MARK + OTHER_GROUP
 # Best entry, margin over another topic, whether it answers, whether it is an open point.
 Decision = tuple[Ranked | None, float, bool, bool]
@@ -55,15 +55,13 @@ class Decider:
                 best = replace(claim)
         return best, margin, ranked
 
-    def decide(
-        self, query: QueryTerms, closed: bool = False
-    ) -> tuple[Ranked | None, float, bool, bool]:
+    def decide(self, query: QueryTerms, closed: bool = False) -> Decision:
         """Best entry, margin, whether it answers, whether it is an unconfirmed point."""
         tuning = self.matcher.tuning
         best, margin, ranked = self.choose(query, closed)
         if best is None:
             return best, margin, False, False
-        if tuning.has_decision and not best.group.startswith(UNCONFIRMED):
+        if tuning.has_decision and not best.group.startswith(OPEN_GROUP):
             # A fitted model weighs the score with what else the question says; an
             # unconfirmed point still needs the threshold to be named.
             if not tuning.accepts(features(self.matcher, query, best, margin, closed, ranked)):
@@ -76,7 +74,7 @@ class Decider:
             # Another programme is named, and this entry is not about other programmes: the
             # answer would be about this call, not the one asked about.
             return best, margin, False, False
-        if best.group.startswith(UNCONFIRMED):
+        if best.group.startswith(OPEN_GROUP):
             return best, margin, False, True
         left_open = self.matcher.open_points(query, best.index)
         if left_open:
@@ -94,7 +92,7 @@ class Decider:
             close = [
                 r
                 for r in ranked[1:]
-                if r.group.startswith(UNCONFIRMED) and best.score - r.score < tuning.margin
+                if r.group.startswith(OPEN_GROUP) and best.score - r.score < tuning.margin
             ]
             if close and not self._beyond(query, best):
                 close = []
