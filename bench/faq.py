@@ -72,7 +72,10 @@ SETS = {
     "blind11": DATA / "eval_blind11.yaml",
     "blind12": DATA / "eval_blind12.yaml",
     "blind14": DATA / "eval_blind14.yaml",
+    "blind15": DATA / "eval_blind15.yaml",
     "blind16": DATA / "eval_blind16.yaml",
+    "blind17": DATA / "eval_blind17.yaml",
+    "blind18": DATA / "eval_blind18.yaml",
     "probefb": DATA / "eval_probefb.yaml",
     "probefb2": DATA / "eval_probefb2.yaml",
     "probelong": DATA / "eval_probelong.yaml",
@@ -784,7 +787,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,blind16,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,"
+            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,"
             "hard) or 'all'"
         ),
     )
