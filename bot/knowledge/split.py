@@ -156,6 +156,12 @@ class Splitter:
     def focus(self, sentence: str) -> str:
         """The part of a chatty sentence after its first focus cue ("vorrei sapere …"); a
         later one is usually the purpose ("…, per capire se …")."""
+        return self.focused(sentence)[1]
+
+    def focused(self, sentence: str) -> tuple[str, str]:
+        """A chatty sentence cut at its first focus cue: what it says before the cue (the
+        question's closest context: "… something called X and now I'm curious, what is it?")
+        and what it asks after it; ("", sentence) without a cue."""
         words = tokens(sentence)
         end = find_loosely(words, self.focus_cues, first=True)
         if 0 < end < len(words):
@@ -165,8 +171,12 @@ class Splitter:
             rest = surface[end]
             for at in range(end + 1, len(surface)):
                 rest += ("," if at in commas else "") + " " + surface[at]
-            return rest
-        return sentence
+            # Where the cue starts: the last start from which a cue still ends at `end`.
+            start = max(
+                at for at in range(end) if find_loosely(words[at:end], self.focus_cues) == end - at
+            )
+            return " ".join(surface[:start]), rest
+        return "", sentence
 
     def conjunction_at(self, words: list[str], surface: list[str], at: int) -> bool:
         """Whether word `at` is a conjunction as written ("e", not the verb "è")."""
@@ -262,9 +272,13 @@ class Splitter:
                 # before it; it asks nothing new.
                 continue
             if self.is_question(sentence, marked):
-                context, parts = self.halves(self.focus(sentence), sentence.endswith("?"))
+                lead, focused = self.focused(sentence)
+                context, parts = self.halves(focused, sentence.endswith("?"))
+                if len([word for word in tokens(lead) if word not in self.filler]) < CLOSING_WORDS:
+                    # "Inoltre mi servirebbe sapere …": too little before the cue to be context.
+                    lead = ""
                 for half in parts:
-                    asked.append((half, context or previous, sentence))
+                    asked.append((half, context or lead or previous, sentence))
             previous = sentence
         if not asked and self.is_list(text):
             # Nothing marks a question, on several lines ("deadline date & time\n* total
