@@ -381,6 +381,30 @@ def test_the_fitted_decision_model_is_read_from_the_faq_file(kb: KnowledgeBase) 
     )
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Is there a pre-financing at the start of the project? And in what percentage?",
+        "Ci chiedevamo se sia previsto un prefinanziamento all'avvio del progetto e, nel caso, "
+        "in che percentuale.",
+    ],
+)
+def test_a_few_words_elaborating_an_open_point_go_with_it(kb: KnowledgeBase, message: str) -> None:
+    found = kb.understand(message)
+    # "in what percentage" alone would be the funding rate; here it asks about the open point.
+    assert found.topic is None
+    assert found.answers == ()
+    assert found.unanswered == message
+
+
+def test_a_short_question_on_another_subject_after_an_open_point_is_answered(
+    kb: KnowledgeBase,
+) -> None:
+    found = kb.understand("Quanti partner minimo servono? E qual è la scadenza?")
+    assert [a.topic for a in found.answers] == ["deadline"]
+    assert found.unanswered == "Quanti partner minimo servono?"
+
+
 def test_the_decision_model_decides_whether_the_best_entry_answers(kb: KnowledgeBase) -> None:
     question = "What is the total budget of the call?"
     assert kb.understand(question).topic == "budget"

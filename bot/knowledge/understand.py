@@ -12,7 +12,7 @@ goes, alone, to the form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.knowledge.cues import LanguageCues
 from bot.knowledge.deciding import Decider, Decision
@@ -31,6 +31,9 @@ NEAR_RANKS = 5
 # A list of subjects asked at once: at most this many, each of at most this many words.
 MAX_LISTED = 4
 MAX_LISTED_WORDS = 6
+# Most words of its own (besides fillers and function words) a question may have and still
+# only elaborate the open point asked just before it.
+FOLLOW_UP_WORDS = 1
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,27 @@ class Reader(Decider):
             for term in joined.weights
         )
 
+    def _follows_up(self, question: str, lang: str, last: Piece) -> bool:
+        """Whether `question` only elaborates the open point `last` asked just before it
+        ("… a pre-financing, and in what percentage?", "… how the grant is split? Half
+        each?"): at most FOLLOW_UP_WORDS words of its own, all of them words that point
+        knows. "… and what is the deadline?" names another subject and stays a question."""
+        if last.best is None:
+            return False
+        own = [
+            word
+            for word in tokens(question)
+            if word not in self.matcher.filler and word not in self.matcher.stopwords
+        ]
+        if len(own) > FOLLOW_UP_WORDS:
+            return False
+        query = self.matcher.query(question, lang)
+        return all(
+            self.matcher.holds(last.best.index, term)
+            for term in query.weights
+            if term not in self.matcher.stop_terms
+        )
+
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
         ranked = self.matcher.rank_query(query)
         return any(
@@ -274,6 +298,17 @@ class Reader(Decider):
             ):
                 # "… how many partners, and must they be from different countries?": a second
                 # half nearly as close to the point the first half asked stays with it.
+                continue
+            if (
+                answered
+                and last is not None
+                and last.unconfirmed
+                and self._follows_up(question, lang, last)
+            ):
+                # "… a pre-financing? And in what percentage?": it goes to the secretariat
+                # with the point it elaborates, not answered as a topic of its own.
+                if sentence != last.sentence:
+                    pieces[-1] = replace(last, sentence=f"{last.sentence} {sentence}")
                 continue
             if not answered and not unconfirmed:
                 # "Per pura curiosità (e un po' d'ansia) quanti progetti …?": the words before
