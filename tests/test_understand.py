@@ -381,6 +381,25 @@ def test_the_fitted_decision_model_is_read_from_the_faq_file(kb: KnowledgeBase) 
     )
 
 
+def test_the_words_before_a_focus_cue_are_the_context_of_its_question(kb: KnowledgeBase) -> None:
+    found = kb.understand(
+        "Hi there, Tom from a robotics SME in Leeds. Our cluster manager keeps mentioning "
+        "something called ClusterXchange and now I'm curious, what is it exactly?\nCheers, Tom"
+    )
+    # "what is it exactly" alone names nothing; the clause before "I'm curious" does.
+    assert found.topic == "clusterxchange"
+
+
+def test_a_question_passed_on_from_someone_else_is_the_question(kb: KnowledgeBase) -> None:
+    found = kb.understand(
+        "Buongiorno! Sono Chiara, lavoro in un cluster agroalimentare in Emilia. Il mio capo "
+        "mi ha chiesto di verificare quanto può ricevere al massimo un singolo progetto. "
+        "Grazie mille e buona giornata!"
+    )
+    assert found.topic == "max-grant"
+    assert found.lang == "it"
+
+
 @pytest.mark.parametrize(
     "message",
     [
