@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def speller(frequency: dict[str, int]) -> Speller:
     """A speller over `frequency`'s words, with no other known or indexed words."""
-    return Speller(frequency, frozenset(), lambda word: False)
+    return Speller(frequency, frozenset())
 
 
 def test_a_left_out_letter_beats_a_changed_one() -> None:
@@ -29,10 +29,25 @@ def test_among_equally_likely_repairs_the_more_written_word_wins() -> None:
 
 
 def test_known_short_and_far_words_are_left_alone() -> None:
-    spell = Speller({"budget": 1}, frozenset({"budgie"}), lambda word: False)
+    spell = Speller({"budget": 1}, frozenset({"budgie"}))
     assert spell.correct("budgie") == "budgie"
     assert spell.correct("bud") == "bud"
     assert spell.correct("bridges") == "bridges"
+
+
+def test_a_typo_the_knowledge_base_writes_once_reads_as_the_common_word() -> None:
+    # One variant keeps an applicant's "dealine"; a question with it still means "deadline".
+    spell = speller({"deadline": 40, "dealine": 1, "rare": 1, "care": 2})
+    assert spell.correct("dealine") == "deadline"
+    # A word written once beside another written about as rarely is no typo of it.
+    assert spell.correct("rare") == "rare"
+    assert spell.correct("deadline") == "deadline"
+
+
+def test_a_misspelling_is_read_as_the_word_it_misses() -> None:
+    # The question reads "cluster excellence", the name the lexicon knows, not just its stems.
+    matcher = KnowledgeBase.load(ROOT / "config").matcher
+    assert matcher.correct("excelence") == "excellence"
 
 
 def test_common_words_of_either_language_are_never_corrected() -> None:

@@ -173,7 +173,7 @@ class Matcher:
         self._recent: Recent[tuple[object, ...], npt.NDArray[np.float64]] = Recent(CACHED_SCORES)
         real_words = self.stopwords | self.filler | known
         self.spellings = Spellings(
-            Speller({w: surface[w] for w in self.surface}, real_words, self.indexed, common),
+            Speller({w: surface[w] for w in self.surface}, real_words, common),
             informal,
             truncated,
         )
@@ -183,14 +183,6 @@ class Matcher:
     def correct(self, word: str) -> str:
         """A known word for an unknown one within a small edit distance (see spelling.py)."""
         return self.spellings.correct(word)
-
-    def indexed(self, word: str) -> bool:
-        """Whether `word`'s stem, in either language, is a term of the index or of a concept."""
-        return any(
-            self.analyzer.term(word, lang) in self.idf
-            or self.analyzer.concept_stems[lang].get(self.analyzer.term(word, lang))
-            for lang in LANGUAGES
-        )
 
     def query(self, text: str, lang: str) -> QueryTerms:
         """The weighted terms of a question written (mostly) in `lang`."""

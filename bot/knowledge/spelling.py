@@ -6,13 +6,15 @@ they stand for ("nn" -> "non"), and typos corrected by the `Speller`.
 
 Typo tolerance: an unknown word of a question read as a known one a small edit away.
 
-Only a word that is neither the knowledge base's (as written, or through its stem: "capito"
-is known when "capire" is) nor a word of the language resources (stop words, the cues and
-fillers of language.yaml) is corrected, to the closest word of the knowledge base within one
-edit (two from 8 letters, rapidfuzz OSA distance). Among words equally close, the likeliest
-typo wins (a noisy channel): a letter left out is the commonest slip, so a word reached by
-adding letters ("totl" -> "total") beats one reached by changing them ("tool"), then the word
-the knowledge base writes more often; the rest is settled the same way in every run.
+Only a word that is neither the knowledge base's as written nor a word of the language
+resources (stop words, the cues and fillers of language.yaml, the commonest words) is
+corrected, to the closest word of the knowledge base within one edit (two from 8 letters,
+rapidfuzz OSA distance); so is a word the knowledge base writes only once (one of its own
+typo variants) when a word it writes far more often is that close. Among words equally
+close, the likeliest typo wins (a noisy channel): a letter left out is the commonest slip, so
+a word reached by adding letters ("totl" -> "total") beats one reached by changing them
+("tool"), then the word the knowledge base writes more often; the rest is settled the same
+way in every run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ MIN_TRUNCATED = 4
 # Levenshtein weights (insertion, deletion, substitution) from the unknown word to a known
 # one: adding a left-out letter is the cheapest repair.
 SLIP_WEIGHTS = (1, 2, 2)
+# A word the knowledge base writes at most this often, and a word it writes this many times
+# more often one slip away: the first is read as the second (see `Speller.correct`).
+RARE_WRITTEN = 1
+FREQUENT_RATIO = 5
 
 
 class Spellings:
@@ -72,7 +78,6 @@ class Speller:
         self,
         surface: Mapping[str, int],
         known: frozenset[str],
-        is_indexed: Callable[[str], bool],
         common: Container[str] = frozenset(),
     ) -> None:
         # The knowledge base's words, each with how often it writes them.
@@ -80,7 +85,6 @@ class Speller:
         self.surface = frozenset(surface)
         # Real words that are not the knowledge base's: never turned into one of its words.
         self.known = known
-        self.is_indexed = is_indexed
         # The commonest words of the languages (words.txt): real words too, looked up last,
         # when a word would otherwise be corrected.
         self.common = common
@@ -91,17 +95,27 @@ class Speller:
 
     def correct(self, word: str) -> str:
         """A known word for an unknown one within a small edit distance, else the word."""
-        if (
-            word in self.surface
-            or word in self.known
-            or len(word) < MIN_CORRECTED
-            or not word.isalpha()
-        ):
+        if word in self.known or len(word) < MIN_CORRECTED or not word.isalpha():
             return word
         cached = self._corrections.get(word)
         if cached is not None:
             return cached
-        best = word if self.is_indexed(word) or word in self.common else self._closest(word)
+        if word in self.surface:
+            # A word the knowledge base writes once and no dictionary knows is likely one of
+            # its own typo variants ("whats the dealine …"): read as the much commoner word
+            # one slip away, if there is one, so it matches that word's entries too.
+            rare = (
+                self.frequency.get(word, 0) <= RARE_WRITTEN
+                and word not in self.common
+                and word not in self.known
+            )
+            best = self._closest(word, FREQUENT_RATIO * self.frequency[word]) if rare else word
+        elif word in self.common:
+            best = word
+        else:
+            # A word whose stem the index knows ("excelence") is still read as the written
+            # word it misspells, so the phrases it belongs to ("cluster excellence") count.
+            best = self._closest(word)
         if len(self._corrections) >= MAX_CORRECTIONS_CACHED:
             self._corrections.clear()
         self._corrections[word] = best
@@ -111,7 +125,9 @@ class Speller:
         """Whether `word` is the knowledge base's, a known real word or a common one."""
         return word in self.surface or word in self.known or word in self.common
 
-    def _closest(self, word: str) -> str:
+    def _closest(self, word: str, at_least: int = 1) -> str:
+        """The likeliest word of the knowledge base `word` is a slip of, among those it writes
+        at least `at_least` times; `word` itself when none is close enough."""
         from rapidfuzz import process
         from rapidfuzz.distance import OSA, Levenshtein
 
@@ -126,6 +142,8 @@ class Speller:
             for candidate, distance, _ in process.extract(
                 word, candidates, scorer=OSA.distance, score_cutoff=limit, limit=None
             ):
+                if candidate == word or self.frequency.get(candidate, 0) < at_least:
+                    continue
                 slips = Levenshtein.distance(word, candidate, weights=SLIP_WEIGHTS)
                 found.append((int(distance), slips, -self.frequency.get(candidate, 0), candidate))
         return min(found)[3] if found else word
