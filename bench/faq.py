@@ -85,6 +85,8 @@ SETS = {
     "probemix2": DATA / "eval_probemix2.yaml",
     "probechat": DATA / "eval_probechat.yaml",
     "probemix3": DATA / "eval_probemix3.yaml",
+    "probeiy": DATA / "eval_probeiy.yaml",
+    "probetl": DATA / "eval_probetl.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -787,7 +789,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,"
+            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,probeiy,probetl,"
             "hard) or 'all'"
         ),
     )
