@@ -22,6 +22,7 @@ from bot.knowledge.lexicon import LEXICON_FILE, Lexicon, load_lexicon
 from bot.knowledge.render import call_status, render_answer
 from bot.knowledge.results import Answer, Found, Understanding, load_fallback_texts
 from bot.knowledge.scoring import Recent
+from bot.knowledge.verdict import Verdicts
 
 if TYPE_CHECKING:
     from bot.knowledge.match import Matcher
@@ -184,6 +185,13 @@ class KnowledgeBase:
 
         return Reader(self.matcher, self.cues)
 
+    @cached_property
+    def verdicts(self) -> Verdicts:
+        """Yes or no before the answer to a closed question quoting a figure (verdict.py)."""
+        cues = self.cues
+        percents = frozenset(" ".join(p) for p in in_every_language(cues.percents))
+        return Verdicts(cues.verdicts, cues.scales, in_every_language(cues.comparisons), percents)
+
     @property
     def min_score(self) -> float:
         return self.matcher.tuning.threshold
@@ -256,12 +264,15 @@ class KnowledgeBase:
                 target = answers if piece.answered else unconfirmed
                 seen = any(found.faq_id == entry.id for found in answers + unconfirmed)
                 if not seen and len(target) < MAX_ANSWERS:
+                    answer = self.render(entry.id, reply_lang, now)
+                    if self.reader.settles(piece, match_lang):
+                        answer = self.verdicts.prefixed(piece.text, answer, reply_lang)
                     found = Found(
                         entry.id,
                         entry.topic if entry.confirmed else None,
                         round(score, 4),
                         piece.sentence,
-                        self.render(entry.id, reply_lang, now),
+                        answer,
                     )
                     target.append(found)
                 # An answer given (now or for an earlier question) settles the question; a
@@ -298,18 +309,6 @@ class KnowledgeBase:
             "\n\n".join(parts),
             found.topic,
             found.answers,
-        )
-
-    def match(self, question: str, lang: str | None = None) -> tuple[str | None, float]:
-        """The id that answers a question and its score; None when the bot falls back."""
-        found = self.understand(question, lang)
-        return (
-            (found.answers[0].faq_id, found.answers[0].score)
-            if found.answers
-            else (
-                None,
-                found.score,
-            )
         )
 
     def render(self, faq_id: str, lang: str, now: datetime | None = None) -> str:

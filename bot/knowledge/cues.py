@@ -68,6 +68,14 @@ class LanguageCues:
     truncated: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Words both languages write ("deadline", "lump sum" in Italian): evidence of neither.
     shared: frozenset[str] = frozenset()
+    # Per language: the reply's first word when a quoted figure holds or not ({"yes": "Sì"}).
+    verdicts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Words after a number that multiply it ("k", "milioni"), any language.
+    scales: Mapping[str, float] = field(default_factory=dict)
+    # Per language: phrases that compare a figure ("more than", "almeno").
+    comparisons: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
+    # Per language: words written for "%" ("percent", "per cento").
+    percents: Mapping[str, frozenset[tuple[str, ...]]] = field(default_factory=dict)
 
     def all_words(self) -> frozenset[str]:
         """Every word of the cues, fillers and informal readings: real words of a language."""
@@ -117,6 +125,10 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
     reason = _optional_phrases(data, "reason_cues", path, problems)
     choice = _optional_phrases(data, "choice_cues", path, problems)
     yes_no_tails = _optional_phrases(data, "yes_no_tails", path, problems)
+    comparisons = _optional_phrases(data, "comparison_cues", path, problems)
+    percents = _optional_phrases(data, "percent_words", path, problems)
+    verdicts = _verdicts(data.get("verdicts"), path, problems)
+    scales = _scales(data.get("scale_words"), path, problems)
     filler: dict[str, frozenset[str]] = {}
     if data.get("filler") is not None:
         raw_filler = data["filler"]
@@ -144,7 +156,44 @@ def parse_language(data: Any, path: Path) -> LanguageCues:
         reason=reason,
         choice=choice,
         yes_no_tails=yes_no_tails,
+        verdicts=verdicts,
+        scales=scales,
+        comparisons=comparisons,
+        percents=percents,
     )
+
+
+def _verdicts(raw: Any, path: Path, problems: list[str]) -> dict[str, dict[str, str]]:
+    """The optional `verdicts` section: per language, the words for "yes" and "no"."""
+    if raw is None:
+        return {}
+    tables: dict[str, dict[str, str]] = {}
+    for lang in LANGUAGES:
+        table = raw.get(lang) if isinstance(raw, Mapping) else None
+        if not isinstance(table, Mapping) or not all(
+            isinstance(table.get(key), str) and table[key].strip() for key in ("yes", "no")
+        ):
+            problems.append(f'{path}: verdicts.{lang} must give "yes" and "no" words (quoted)')
+            continue
+        tables[lang] = {key: str(table[key]).strip() for key in ("yes", "no")}
+    return tables
+
+
+def _scales(raw: Any, path: Path, problems: list[str]) -> dict[str, float]:
+    """The optional `scale_words` section: per language, a word -> the number it multiplies by."""
+    if raw is None:
+        return {}
+    scales: dict[str, float] = {}
+    for lang in LANGUAGES:
+        table = raw.get(lang) if isinstance(raw, Mapping) else None
+        if not isinstance(table, Mapping) or not all(
+            isinstance(word, str) and isinstance(value, int | float) and value > 0
+            for word, value in table.items()
+        ):
+            problems.append(f"{path}: scale_words.{lang} must map words to numbers ('mila: 1000')")
+            continue
+        scales.update({word.casefold(): float(value) for word, value in table.items()})
+    return scales
 
 
 def _optional_phrases(

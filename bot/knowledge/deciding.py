@@ -109,3 +109,12 @@ class Decider:
         return any(
             term not in stop and not self.matcher.holds(best.index, term) for term in query.weights
         )
+
+    def explains(self, question: str, lang: str, index: int) -> bool:
+        """Whether entry `index` holds every word of `question` that says something."""
+        query = self.matcher.query(question, lang)
+        return all(
+            self.matcher.holds(index, term)
+            for term in query.weights
+            if term not in self.matcher.stop_terms
+        )

@@ -175,11 +175,16 @@ class Reader(Decider):
         ]
         if len(own) > FOLLOW_UP_WORDS:
             return False
-        query = self.matcher.query(question, lang)
-        return all(
-            self.matcher.holds(last.best.index, term)
-            for term in query.weights
-            if term not in self.matcher.stop_terms
+        return self.explains(question, lang, last.best.index)
+
+    def settles(self, piece: Piece, lang: str) -> bool:
+        """Whether an answered closed question is wholly about its entry, so the figures of
+        the entry's answer settle it ("Does the 75 % rate apply to in-kind too?" is not)."""
+        return (
+            piece.answered
+            and piece.best is not None
+            and self.is_closed(piece.text)
+            and self.explains(piece.text, lang, piece.best.index)
         )
 
     def _close(self, query: QueryTerms, entry_id: str, score: float) -> bool:
