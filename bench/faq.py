@@ -87,6 +87,7 @@ SETS = {
     "probemix3": DATA / "eval_probemix3.yaml",
     "probeiy": DATA / "eval_probeiy.yaml",
     "probetl": DATA / "eval_probetl.yaml",
+    "probeen": DATA / "eval_probeen.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -789,7 +790,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,probeiy,probetl,"
+            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,probeiy,probetl,probeen,"
             "hard) or 'all'"
         ),
     )
