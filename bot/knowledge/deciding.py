@@ -105,16 +105,13 @@ class Decider:
     def _beyond(self, query: QueryTerms, best: Ranked) -> bool:
         """Whether the question says something `best` does not hold (an informative term):
         only then may a point the facts leave open, close behind, be what it asks."""
-        stop = self.matcher.stop_terms
-        return any(
-            term not in stop and not self.matcher.holds(best.index, term) for term in query.weights
-        )
+        return not self.holds_all(query, best.index)
 
     def explains(self, question: str, lang: str, index: int) -> bool:
         """Whether entry `index` holds every word of `question` that says something."""
-        query = self.matcher.query(question, lang)
-        return all(
-            self.matcher.holds(index, term)
-            for term in query.weights
-            if term not in self.matcher.stop_terms
-        )
+        return self.holds_all(self.matcher.query(question, lang), index)
+
+    def holds_all(self, query: QueryTerms, index: int) -> bool:
+        """Whether entry `index` holds every informative term of `query`."""
+        stop = self.matcher.stop_terms
+        return all(self.matcher.holds(index, term) for term in query.weights if term not in stop)

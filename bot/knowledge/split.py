@@ -19,10 +19,10 @@ d'ansia) quanti progetti …") can be read from that word on (`from_question_wor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 
 from bot.knowledge.cues import LanguageCues, in_every_language
 from bot.knowledge.lexicon import surface_words, tokens
+from bot.knowledge.phrases import find, find_loosely, starts_with
 
 MAX_PIECES = 8
 # A conjunction or a comma starts a new question when a question cue follows within this
@@ -34,61 +34,6 @@ _SOFT_ENDS = frozenset(".;:")
 # Fewest words besides fillers that make a closing sentence a request, not thanks or a
 # signature ("Grazie mille!", "Best, Tom").
 CLOSING_WORDS = 4
-
-
-Phrases = frozenset[tuple[str, ...]]
-
-
-@lru_cache(maxsize=64)
-def _by_first_word(phrases: Phrases) -> dict[str, tuple[tuple[str, ...], ...]]:
-    """`phrases` grouped by their first word, so a look-up tries only the ones that can match."""
-    table: dict[str, list[tuple[str, ...]]] = {}
-    for phrase in phrases:
-        table.setdefault(phrase[0], []).append(phrase)
-    return {first: tuple(group) for first, group in table.items()}
-
-
-def starts_with(words: list[str], phrases: Phrases, at: int = 0) -> bool:
-    """Whether one of `phrases` starts at position `at` of `words`."""
-    if at >= len(words):
-        return False
-    candidates = _by_first_word(phrases).get(words[at], ())
-    return any(tuple(words[at : at + len(phrase)]) == phrase for phrase in candidates)
-
-
-def find(words: list[str], phrases: Phrases, first: bool = False) -> int:
-    """End position of the last occurrence of any phrase in `words` (`first`: of the first
-    occurrence, its longest phrase), or -1."""
-    table = _by_first_word(phrases)
-    found = -1
-    for at, word in enumerate(words):
-        for phrase in table.get(word, ()):
-            if tuple(words[at : at + len(phrase)]) == phrase:
-                found = max(found, at + len(phrase))
-        if first and found >= 0:
-            return found
-    return found
-
-
-def find_loosely(words: list[str], phrases: Phrases, first: bool = False) -> int:
-    """`find`, where a phrase of two words or more may also have one word inside it ("volevo
-    [solo] chiedervi", "I [just] wanted to ask", "vorrei [anche] sapere")."""
-    found = find(words, phrases, first)
-    if first and found >= 0:
-        return found
-    table = _by_first_word(phrases)
-    for at, word in enumerate(words):
-        for phrase in table.get(word, ()):
-            size = len(phrase)
-            for gap in range(1, size):
-                if (
-                    tuple(words[at : at + gap]) == phrase[:gap]
-                    and tuple(words[at + gap + 1 : at + size + 1]) == phrase[gap:]
-                ):
-                    found = max(found, at + size + 1)
-        if first and found >= 0:
-            return found
-    return found
 
 
 def comma_positions(text: str) -> set[int]:
