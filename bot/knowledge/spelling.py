@@ -104,11 +104,7 @@ class Speller:
             # A word the knowledge base writes once and no dictionary knows is likely one of
             # its own typo variants ("whats the dealine …"): read as the much commoner word
             # one slip away, if there is one, so it matches that word's entries too.
-            rare = (
-                self.frequency.get(word, 0) <= RARE_WRITTEN
-                and word not in self.common
-                and word not in self.known
-            )
+            rare = self.frequency[word] <= RARE_WRITTEN and word not in self.common
             best = self._closest(word, FREQUENT_RATIO * self.frequency[word]) if rare else word
         elif word in self.common:
             best = word

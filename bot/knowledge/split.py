@@ -219,7 +219,7 @@ class Splitter:
             if self.is_question(sentence, marked):
                 lead, focused = self.focused(sentence)
                 context, parts = self.halves(focused, sentence.endswith("?"))
-                if len([word for word in tokens(lead) if word not in self.filler]) < CLOSING_WORDS:
+                if not self._says_something(lead):
                     # "Inoltre mi servirebbe sapere …": too little before the cue to be context.
                     lead = ""
                 for half in parts:
@@ -247,10 +247,13 @@ class Splitter:
         """Index of the last sentence of `found` that says something (CLOSING_WORDS words or
         more besides fillers), -1 when none does."""
         for at in range(len(found) - 1, -1, -1):
-            words = [word for word in tokens(found[at]) if word not in self.filler]
-            if len(words) >= CLOSING_WORDS:
+            if self._says_something(found[at]):
                 return at
         return -1
+
+    def _says_something(self, text: str) -> bool:
+        """Whether `text` has CLOSING_WORDS words or more besides fillers."""
+        return len([word for word in tokens(text) if word not in self.filler]) >= CLOSING_WORDS
 
     def _marked(self, text: str, found: list[str]) -> bool:
         """Whether `text` marks its questions, with a question mark or a focus cue ("volevo

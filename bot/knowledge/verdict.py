@@ -19,6 +19,7 @@ from functools import cache
 
 from bot.knowledge.facts import LANGUAGES
 from bot.knowledge.lexicon import fold, tokens
+from bot.knowledge.phrases import find
 
 # After `fold`, whose digit groups are joined ("500 000", "6.000.000").
 _NUMBER = r"\d+(?:[.,]\d+)?"
@@ -136,12 +137,7 @@ class Verdicts:
         return f"{word}: {start}{answer[1:]}"
 
     def _compares(self, question: str) -> bool:
-        words = tokens(question)
-        return any(
-            tuple(words[at : at + len(phrase)]) == phrase
-            for phrase in self.comparisons
-            for at in range(len(words))
-        )
+        return find(tokens(question), self.comparisons) >= 0
 
 
 __all__ = ["Verdicts"]
