@@ -237,6 +237,13 @@ def test_answer_joins_every_part_of_the_reply(kb: KnowledgeBase) -> None:
         ("Hi, volevo sapere quando scade il bando e quanto è il budget", "it"),
         # A word ending in an accented vowel is Italian, whatever the letters around it say.
         ("Cos'è ClusterXchange?", "it"),
+        # The call's identifier (COS-CLUSTER-...) is in every language: its "cos" is not
+        # English, so the unaccented "cos'e" still says Italian, and the identifier beside
+        # an English word says nothing.
+        ("cos'e clustterxchange?", "it"),
+        ("deadline COS-CLUSTER-2020-3-03", "en"),
+        # Numbers do not lengthen a short message: its one Italian word still decides.
+        ("budegt 6 miliardi e vro?", "it"),
     ],
 )
 def test_reply_language_is_the_message_language(kb: KnowledgeBase, text: str, lang: str) -> None:

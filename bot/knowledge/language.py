@@ -67,20 +67,22 @@ def identify(text: str, votes: Mapping[str, int]) -> str | None:
     if not words:
         return None
     balance = WORD_VOTE * (votes.get("it", 0) - votes.get("en", 0))
-    if all(word.isdigit() for word in words):
+    # Numbers are written alike in both languages: they do not make a message longer.
+    length = sum(not word.isdigit() for word in words)
+    if not length:
         return None
     if not any(votes.values()) and sum(len(word) > 2 for word in words) < ALONE_WORDS:
         # Nothing the knowledge base knows, and too few words for the library alone (a name,
         # "broken bytes", markup): it does not say which language the conversation is in.
         return None
-    if len(words) <= FEW_WORDS and min(votes.values(), default=0) == 0 and balance:
+    if length <= FEW_WORDS and min(votes.values(), default=0) == 0 and balance:
         # On a few words the knowledge base's own words and the function words of one
         # language are the better judge ("Che cos'è questo?").
         return "it" if balance > 0 else "en"
     probability = italian_probability(text)
     # Both values read toward Italian when positive.
     lean = (probability - 0.5) + balance
-    if len(words) <= SHORT_WORDS:
+    if length <= SHORT_WORDS:
         needed = SHORT_CONFIDENCE
     elif any(votes.values()):
         needed = LONG_CONFIDENCE
@@ -108,7 +110,7 @@ def guess(text: str) -> str | None:
 def detect(text: str, matcher: Matcher, cues: LanguageCues) -> str | None:
     """'it', 'en' or None for a message, from the library, the knowledge base's words and the
     informal spellings of language.yaml."""
-    words = tokens(text[:MAX_CHARS])
+    words = tokens(matcher.without_names(text[:MAX_CHARS]))
     # Typos corrected to known words vote too ("tel me a jok").
     votes = matcher.language_votes(set(words) | {matcher.correct(w) for w in words})
     # A word ending in an accented vowel ("è", "può", "perché") is Italian: English has

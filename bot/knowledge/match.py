@@ -24,6 +24,7 @@ on thousands of entries; the index is built once, in `Matcher.__init__`.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -75,6 +76,10 @@ class Matcher:
     ) -> None:
 
         self.documents = tuple(documents)
+        # The call's own names ("XYZ-2020-3-03") are written the same in every language: their
+        # pieces say nothing of a message's language ("cos" of "cos'è").
+        self._names = re.compile("|".join(re.escape(name) for name in names if name), re.IGNORECASE)
+        unnamed = self.without_names
         # Words of asking and politeness ("please", "explain", "gentilmente") in a question
         # say nothing of its subject: ignored, even where an entry's variant uses them.
         self.filler = filler
@@ -101,7 +106,7 @@ class Matcher:
                     informative = tuple(
                         w for w in words if meaningful(w) and w not in self.stopwords
                     )
-                    self.language_words[lang].update(words)
+                    self.language_words[lang].update(tokens(unnamed(question)))
                     terms = frozenset(self.analyzer.terms(question, lang))
                     described.append((index, terms, informative))
                     if terms:
@@ -118,13 +123,13 @@ class Matcher:
             for lang in LANGUAGES:
                 for keyword in document.keywords.get(lang, ()):
                     surface.update(tokens(keyword))
-                    self.language_words[lang].update(tokens(keyword))
+                    self.language_words[lang].update(tokens(unnamed(keyword)))
                     for term in self.analyzer.terms(keyword, lang):
                         profile[term] = 1.0
             profiles.append(profile)
             for lang, text in document.texts.items():
                 if lang in self.language_words:
-                    self.language_words[lang].update(tokens(text))
+                    self.language_words[lang].update(tokens(unnamed(text)))
         self.profiles = profiles
         # Function words and the generic cues of each language say the language too ("che",
         # "the", "vorrei"); they are evidence of the language only, never matched.
@@ -179,6 +184,10 @@ class Matcher:
         )
 
     # ------------------------------------------------------------------ the question
+
+    def without_names(self, text: str) -> str:
+        """`text` with the call's own names blanked out (they say nothing of its language)."""
+        return self._names.sub(" ", text) if self._names.pattern else text
 
     def correct(self, word: str) -> str:
         """A known word for an unknown one within a small edit distance (see spelling.py)."""
