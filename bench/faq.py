@@ -88,6 +88,7 @@ SETS = {
     "probeiy": DATA / "eval_probeiy.yaml",
     "probetl": DATA / "eval_probetl.yaml",
     "probeen": DATA / "eval_probeen.yaml",
+    "probeqa": DATA / "eval_probeqa.yaml",
     "hard": DATA / "eval_hard.yaml",
 }
 CONFIG = ROOT / "config"
@@ -790,7 +791,7 @@ def main() -> int:
         default="all",
         help=(
             "sets to report, separated by commas (dev,heldout,fresh,extra,final,blind4,...,"
-            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,probeiy,probetl,probeen,"
+            "blind12,blind14,...,blind18,probefb,probefb2,probelong,probemulti,probein,probemix,probemix2,probechat,probemix3,probeiy,probetl,probeen,probeqa,"
             "hard) or 'all'"
         ),
     )
