@@ -180,7 +180,7 @@ def test_a_statement_that_names_the_subject_is_read_with_the_question(
     ],
 )
 def test_common_questions_the_facts_leave_open_fall_back(
-    kb: KnowledgeBase, text: str, point: str
+    kb: KnowledgeBase, text: str, point: str | None
 ) -> None:
     found = kb.understand(text)
     assert found.topic is None
@@ -506,6 +506,32 @@ def test_a_country_outside_the_confirmed_list_is_an_open_point(
     found = kb.understand(text)
     assert found.topic is None
     assert [point.faq_id for point in found.unconfirmed] == ["third-country-partners"]
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("Can the 2 February deadline be extended?", "late-submission"),
+        ("La scadenza del 2 febbraio è prorogabile?", "late-submission"),
+        # The open point that holds "fee" does not rank: no point is named, still forwarded.
+        ("Is there a participation fee to register on the ECCP?", None),
+        ("Il contributo di 500 000 euro copre anche le attrezzature?", "eligible-costs"),
+    ],
+)
+def test_an_aspect_only_open_points_name_forwards_a_question_about_a_confirmed_fact(
+    kb: KnowledgeBase, text: str, point: str | None
+) -> None:
+    # The deadline, the ECCP and the 500 000 are confirmed; an extension, a fee or equipment
+    # are lexicon groups only points the facts leave open hold.
+    found = kb.understand(text)
+    assert found.topic is None
+    assert found.unanswered == text
+    assert [p.faq_id for p in found.unconfirmed] == ([point] if point else [])
+
+
+def test_too_late_is_still_answered_while_an_extension_is_forwarded(kb: KnowledgeBase) -> None:
+    assert kb.understand("Is it too late to apply?").topic == "deadline"
+    assert kb.understand("Can we get an extension of the deadline?").topic is None
 
 
 def test_beside_the_list_of_countries_another_country_is_still_forwarded(
